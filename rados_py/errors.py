@@ -1,0 +1,42 @@
+"""One root exception for Loligo, with families that every interface maps in one table.
+
+The gRPC status, S3/Swift error and errno that each family becomes are decided where the
+interface lives (one table each); code below only raises these.
+"""
+
+from __future__ import annotations
+
+
+class LoligoError(Exception):
+    """Root of every error Loligo raises on purpose."""
+
+
+class InvalidArgument(LoligoError):
+    """The caller gave input that can never succeed (bad name, malformed map, wrong type)."""
+
+
+class CrushMapError(InvalidArgument):
+    """A CRUSH map that cannot be parsed or is not safe to map with.
+
+    `line` is the 1-based line of the text map the error is about, when there is one.
+    """
+
+    def __init__(self, message: str, line: int | None = None):
+        self.line = line
+        super().__init__(f"line {line}: {message}" if line is not None else message)
+
+
+class NotFound(LoligoError):
+    """The named pool, object, rule, bucket or device does not exist."""
+
+
+class StaleEpoch(LoligoError):
+    """The sender's map is older than ours; fetch the newer map and resend."""
+
+
+class NotPrimary(LoligoError):
+    """This OSD is not the primary of the PG for the sender's map epoch."""
+
+
+class Timeout(LoligoError):
+    """An operation did not complete before its deadline."""
