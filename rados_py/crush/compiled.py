@@ -11,6 +11,8 @@ from array import array
 from collections.abc import Iterable, Mapping, Sequence
 
 from rados_py import _placement
+from rados_py.crush.classes import resolve_take as shadow_of
+from rados_py.crush.classes import shadow_buckets
 from rados_py.crush.model import OP_TAKE, WEIGHT_ONE, Bucket, CrushMap, Step
 from rados_py.errors import CrushMapError, NotFound
 
@@ -58,20 +60,13 @@ class CompiledMap:
     def __init__(self, crush_map: CrushMap):
         crush_map.validate()
         self.crush_map = crush_map
-        buckets = dict(crush_map.buckets)
-        shadows: dict[int, Bucket] = {}
-        if crush_map.device_classes():
-            from rados_py.crush.classes import shadow_buckets
-
-            shadows = shadow_buckets(crush_map)
-            buckets.update(shadows)
-        self.buckets = buckets
+        # the device-class shadow trees are real buckets to the mapper (crushtool builds them
+        # even for a class that only appears in an `id -N class C` line)
+        self.buckets: dict[int, Bucket] = {**crush_map.buckets, **shadow_buckets(crush_map)}
 
         def resolve_take(step: Step) -> int:
             if step.op != OP_TAKE or step.item_class is None:
                 return step.arg1
-            from rados_py.crush.classes import resolve_take as shadow_of
-
             return shadow_of(crush_map, step.arg1, step.item_class)
 
         t = crush_map.tunables
@@ -80,7 +75,7 @@ class CompiledMap:
                     t.straw_calc_version)
         try:
             self._c = _placement.CrushMap(crush_map.max_devices, tunables,
-                                          _bucket_words(buckets).tobytes(),
+                                          _bucket_words(self.buckets).tobytes(),
                                           _rule_words(crush_map, resolve_take).tobytes())
         except ValueError as e:
             raise CrushMapError(str(e)) from None
@@ -128,11 +123,12 @@ class CompiledMap:
         return [self._c.do_rule(rule_id, x, num_rep, vec) for x in xs]
 
     def map_range_raw(self, rule_id: int, first: int, count: int, num_rep: int,
-                      weights: Weights = None) -> tuple[memoryview, memoryview]:
-        """Like map_range, as flat int32 views (rows padded with ITEM_NONE, and lengths)."""
+                      weights: Weights = None, threads: int = 0) -> tuple[memoryview, memoryview]:
+        """Like map_range, as flat int32 views (rows padded with ITEM_NONE, and lengths).
+        threads=0 spreads a large batch over every CPU."""
         self._check_rule(rule_id, num_rep)
         rows, lens = self._c.map_range(rule_id, first, count, num_rep,
-                                       self.weight_vector(weights))
+                                       self.weight_vector(weights), threads)
         return memoryview(rows).cast("i"), memoryview(lens).cast("i")
 
     def map_pgs(self, rule_id: int, pool_id: int, pg_num: int, pgp_num: int, size: int,

@@ -540,9 +540,10 @@ static void *run_batch(void *arg)
 #define MAX_THREADS 8
 #define MIN_PER_THREAD 20000
 
-static int batch_threads(Py_ssize_t count)
+/* threads: what the caller asked for, 0 for one per CPU; small batches stay on one thread */
+static int batch_threads(Py_ssize_t count, int threads)
 {
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	long cpus = threads > 0 ? threads : sysconf(_SC_NPROCESSORS_ONLN);
 	Py_ssize_t n = count / MIN_PER_THREAD;
 
 	if (cpus < 1)
@@ -555,13 +556,14 @@ static int batch_threads(Py_ssize_t count)
 }
 
 static PyObject *map_many(CrushMapObject *self, struct mapping_args *a, int64_t first,
-			  Py_ssize_t count, int pgs, int64_t pool, uint32_t pgp_num, int hashpspool)
+			  Py_ssize_t count, int pgs, int64_t pool, uint32_t pgp_num, int hashpspool,
+			  int threads)
 {
 	PyObject *rows = NULL, *lens = NULL, *ret = NULL;
 	struct batch bt[MAX_THREADS];
 	pthread_t tid[MAX_THREADS];
 	int started[MAX_THREADS] = {0};
-	int nthreads = batch_threads(count), t;
+	int nthreads = batch_threads(count, threads), t;
 	size_t wsize = crush_work_size(&self->map, a->result_max);
 	uint32_t pgp_mask = 0;
 
@@ -621,14 +623,16 @@ out:
 
 static PyObject *CrushMap_map_range(CrushMapObject *self, PyObject *args, PyObject *kwds)
 {
-	static char *kwlist[] = {"rule", "first", "count", "result_max", "weights", NULL};
+	static char *kwlist[] = {"rule", "first", "count", "result_max", "weights", "threads",
+				 NULL};
 	struct mapping_args a = {0};
 	PyObject *weights = NULL, *ret;
 	long long first;
 	Py_ssize_t count;
+	int threads = 0;
 
-	if (!PyArg_ParseTupleAndKeywords(args, kwds, "iLni|O", kwlist, &a.rule, &first, &count,
-					 &a.result_max, &weights))
+	if (!PyArg_ParseTupleAndKeywords(args, kwds, "iLni|Oi", kwlist, &a.rule, &first, &count,
+					 &a.result_max, &weights, &threads))
 		return NULL;
 	if (first < INT32_MIN || first + count - 1 > INT32_MAX) {
 		PyErr_SetString(PyExc_ValueError, "x range must fit a signed 32-bit integer");
@@ -636,7 +640,7 @@ static PyObject *CrushMap_map_range(CrushMapObject *self, PyObject *args, PyObje
 	}
 	if (mapping_setup(self, &a, weights) < 0)
 		return NULL;
-	ret = map_many(self, &a, first, count, 0, 0, 0, 0);
+	ret = map_many(self, &a, first, count, 0, 0, 0, 0, threads);
 	mapping_done(&a);
 	return ret;
 }
@@ -644,15 +648,15 @@ static PyObject *CrushMap_map_range(CrushMapObject *self, PyObject *args, PyObje
 static PyObject *CrushMap_map_pgs(CrushMapObject *self, PyObject *args, PyObject *kwds)
 {
 	static char *kwlist[] = {"rule", "pool", "pg_num", "pgp_num", "result_max", "hashpspool",
-				 "weights", NULL};
+				 "weights", "threads", NULL};
 	struct mapping_args a = {0};
 	PyObject *weights = NULL, *ret;
 	long long pool;
 	unsigned int pg_num, pgp_num;
-	int hashpspool = 1;
+	int hashpspool = 1, threads = 0;
 
-	if (!PyArg_ParseTupleAndKeywords(args, kwds, "iLIIi|pO", kwlist, &a.rule, &pool, &pg_num,
-					 &pgp_num, &a.result_max, &hashpspool, &weights))
+	if (!PyArg_ParseTupleAndKeywords(args, kwds, "iLIIi|pOi", kwlist, &a.rule, &pool, &pg_num,
+					 &pgp_num, &a.result_max, &hashpspool, &weights, &threads))
 		return NULL;
 	if (pg_num < 1 || pgp_num < 1 || pgp_num > pg_num || pg_num > (1u << 26)) {
 		PyErr_SetString(PyExc_ValueError, "need 1 <= pgp_num <= pg_num <= 2^26");
@@ -660,7 +664,7 @@ static PyObject *CrushMap_map_pgs(CrushMapObject *self, PyObject *args, PyObject
 	}
 	if (mapping_setup(self, &a, weights) < 0)
 		return NULL;
-	ret = map_many(self, &a, 0, pg_num, 1, pool, pgp_num, hashpspool);
+	ret = map_many(self, &a, 0, pg_num, 1, pool, pgp_num, hashpspool, threads);
 	mapping_done(&a);
 	return ret;
 }
@@ -675,11 +679,12 @@ static PyMethodDef CrushMap_methods[] = {
 	 "do_rule(rule, x, result_max, weights=None) -> list: crush_do_rule for one input."},
 	{"map_range", (PyCFunction)(void (*)(void))CrushMap_map_range,
 	 METH_VARARGS | METH_KEYWORDS,
-	 "map_range(rule, first, count, result_max, weights=None) -> (rows, lengths): map inputs "
-	 "first..first+count-1; rows is int32 count*result_max padded with ITEM_NONE."},
+	 "map_range(rule, first, count, result_max, weights=None, threads=0) -> (rows, lengths): "
+	 "map inputs first..first+count-1; rows is int32 count*result_max padded with ITEM_NONE; "
+	 "threads=0 uses every CPU for large batches."},
 	{"map_pgs", (PyCFunction)(void (*)(void))CrushMap_map_pgs, METH_VARARGS | METH_KEYWORDS,
-	 "map_pgs(rule, pool, pg_num, pgp_num, result_max, hashpspool=True, weights=None) -> "
-	 "(rows, lengths): the raw CRUSH mapping of every PG of a pool."},
+	 "map_pgs(rule, pool, pg_num, pgp_num, result_max, hashpspool=True, weights=None, "
+	 "threads=0) -> (rows, lengths): the raw CRUSH mapping of every PG of a pool."},
 	{NULL, NULL, 0, NULL},
 };
 
