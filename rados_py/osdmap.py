@@ -107,6 +107,8 @@ class OsdState:
     up: bool = True
     weight: int = WEIGHT_ONE  # in/out reweight, 16.16; 0 is out
     addr: str = ""
+    up_from: int = 0  # epoch it last came up
+    down_at: int = 0  # epoch it last went down
 
     @property
     def is_in(self) -> bool:
@@ -123,6 +125,7 @@ class OSDMap:
     pools: dict[int, Pool] = field(default_factory=dict)
     osds: dict[int, OsdState] = field(default_factory=dict)
     pg_temp: dict[PgId, tuple[int, ...]] = field(default_factory=dict)
+    flags: frozenset[str] = frozenset()  # cluster-wide OSD flags: noout, noin, nodown, pause
 
     @classmethod
     def all_up(cls, crush: CompiledMap, pools: list[Pool], **kw) -> OSDMap:

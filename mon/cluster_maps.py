@@ -1,0 +1,331 @@
+"""The monitors' replicated state machine: cluster maps changed only by commands.
+
+Every monitor applies the same committed `MonCommand`s in the same order to a `ClusterMaps`
+value, so every monitor holds the same maps at every epoch. `apply()` is pure: no I/O, no clock,
+no randomness; an OSDMap change yields a new epoch, a refused command changes nothing. A command
+carries a request id; one already applied (a client resent it after a lost reply) returns its
+first result again instead of being applied twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from rados_py.crush import edit, wire
+from rados_py.crush.compiled import CompiledMap
+from rados_py.crush.model import WEIGHT_ONE, CrushMap
+from rados_py.errors import CrushMapError, InvalidArgument, LoligoError, NotFound
+from rados_py.maps_wire import (
+    monmap_from_proto,
+    monmap_to_proto,
+    osdmap_from_proto,
+    osdmap_to_proto,
+)
+from rados_py.monmap import MonMap
+from rados_py.osdmap import POOL_ERASURE, POOL_REPLICATED, OSDMap, OsdState, Pool
+from rados_py.proto.loligo import mon_pb2
+
+# Ceph's errno-style result codes (CommandResult.code)
+OK, ENOENT, EEXIST, EBUSY, EINVAL = 0, -2, -17, -16, -22
+APPLIED_REMEMBERED = 4096  # request ids kept for dedup (a client resends within seconds)
+OSD_FLAGS = frozenset({"noout", "noin", "nodown", "noup", "pause", "norecover", "nobackfill",
+                       "noscrub", "nodeep-scrub"})
+TIB = 1 << 40
+MIN_CRUSH_WEIGHT = WEIGHT_ONE // 1000  # 0.001, so an empty test disk still gets data
+
+
+class CommandFailed(LoligoError):
+    """A command the state machine refuses; `code` is its errno-style result."""
+
+    def __init__(self, code: int, message: str):
+        self.code = code
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class PoolDefaults:
+    """Configured defaults for `pool create` (osd_pool_default_* in Ceph)."""
+
+    pg_num: int = 32
+    size: int = 3
+
+
+@dataclass(frozen=True)
+class ClusterMaps:
+    monmap: MonMap
+    osdmap: OSDMap
+    osd_uuids: dict[int, str] = field(default_factory=dict)  # a rebooting disk keeps its id
+    applied: dict[bytes, mon_pb2.CommandResult] = field(default_factory=dict)  # insertion order
+    pool_defaults: PoolDefaults = PoolDefaults()
+
+    @classmethod
+    def initial(cls, fsid: str, mons: list[tuple[str, str]], failure_domain: str = "host",
+                pool_defaults: PoolDefaults | None = None) -> ClusterMaps:
+        crush = CompiledMap(edit.initial_map(failure_domain))
+        return cls(MonMap(fsid, 1, tuple(sorted(mons))), OSDMap(crush=crush, fsid=fsid, epoch=1),
+                   pool_defaults=pool_defaults or PoolDefaults())
+
+    # --- snapshots ----------------------------------------------------------------------------
+    def to_proto(self) -> mon_pb2.ClusterState:
+        msg = mon_pb2.ClusterState(monmap=monmap_to_proto(self.monmap),
+                                   osdmap=osdmap_to_proto(self.osdmap))
+        for osd, uuid in sorted(self.osd_uuids.items()):
+            msg.osd_identities.add(id=osd, uuid=uuid)
+        for rid, result in self.applied.items():
+            msg.applied.add(request_id=rid, result=result)
+        return msg
+
+    @classmethod
+    def from_proto(cls, msg: mon_pb2.ClusterState, pool_defaults: PoolDefaults | None = None
+                   ) -> ClusterMaps:
+        return cls(monmap_from_proto(msg.monmap), osdmap_from_proto(msg.osdmap),
+                   {i.id: i.uuid for i in msg.osd_identities},
+                   {a.request_id: a.result for a in msg.applied},
+                   pool_defaults or PoolDefaults())
+
+
+def apply(state: ClusterMaps, command: mon_pb2.MonCommand) -> tuple[ClusterMaps,
+                                                                     mon_pb2.CommandResult]:
+    """Apply one committed command: the new state and the result to return to its sender."""
+    if command.request_id and command.request_id in state.applied:
+        return state, state.applied[command.request_id]
+    kind = command.WhichOneof("cmd")
+    handler = _HANDLERS.get(kind or "")
+    try:
+        if handler is None:
+            raise CommandFailed(EINVAL, f"unknown command {kind!r}")
+        osdmap, value, message = handler(state, getattr(command, kind))
+        result = mon_pb2.CommandResult(code=OK, message=message, value=value)
+    except CommandFailed as e:
+        osdmap, result = state.osdmap, mon_pb2.CommandResult(code=e.code, message=str(e))
+    except NotFound as e:
+        osdmap, result = state.osdmap, mon_pb2.CommandResult(code=ENOENT, message=str(e))
+    except (InvalidArgument, CrushMapError) as e:
+        osdmap, result = state.osdmap, mon_pb2.CommandResult(code=EINVAL, message=str(e))
+    if osdmap is not state.osdmap:
+        osdmap = dataclasses.replace(osdmap, epoch=state.osdmap.epoch + 1)
+    result.osdmap_epoch = osdmap.epoch
+    uuids = state.osd_uuids
+    if kind == "osd_boot" and result.code == OK:
+        uuids = {**uuids, int(result.value): command.osd_boot.uuid}
+    elif kind == "osd_remove" and result.code == OK:
+        uuids = {k: v for k, v in uuids.items() if k not in command.osd_remove.ids}
+    applied = state.applied
+    if command.request_id:
+        applied = dict(applied)
+        applied[command.request_id] = result
+        while len(applied) > APPLIED_REMEMBERED:
+            del applied[next(iter(applied))]
+    return dataclasses.replace(state, osdmap=osdmap, osd_uuids=uuids, applied=applied), result
+
+
+Outcome = tuple[OSDMap, int, str]  # new osdmap (the same object when unchanged), value, message
+
+
+def _with_crush(osdmap: OSDMap, crush: CrushMap) -> OSDMap:
+    return dataclasses.replace(osdmap, crush=CompiledMap(crush))
+
+
+def _osd(osdmap: OSDMap, osd: int) -> OsdState:
+    state = osdmap.osds.get(osd)
+    if state is None:
+        raise NotFound(f"osd.{osd} does not exist")
+    return state
+
+
+def _next_epoch(state: ClusterMaps) -> int:
+    return state.osdmap.epoch + 1
+
+
+# --- OSDs ---------------------------------------------------------------------------------------
+
+def _osd_boot(state: ClusterMaps, cmd: mon_pb2.OsdBoot) -> Outcome:
+    osdmap = state.osdmap
+    known = {uuid: osd for osd, uuid in state.osd_uuids.items()}
+    if not cmd.addr or not cmd.host:
+        raise InvalidArgument("osd boot needs an address and a host")
+    wanted = cmd.id if cmd.HasField("id") else None
+    if wanted is not None and wanted < 0:
+        raise InvalidArgument(f"osd id {wanted} is negative")
+    if cmd.uuid and cmd.uuid in known:
+        osd = known[cmd.uuid]
+        if wanted is not None and wanted != osd:
+            raise CommandFailed(EEXIST, f"disk {cmd.uuid} belongs to osd.{osd}, not osd.{wanted}")
+    elif wanted is not None:
+        osd = wanted
+        if osd in state.osd_uuids and state.osd_uuids[osd] != cmd.uuid:
+            raise CommandFailed(EEXIST, f"osd.{osd} exists with another disk")
+    else:
+        osd = next(i for i in range(len(osdmap.osds) + 1) if i not in osdmap.osds)
+    old = osdmap.osds.get(osd)
+    if old is not None and old.up and old.addr == cmd.addr:
+        return osdmap, osd, f"osd.{osd} is already up at {cmd.addr}"
+    crush = osdmap.crush.crush_map
+    if osd not in crush.parents():
+        weight = max(MIN_CRUSH_WEIGHT, cmd.capacity_bytes * WEIGHT_ONE // TIB)
+        crush = edit.add_device(crush, osd, cmd.host, weight)
+    weight = old.weight if old is not None else (0 if "noin" in osdmap.flags else WEIGHT_ONE)
+    osds = {**osdmap.osds, osd: OsdState(osd, up=True, weight=weight, addr=cmd.addr,
+                                         up_from=_next_epoch(state),
+                                         down_at=old.down_at if old else 0)}
+    new = dataclasses.replace(osdmap, osds=osds)
+    if crush is not osdmap.crush.crush_map:
+        new = _with_crush(new, crush)
+    return new, osd, f"osd.{osd} up at {cmd.addr}"
+
+
+def _osd_mark(state: ClusterMaps, cmd: mon_pb2.OsdMark) -> Outcome:
+    osdmap = state.osdmap
+    if not cmd.ids:
+        raise InvalidArgument("no OSD ids given")
+    osds = dict(osdmap.osds)
+    for osd in cmd.ids:
+        old = _osd(osdmap, osd)
+        if cmd.state == mon_pb2.OsdMark.DOWN:
+            new = dataclasses.replace(old, up=False, down_at=_next_epoch(state)) if old.up else old
+        elif cmd.state == mon_pb2.OsdMark.OUT:
+            new = dataclasses.replace(old, weight=0)
+        elif cmd.state == mon_pb2.OsdMark.IN:
+            new = dataclasses.replace(old, weight=WEIGHT_ONE)
+        else:
+            raise InvalidArgument("osd mark needs a state: down, out or in")
+        osds[osd] = new
+    if osds == osdmap.osds:
+        return osdmap, 0, "nothing to change"
+    word = mon_pb2.OsdMark.State.Name(cmd.state).lower()
+    return dataclasses.replace(osdmap, osds=osds), 0, \
+        f"marked {word} {', '.join(f'osd.{i}' for i in cmd.ids)}"
+
+
+def _osd_reweight(state: ClusterMaps, cmd: mon_pb2.OsdReweight) -> Outcome:
+    old = _osd(state.osdmap, cmd.id)
+    if cmd.weight > WEIGHT_ONE:
+        raise InvalidArgument("reweight must be between 0 and 1")
+    osds = {**state.osdmap.osds, cmd.id: dataclasses.replace(old, weight=cmd.weight)}
+    return dataclasses.replace(state.osdmap, osds=osds), 0, \
+        f"reweighted osd.{cmd.id} to {cmd.weight / WEIGHT_ONE:.4g}"
+
+
+def _osd_remove(state: ClusterMaps, cmd: mon_pb2.OsdRemove) -> Outcome:
+    osdmap = state.osdmap
+    crush = osdmap.crush.crush_map
+    osds = dict(osdmap.osds)
+    for osd in cmd.ids:
+        old = _osd(osdmap, osd)
+        if old.up or old.weight:
+            raise CommandFailed(EBUSY, f"osd.{osd} is still {'up' if old.up else 'in'}: "
+                                "stop it and mark it out first")
+        del osds[osd]
+        crush = edit.remove_device(crush, osd)
+    return _with_crush(dataclasses.replace(osdmap, osds=osds), crush), 0, \
+        f"removed {', '.join(f'osd.{i}' for i in cmd.ids)}"
+
+
+def _osd_set_flag(state: ClusterMaps, cmd: mon_pb2.OsdSetFlag) -> Outcome:
+    if cmd.flag not in OSD_FLAGS:
+        raise InvalidArgument(f"unknown flag {cmd.flag!r} (flags: {', '.join(sorted(OSD_FLAGS))})")
+    flags = state.osdmap.flags | {cmd.flag} if cmd.set else state.osdmap.flags - {cmd.flag}
+    if flags == state.osdmap.flags:
+        return state.osdmap, 0, f"{cmd.flag} is already {'set' if cmd.set else 'unset'}"
+    return dataclasses.replace(state.osdmap, flags=frozenset(flags)), 0, \
+        f"{cmd.flag} is {'set' if cmd.set else 'unset'}"
+
+
+# --- pools --------------------------------------------------------------------------------------
+
+def _pool_by_name(osdmap: OSDMap, name: str) -> Pool:
+    for pool in osdmap.pools.values():
+        if pool.name == name:
+            return pool
+    raise NotFound(f"pool {name!r} does not exist")
+
+
+def _rule_id(osdmap: OSDMap, name: str) -> int:
+    try:
+        return osdmap.crush.crush_map.rule_by_name(name).id
+    except KeyError:
+        raise NotFound(f"crush rule {name!r} does not exist") from None
+
+
+def _pool_create(state: ClusterMaps, cmd: mon_pb2.PoolCreate) -> Outcome:
+    osdmap = state.osdmap
+    if not cmd.name or len(cmd.name) > 255 or "\0" in cmd.name:
+        raise InvalidArgument("a pool name is 1 to 255 characters, without NUL")
+    if any(p.name == cmd.name for p in osdmap.pools.values()):
+        raise CommandFailed(EEXIST, f"pool {cmd.name!r} already exists")
+    ptype = cmd.type or POOL_REPLICATED
+    if ptype not in (POOL_REPLICATED, POOL_ERASURE):
+        raise InvalidArgument(f"pool type {ptype!r}: replicated or erasure")
+    size = cmd.size or state.pool_defaults.size
+    pool = Pool(max(osdmap.pools, default=0) + 1, cmd.name, size=size,
+                min_size=cmd.min_size or size - size // 2,
+                pg_num=cmd.pg_num or state.pool_defaults.pg_num,
+                crush_rule=_rule_id(osdmap, cmd.rule or edit.DEFAULT_RULE), type=ptype)
+    return dataclasses.replace(osdmap, pools={**osdmap.pools, pool.id: pool}), pool.id, \
+        f"pool '{pool.name}' created"
+
+
+POOL_KEYS = ("size", "min_size", "pg_num", "pgp_num", "crush_rule")
+
+
+def _pool_set(state: ClusterMaps, cmd: mon_pb2.PoolSet) -> Outcome:
+    osdmap = state.osdmap
+    pool = _pool_by_name(osdmap, cmd.name)
+    if cmd.key not in POOL_KEYS:
+        raise InvalidArgument(f"cannot set {cmd.key!r} (settable: {', '.join(POOL_KEYS)})")
+    if cmd.key == "crush_rule":
+        changes: dict[str, int] = {"crush_rule": _rule_id(osdmap, cmd.value)}
+    else:
+        try:
+            changes = {cmd.key: int(cmd.value)}
+        except ValueError:
+            raise InvalidArgument(f"{cmd.key} must be an integer, not {cmd.value!r}") from None
+        if cmd.key == "pg_num":
+            # Placement follows pgp_num; growing both together keeps a pool balanced.
+            changes["pgp_num"] = changes["pg_num"] if pool.pgp_num == pool.pg_num \
+                else min(pool.pgp_num, changes["pg_num"])
+        if cmd.key == "size" and pool.min_size > changes["size"]:
+            changes["min_size"] = changes["size"] - changes["size"] // 2
+    new_pool = dataclasses.replace(pool, **changes)  # Pool checks its own invariants
+    return dataclasses.replace(osdmap, pools={**osdmap.pools, pool.id: new_pool}), 0, \
+        f"set pool {pool.id} {cmd.key} to {cmd.value}"
+
+
+def _pool_remove(state: ClusterMaps, cmd: mon_pb2.PoolRemove) -> Outcome:
+    pool = _pool_by_name(state.osdmap, cmd.name)
+    pools = {k: v for k, v in state.osdmap.pools.items() if k != pool.id}
+    return dataclasses.replace(state.osdmap, pools=pools), 0, f"pool '{pool.name}' removed"
+
+
+# --- CRUSH --------------------------------------------------------------------------------------
+
+def _crush_rule_create(state: ClusterMaps, cmd: mon_pb2.CrushRuleCreateReplicated) -> Outcome:
+    crush = edit.add_replicated_rule(state.osdmap.crush.crush_map, cmd.name, cmd.root,
+                                     cmd.failure_domain, cmd.device_class or None)
+    return _with_crush(state.osdmap, crush), crush.rule_by_name(cmd.name).id, \
+        f"created crush rule {cmd.name!r}"
+
+
+def _crush_set(state: ClusterMaps, cmd: mon_pb2.CrushSet) -> Outcome:
+    crush = wire.from_proto(cmd.crush)
+    used = {p.crush_rule for p in state.osdmap.pools.values()}
+    missing = sorted(used - set(crush.rules))
+    if missing:
+        raise InvalidArgument(f"the new map lacks rules {missing} that pools use")
+    return _with_crush(state.osdmap, crush), 0, "crush map set"
+
+
+_HANDLERS: dict[str, Callable[[ClusterMaps, object], Outcome]] = {
+    "osd_boot": _osd_boot,
+    "osd_mark": _osd_mark,
+    "osd_reweight": _osd_reweight,
+    "osd_remove": _osd_remove,
+    "osd_set_flag": _osd_set_flag,
+    "pool_create": _pool_create,
+    "pool_set": _pool_set,
+    "pool_remove": _pool_remove,
+    "crush_rule_create_replicated": _crush_rule_create,
+    "crush_set": _crush_set,
+}

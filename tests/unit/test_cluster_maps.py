@@ -1,0 +1,192 @@
+"""The monitors' state machine: commands change the maps as a Ceph operator expects, refused
+commands change nothing, resent commands apply once, and replicas stay identical."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from mon.cluster_maps import EBUSY, EEXIST, EINVAL, ENOENT, OK, ClusterMaps, apply
+from rados_py.crush.compiled import ITEM_NONE
+from rados_py.proto.loligo import mon_pb2
+
+FSID = "5f7c1c2e-0000-4000-8000-000000000001"
+MONS = [("a", "127.0.0.1:6789"), ("b", "127.0.0.1:6790"), ("c", "127.0.0.1:6791")]
+
+
+def cmd(request_id: bytes = b"", **kw) -> mon_pb2.MonCommand:
+    return mon_pb2.MonCommand(request_id=request_id, **kw)
+
+
+def boot(i: int, host: str = "localhost", uuid: str | None = None, **kw) -> mon_pb2.MonCommand:
+    return cmd(osd_boot=mon_pb2.OsdBoot(uuid=uuid or f"disk-{i}", addr=f"127.0.0.1:{7000 + i}",
+                                        host=host, capacity_bytes=1 << 40, **kw))
+
+
+def run(state: ClusterMaps, *commands: mon_pb2.MonCommand) -> tuple[ClusterMaps, list]:
+    results = []
+    for c in commands:
+        state, result = apply(state, c)
+        results.append(result)
+    return state, results
+
+
+@pytest.fixture
+def cluster() -> ClusterMaps:
+    state = ClusterMaps.initial(FSID, MONS, failure_domain="osd")
+    state, results = run(state, *(boot(i) for i in range(3)))
+    assert [r.code for r in results] == [OK] * 3
+    return state
+
+
+def test_booted_osds_are_up_in_and_placed_under_their_host(cluster: ClusterMaps) -> None:
+    osdmap = cluster.osdmap
+    assert sorted(osdmap.osds) == [0, 1, 2]
+    assert all(o.up and o.is_in for o in osdmap.osds.values())
+    crush = osdmap.crush.crush_map
+    host = crush.buckets[crush.item_by_name("localhost")]
+    assert [i.id for i in host.items] == [0, 1, 2]
+    assert all(i.weight == 0x10000 for i in host.items)  # 1 TiB = weight 1.0, like Ceph
+    root = crush.buckets[crush.item_by_name("default")]
+    assert root.items[0].weight == 3 * 0x10000
+
+
+def test_pool_create_places_every_pg_on_three_distinct_osds(cluster: ClusterMaps) -> None:
+    state, (result,) = run(cluster, cmd(pool_create=mon_pb2.PoolCreate(name="rbd", pg_num=16)))
+    assert result.code == OK and result.value == 1
+    assert result.osdmap_epoch == cluster.osdmap.epoch + 1
+    pool = state.osdmap.pools[1]
+    assert (pool.name, pool.size, pool.min_size, pool.pg_num) == ("rbd", 3, 2, 16)
+    for placement in state.osdmap.map_pool(1):
+        assert sorted(placement.up) == [0, 1, 2]
+
+
+def test_a_resent_command_is_applied_once(cluster: ClusterMaps) -> None:
+    create = cmd(b"client.4:17", pool_create=mon_pb2.PoolCreate(name="data"))
+    state, (first, again) = run(cluster, create, create)
+    assert first == again
+    assert [p.name for p in state.osdmap.pools.values()] == ["data"]
+    assert state.osdmap.epoch == cluster.osdmap.epoch + 1
+
+
+@pytest.mark.parametrize("command, code", [
+    (cmd(pool_create=mon_pb2.PoolCreate(name="x", rule="nope")), ENOENT),
+    (cmd(pool_create=mon_pb2.PoolCreate(name="x", size=2, min_size=3)), EINVAL),
+    (cmd(pool_create=mon_pb2.PoolCreate(name="")), EINVAL),
+    (cmd(pool_set=mon_pb2.PoolSet(name="nope", key="size", value="2")), ENOENT),
+    (cmd(osd_mark=mon_pb2.OsdMark(ids=[9], state=mon_pb2.OsdMark.DOWN)), ENOENT),
+    (cmd(osd_remove=mon_pb2.OsdRemove(ids=[0])), EBUSY),
+    (cmd(osd_set_flag=mon_pb2.OsdSetFlag(flag="nonsense", set=True)), EINVAL),
+    (cmd(osd_reweight=mon_pb2.OsdReweight(id=0, weight=0x20000)), EINVAL),
+    (cmd(crush_rule_create_replicated=mon_pb2.CrushRuleCreateReplicated(
+        name="r", root="default", failure_domain="galaxy")), ENOENT),
+    (cmd(), EINVAL),
+])
+def test_refused_commands_change_nothing(cluster: ClusterMaps, command, code: int) -> None:
+    state, (result,) = run(cluster, command)
+    assert result.code == code, result.message
+    assert result.message
+    assert state.osdmap is cluster.osdmap
+
+
+def test_existing_pool_name_is_refused(cluster: ClusterMaps) -> None:
+    create = cmd(pool_create=mon_pb2.PoolCreate(name="rbd"))
+    state, (_, dup) = run(cluster, create, create)
+    assert dup.code == EEXIST and len(state.osdmap.pools) == 1
+
+
+def test_down_out_in_and_remove(cluster: ClusterMaps) -> None:
+    state, results = run(
+        cluster,
+        cmd(pool_create=mon_pb2.PoolCreate(name="rbd", size=2, pg_num=8)),
+        cmd(osd_mark=mon_pb2.OsdMark(ids=[1], state=mon_pb2.OsdMark.DOWN)))
+    assert all(r.code == OK for r in results)
+    assert not state.osdmap.osds[1].up and state.osdmap.osds[1].down_at == state.osdmap.epoch
+    for placement in state.osdmap.map_pool(1):
+        assert 1 not in placement.up
+    state, (out,) = run(state, cmd(osd_mark=mon_pb2.OsdMark(ids=[1], state=mon_pb2.OsdMark.OUT)))
+    assert out.code == OK and state.osdmap.osds[1].weight == 0
+    state, (rm,) = run(state, cmd(osd_remove=mon_pb2.OsdRemove(ids=[1])))
+    assert rm.code == OK and 1 not in state.osdmap.osds
+    assert 1 not in state.osdmap.crush.crush_map.devices
+    for placement in state.osdmap.map_pool(1):
+        assert sorted(placement.up) == [0, 2]
+
+
+def test_a_rebooting_disk_keeps_its_id_and_a_new_one_gets_the_lowest_free(
+        cluster: ClusterMaps) -> None:
+    state, (down,) = run(cluster, cmd(osd_mark=mon_pb2.OsdMark(ids=[1],
+                                                               state=mon_pb2.OsdMark.DOWN)))
+    assert down.code == OK
+    state, (again, fresh) = run(state, boot(1), boot(7, uuid="new-disk"))
+    assert again.value == 1 and fresh.value == 3
+    assert state.osdmap.osds[1].up and state.osdmap.osds[1].up_from == again.osdmap_epoch
+    state, (clash,) = run(state, boot(5, uuid="disk-0", id=2))
+    assert clash.code == EEXIST
+
+
+def test_pool_set_keeps_pgp_num_with_pg_num_and_checks_values(cluster: ClusterMaps) -> None:
+    state, results = run(cluster, cmd(pool_create=mon_pb2.PoolCreate(name="p", pg_num=8)),
+                         cmd(pool_set=mon_pb2.PoolSet(name="p", key="pg_num", value="32")),
+                         cmd(pool_set=mon_pb2.PoolSet(name="p", key="size", value="abc")),
+                         cmd(pool_set=mon_pb2.PoolSet(name="p", key="min_size", value="9")))
+    assert [r.code for r in results] == [OK, OK, EINVAL, EINVAL]
+    assert (state.osdmap.pools[1].pg_num, state.osdmap.pools[1].pgp_num) == (32, 32)
+
+
+def test_replicated_rule_with_host_failure_domain(cluster: ClusterMaps) -> None:
+    state, results = run(
+        cluster, boot(3, host="other"),
+        cmd(crush_rule_create_replicated=mon_pb2.CrushRuleCreateReplicated(
+            name="by_host", root="default", failure_domain="host")),
+        cmd(pool_create=mon_pb2.PoolCreate(name="p", size=2, pg_num=8, rule="by_host")))
+    assert [r.code for r in results] == [OK, OK, OK]
+    for placement in state.osdmap.map_pool(1):
+        assert len(placement.up) == 2 and (3 in placement.up) and ITEM_NONE not in placement.up
+
+
+def test_flags(cluster: ClusterMaps) -> None:
+    state, (r,) = run(cluster, cmd(osd_set_flag=mon_pb2.OsdSetFlag(flag="noout", set=True)))
+    assert r.code == OK and "noout" in state.osdmap.flags
+    state, (r,) = run(state, cmd(osd_set_flag=mon_pb2.OsdSetFlag(flag="noout", set=False)))
+    assert "noout" not in state.osdmap.flags
+
+
+def random_commands(seed: int, n: int) -> list[mon_pb2.MonCommand]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        kind = rng.choice(["boot", "mark", "pool", "set", "rm", "flag"])
+        if kind == "boot":
+            out.append(boot(rng.randint(0, 8), host=rng.choice(["h1", "h2"])))
+        elif kind == "mark":
+            out.append(cmd(osd_mark=mon_pb2.OsdMark(ids=[rng.randint(0, 8)],
+                                                    state=rng.randint(1, 3))))
+        elif kind == "pool":
+            out.append(cmd(f"r{i}".encode(), pool_create=mon_pb2.PoolCreate(
+                name=f"p{rng.randint(0, 4)}", pg_num=rng.choice([8, 16]))))
+        elif kind == "set":
+            out.append(cmd(pool_set=mon_pb2.PoolSet(name=f"p{rng.randint(0, 4)}",
+                                                    key=rng.choice(["size", "pg_num"]),
+                                                    value=str(rng.randint(1, 40)))))
+        elif kind == "rm":
+            out.append(cmd(osd_remove=mon_pb2.OsdRemove(ids=[rng.randint(0, 8)])))
+        else:
+            out.append(cmd(osd_set_flag=mon_pb2.OsdSetFlag(flag="noout", set=rng.random() < .5)))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_replicas_applying_the_same_log_stay_identical(seed: int) -> None:
+    commands = random_commands(seed, 60)
+    a = ClusterMaps.initial(FSID, MONS, failure_domain="osd")
+    b = ClusterMaps.from_proto(a.to_proto())
+    for i, c in enumerate(commands):
+        a, ra = apply(a, c)
+        b, rb = apply(b, c)
+        assert ra == rb
+        if i % 7 == 0:  # a replica restored from a snapshot continues identically
+            b = ClusterMaps.from_proto(b.to_proto())
+        assert a.to_proto().SerializeToString(deterministic=True) == \
+            b.to_proto().SerializeToString(deterministic=True)
