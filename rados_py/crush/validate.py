@@ -76,6 +76,9 @@ def _check_bucket(m: CrushMap, bucket_id: int, b: Bucket) -> None:
         raise CrushMapError(f"{where}: id must be within -1..-{cm.MAX_BUCKETS}")
     if b.type_id not in m.types:
         raise CrushMapError(f"{where}: type {b.type_id} is not defined")
+    if b.type_id == 0:
+        # type 0 is the device type: a rule choosing it would treat the bucket as a device
+        raise CrushMapError(f"{where}: type 0 ({m.types[0]}) is for devices, not buckets")
     if b.alg not in cm.ALG_NAMES:
         raise CrushMapError(f"{where}: unknown bucket alg {b.alg}")
     if b.hash != cm.HASH_RJENKINS1:
@@ -96,6 +99,9 @@ def _check_bucket(m: CrushMap, bucket_id: int, b: Bucket) -> None:
         raise CrushMapError(f"{where}: the sum of its item weights overflows 32 bits")
     if b.alg == cm.ALG_UNIFORM and len({item.weight for item in b.items}) > 1:
         raise CrushMapError(f"{where}: items of a uniform bucket must all weigh the same")
+    if b.alg == cm.ALG_UNIFORM and any(item.weight == 0 for item in b.items):
+        raise CrushMapError(f"{where}: items of a uniform bucket cannot weigh 0 (Ceph refuses "
+                            "such a bucket)")
 
 
 def _check_forest(m: CrushMap) -> None:

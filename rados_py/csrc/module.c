@@ -100,11 +100,12 @@ static struct crush_bucket *read_bucket(struct crush_map *map, struct reader *rd
 		PyErr_NoMemory();
 		return NULL;
 	}
-	if (take(rd, &id) < 0 || take_range(rd, &type, 0, 0xffff, "bucket type") < 0 ||
+	if (take(rd, &id) < 0 || take_range(rd, &type, 1, 0xffff, "bucket type") < 0 ||
 	    take_range(rd, &alg, CRUSH_BUCKET_UNIFORM, CRUSH_BUCKET_STRAW2, "bucket alg") < 0 ||
-	    take_range(rd, &hash, 0, 0xff, "bucket hash") < 0 ||
+	    take_range(rd, &hash, 0, 0, "bucket hash (only 0, rjenkins1, exists)") < 0 ||
 	    take_range(rd, &size, 0, MAX_BUCKET_SIZE, "bucket size") < 0)
 		goto fail;
+	/* type 0 is the device type: the mapper would read a device weight for the bucket */
 	if (id != -1 - slot) {
 		PyErr_Format(PyExc_ValueError, "bucket slot %d holds id %d", slot, id);
 		goto fail;
@@ -284,8 +285,9 @@ static int read_rules(struct crush_map *map, struct reader *rd)
 				break;
 			case CRUSH_RULE_SET_CHOOSELEAF_VARY_R:
 			case CRUSH_RULE_SET_CHOOSELEAF_STABLE:
-				if (st->arg1 > 31) {
-					PyErr_Format(PyExc_ValueError, "rule %d: value %d above 31", r,
+				/* vary_r shifts r by vary_r - 1: more than 32 would shift past 31 bits */
+				if (st->arg1 > 32) {
+					PyErr_Format(PyExc_ValueError, "rule %d: value %d above 32", r,
 						     st->arg1);
 					return -1;
 				}
@@ -328,7 +330,7 @@ static int CrushMap_init(CrushMapObject *self, PyObject *args, PyObject *kwds)
 		PyErr_Format(PyExc_ValueError, "max_devices %d out of range", max_devices);
 		goto out;
 	}
-	if (t[0] > MAX_TRIES || t[1] > MAX_TRIES || t[2] > MAX_TRIES || t[3] > 1 || t[4] > 31 ||
+	if (t[0] > MAX_TRIES || t[1] > MAX_TRIES || t[2] > MAX_TRIES || t[3] > 1 || t[4] > 32 ||
 	    t[5] > 1 || t[6] > 255) {
 		PyErr_SetString(PyExc_ValueError, "crush tunables out of range");
 		goto out;
