@@ -1,0 +1,1 @@
+"""Seeded, deterministic simulations of many nodes (CONVENTIONS.md, tests in tiers)."""
