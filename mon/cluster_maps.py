@@ -108,8 +108,10 @@ def apply(state: ClusterMaps, command: mon_pb2.MonCommand) -> tuple[ClusterMaps,
         osdmap = dataclasses.replace(osdmap, epoch=state.osdmap.epoch + 1)
     result.osdmap_epoch = osdmap.epoch
     uuids = state.osd_uuids
-    if kind == "osd_boot" and result.code == OK:
-        uuids = {**uuids, int(result.value): command.osd_boot.uuid}
+    if kind in ("osd_boot", "osd_create") and result.code == OK:
+        uuid = getattr(command, kind).uuid
+        if uuid:
+            uuids = {**uuids, int(result.value): uuid}
     elif kind == "osd_remove" and result.code == OK:
         uuids = {k: v for k, v in uuids.items() if k not in command.osd_remove.ids}
     applied = state.applied
@@ -141,11 +143,10 @@ def _next_epoch(state: ClusterMaps) -> int:
 
 # --- OSDs ---------------------------------------------------------------------------------------
 
-def _osd_boot(state: ClusterMaps, cmd: mon_pb2.OsdBoot) -> Outcome:
+def _choose_id(state: ClusterMaps, cmd: mon_pb2.OsdBoot | mon_pb2.OsdCreate) -> int:
+    """The id of the disk `cmd.uuid`: the one it has, the one asked for, or the lowest free."""
     osdmap = state.osdmap
     known = {uuid: osd for osd, uuid in state.osd_uuids.items()}
-    if not cmd.addr or not cmd.host:
-        raise InvalidArgument("osd boot needs an address and a host")
     wanted = cmd.id if cmd.HasField("id") else None
     if wanted is not None and wanted < 0:
         raise InvalidArgument(f"osd id {wanted} is negative")
@@ -159,6 +160,22 @@ def _osd_boot(state: ClusterMaps, cmd: mon_pb2.OsdBoot) -> Outcome:
             raise CommandFailed(EEXIST, f"osd.{osd} exists with another disk")
     else:
         osd = next(i for i in range(len(osdmap.osds) + 1) if i not in osdmap.osds)
+    return osd
+
+
+def _osd_create(state: ClusterMaps, cmd: mon_pb2.OsdCreate) -> Outcome:
+    osd = _choose_id(state, cmd)
+    if osd in state.osdmap.osds:
+        return state.osdmap, osd, f"osd.{osd} exists"
+    osds = {**state.osdmap.osds, osd: OsdState(osd, up=False, weight=0)}
+    return dataclasses.replace(state.osdmap, osds=osds), osd, f"created osd.{osd}"
+
+
+def _osd_boot(state: ClusterMaps, cmd: mon_pb2.OsdBoot) -> Outcome:
+    osdmap = state.osdmap
+    if not cmd.addr or not cmd.host:
+        raise InvalidArgument("osd boot needs an address and a host")
+    osd = _choose_id(state, cmd)
     old = osdmap.osds.get(osd)
     if old is not None and old.up and old.addr == cmd.addr:
         return osdmap, osd, f"osd.{osd} is already up at {cmd.addr}"
@@ -166,7 +183,10 @@ def _osd_boot(state: ClusterMaps, cmd: mon_pb2.OsdBoot) -> Outcome:
     if osd not in crush.parents():
         weight = max(MIN_CRUSH_WEIGHT, cmd.capacity_bytes * WEIGHT_ONE // TIB)
         crush = edit.add_device(crush, osd, cmd.host, weight)
-    weight = old.weight if old is not None else (0 if "noin" in osdmap.flags else WEIGHT_ONE)
+    # a new disk comes in (unless noin); one that was created or marked out keeps its weight,
+    # except that a never-booted created OSD (down, out, never up) comes in on first boot
+    first_boot = old is None or (old.up_from == 0 and old.weight == 0)
+    weight = (0 if "noin" in osdmap.flags else WEIGHT_ONE) if first_boot else old.weight
     osds = {**osdmap.osds, osd: OsdState(osd, up=True, weight=weight, addr=cmd.addr,
                                          up_from=_next_epoch(state),
                                          down_at=old.down_at if old else 0)}
@@ -192,9 +212,9 @@ def _osd_mark(state: ClusterMaps, cmd: mon_pb2.OsdMark) -> Outcome:
         else:
             raise InvalidArgument("osd mark needs a state: down, out or in")
         osds[osd] = new
-    if osds == osdmap.osds:
-        return osdmap, 0, "nothing to change"
     word = mon_pb2.OsdMark.State.Name(cmd.state).lower()
+    if osds == osdmap.osds:
+        return osdmap, 0, f"{', '.join(f'osd.{i}' for i in cmd.ids)} already {word}"
     return dataclasses.replace(osdmap, osds=osds), 0, \
         f"marked {word} {', '.join(f'osd.{i}' for i in cmd.ids)}"
 
@@ -318,6 +338,7 @@ def _crush_set(state: ClusterMaps, cmd: mon_pb2.CrushSet) -> Outcome:
 
 
 _HANDLERS: dict[str, Callable[[ClusterMaps, object], Outcome]] = {
+    "osd_create": _osd_create,
     "osd_boot": _osd_boot,
     "osd_mark": _osd_mark,
     "osd_reweight": _osd_reweight,

@@ -99,9 +99,14 @@ def normalize_caps(caps: Mapping[str, str]) -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
+ADMIN_ENTITY = "client.admin"
+
+
 def default_caps(entity: str) -> dict[str, str]:
     """What each kind of entity needs, for the launcher writing a new keyring."""
     kind = validate_entity(entity).partition(".")[0]
+    if entity == ADMIN_ENTITY:  # the operator: everything, like Ceph's client.admin
+        return {"mon": "allow *", "osd": "allow *", "mds": "allow *"}
     return {"mon": {"mon": "allow *", "osd": "allow *", "mds": "allow *"},
             "osd": {"mon": "allow rwx", "osd": "allow *"},
             "mds": {"mon": "allow rwx", "osd": "allow rwx", "mds": "allow *"},

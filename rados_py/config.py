@@ -232,8 +232,12 @@ class Option:
         """Turn a TOML value (or an environment string) into a checked value, or ValueError."""
         kind = KINDS[self.kind]
         parsed = kind.parse_text(value) if from_env else kind.parse(value)
-        if self.choices and (parsed := parsed.upper()) not in self.choices:
-            raise ValueError(f"expected one of {', '.join(self.choices)}, got {value!r}")
+        if self.choices:
+            # case-insensitive ("info" or "INFO"), answered in the schema's own spelling
+            canonical = {c.lower(): c for c in self.choices}.get(str(parsed).lower())
+            if canonical is None:
+                raise ValueError(f"expected one of {', '.join(self.choices)}, got {value!r}")
+            parsed = canonical
         if self.min is not None and parsed < self.min:
             raise ValueError(f"{value!r} is below the minimum {_num(self.min)}")
         if self.max is not None and parsed > self.max:
@@ -307,6 +311,17 @@ SCHEMA: Mapping[str, Option] = MappingProxyType({o.name: o for o in (
            ("osd", "mon"), min=0.01, max=60),
     Option("osd_heartbeat_grace", "duration", 5.0, "Peers unanswered this long are reported "
            "to the monitors as failed.", ("osd", "mon"), min=0.02, max=600),
+    Option("mon_snapshot_interval", "int", 1000, "A monitor compacts its log into a snapshot "
+           "of the maps every this many applied entries.", ("mon",), min=10, max=1_000_000),
+    Option("mon_quorum_grace", "duration", 3.0, "A monitor not heard from for this long counts "
+           "as out of quorum in status and health.", ("mon",), min=0.1, max=600),
+    Option("osd_crush_chooseleaf_type", "str", "host", "Failure domain of the default CRUSH "
+           "rule, set when the cluster is created: host, or osd for a one-machine cluster.",
+           ("mon",), choices=("osd", "host", "rack", "row", "room", "datacenter")),
+    Option("osd_pool_default_size", "int", 3, "Replicas of a new pool.", ("mon", "client"),
+           min=1, max=10),
+    Option("osd_pool_default_pg_num", "int", 32, "Placement groups of a new pool.",
+           ("mon", "client"), min=1, max=65536),
 )})
 
 # (smaller, larger, strict): cross-option rules the per-option bounds cannot express

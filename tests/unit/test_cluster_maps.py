@@ -190,3 +190,15 @@ def test_replicas_applying_the_same_log_stay_identical(seed: int) -> None:
             b = ClusterMaps.from_proto(b.to_proto())
         assert a.to_proto().SerializeToString(deterministic=True) == \
             b.to_proto().SerializeToString(deterministic=True)
+
+
+def test_osd_create_allocates_a_down_out_id_that_boot_brings_up_and_in(
+        cluster: ClusterMaps) -> None:
+    create = cmd(osd_create=mon_pb2.OsdCreate(uuid="fresh-disk"))
+    state, (made, again) = run(cluster, create, create)
+    assert made.code == OK and made.value == 3 and again.value == 3
+    assert not state.osdmap.osds[3].up and not state.osdmap.osds[3].is_in
+    state, (booted,) = run(state, boot(3, uuid="fresh-disk"))
+    assert booted.value == 3
+    assert state.osdmap.osds[3].up and state.osdmap.osds[3].is_in
+    assert 3 in state.osdmap.crush.crush_map.devices

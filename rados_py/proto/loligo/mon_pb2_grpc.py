@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from . import mon_pb2 as loligo_dot_mon__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -22,3 +23,252 @@ if _version_not_supported:
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
+
+
+class MonStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Auth = channel.unary_unary(
+                '/loligo.Mon/Auth',
+                request_serializer=loligo_dot_mon__pb2.AuthRequest.SerializeToString,
+                response_deserializer=loligo_dot_mon__pb2.AuthReply.FromString,
+                _registered_method=True)
+        self.Command = channel.unary_unary(
+                '/loligo.Mon/Command',
+                request_serializer=loligo_dot_mon__pb2.MonCommand.SerializeToString,
+                response_deserializer=loligo_dot_mon__pb2.CommandReply.FromString,
+                _registered_method=True)
+        self.GetMaps = channel.unary_unary(
+                '/loligo.Mon/GetMaps',
+                request_serializer=loligo_dot_mon__pb2.GetMapsRequest.SerializeToString,
+                response_deserializer=loligo_dot_mon__pb2.Maps.FromString,
+                _registered_method=True)
+        self.Subscribe = channel.unary_stream(
+                '/loligo.Mon/Subscribe',
+                request_serializer=loligo_dot_mon__pb2.SubscribeRequest.SerializeToString,
+                response_deserializer=loligo_dot_mon__pb2.Maps.FromString,
+                _registered_method=True)
+        self.Status = channel.unary_unary(
+                '/loligo.Mon/Status',
+                request_serializer=loligo_dot_mon__pb2.MonStatusRequest.SerializeToString,
+                response_deserializer=loligo_dot_mon__pb2.MonStatus.FromString,
+                _registered_method=True)
+
+
+class MonServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def Auth(self, request, context):
+        """open: no ticket needed
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Command(self, request, context):
+        """mon "rw"
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMaps(self, request, context):
+        """mon "r"
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Subscribe(self, request, context):
+        """mon "r": current, then each epoch
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Status(self, request, context):
+        """mon "r"
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_MonServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Auth': grpc.unary_unary_rpc_method_handler(
+                    servicer.Auth,
+                    request_deserializer=loligo_dot_mon__pb2.AuthRequest.FromString,
+                    response_serializer=loligo_dot_mon__pb2.AuthReply.SerializeToString,
+            ),
+            'Command': grpc.unary_unary_rpc_method_handler(
+                    servicer.Command,
+                    request_deserializer=loligo_dot_mon__pb2.MonCommand.FromString,
+                    response_serializer=loligo_dot_mon__pb2.CommandReply.SerializeToString,
+            ),
+            'GetMaps': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMaps,
+                    request_deserializer=loligo_dot_mon__pb2.GetMapsRequest.FromString,
+                    response_serializer=loligo_dot_mon__pb2.Maps.SerializeToString,
+            ),
+            'Subscribe': grpc.unary_stream_rpc_method_handler(
+                    servicer.Subscribe,
+                    request_deserializer=loligo_dot_mon__pb2.SubscribeRequest.FromString,
+                    response_serializer=loligo_dot_mon__pb2.Maps.SerializeToString,
+            ),
+            'Status': grpc.unary_unary_rpc_method_handler(
+                    servicer.Status,
+                    request_deserializer=loligo_dot_mon__pb2.MonStatusRequest.FromString,
+                    response_serializer=loligo_dot_mon__pb2.MonStatus.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'loligo.Mon', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('loligo.Mon', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class Mon:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def Auth(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loligo.Mon/Auth',
+            loligo_dot_mon__pb2.AuthRequest.SerializeToString,
+            loligo_dot_mon__pb2.AuthReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Command(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loligo.Mon/Command',
+            loligo_dot_mon__pb2.MonCommand.SerializeToString,
+            loligo_dot_mon__pb2.CommandReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMaps(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loligo.Mon/GetMaps',
+            loligo_dot_mon__pb2.GetMapsRequest.SerializeToString,
+            loligo_dot_mon__pb2.Maps.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Subscribe(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/loligo.Mon/Subscribe',
+            loligo_dot_mon__pb2.SubscribeRequest.SerializeToString,
+            loligo_dot_mon__pb2.Maps.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Status(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loligo.Mon/Status',
+            loligo_dot_mon__pb2.MonStatusRequest.SerializeToString,
+            loligo_dot_mon__pb2.MonStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

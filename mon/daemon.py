@@ -1,0 +1,394 @@
+"""The monitor daemon: Raft (mon/raft.py) wired to a disk (mon/store.py), the network (gRPC) and
+the cluster-map state machine (mon/cluster_maps.py).
+
+One task, the *raft loop*, owns the Raft node and the maps: it takes events from a queue (ticks,
+messages from peers, proposals), steps the node, makes every persist effect durable in one
+transaction (group commit across all events queued at that moment), and only then sends
+messages, applies committed commands and answers their proposers. Peers get messages through one
+sender task each, so a slow or dead monitor never stalls the loop.
+
+    loligo mon --conf FILE --id NAME
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from mon import cluster_maps, health
+from mon.cluster_maps import ClusterMaps, PoolDefaults
+from mon.metrics import MonMetrics
+from mon.raft import (
+    Apply,
+    ApplySnapshot,
+    LeaderChanged,
+    ProposalResult,
+    Propose,
+    RaftConfig,
+    RaftNode,
+    Receive,
+    Role,
+    Send,
+    SnapshotTaken,
+    Tick,
+)
+from mon.raft_log import EntryKind, PersistEntries, PersistSnapshot, PersistState
+from mon.store import MonStore
+from rados_py import auth, rpc
+from rados_py.config import Config, ConfigError, load
+from rados_py.errors import Timeout
+from rados_py.proto.loligo import mon_pb2, raft_pb2_grpc
+
+log = logging.getLogger(__name__)
+TICK = 0.02  # seconds between Raft ticks when nothing else happens
+PEER_QUEUE = 512  # messages waiting for one peer; beyond that the oldest are dropped (Raft resends)
+
+
+@dataclass
+class _Pending:
+    future: asyncio.Future[mon_pb2.CommandResult]
+    since: float  # monotonic time of the proposal, for the commit latency metric
+
+
+class MonDaemon:
+    def __init__(self, config: Config, name: str):
+        self.config = config
+        self.name = name
+        self.mons = {m.name: m.addr for m in config.mon_host}
+        if name not in self.mons:
+            raise ConfigError(f"mon.{name} is not in mon_host ({', '.join(self.mons)})")
+        if not config.fsid:
+            raise ConfigError("fsid is not set in the configuration")
+        self.fsid = config.fsid
+        self.keyring = auth.Keyring.load(config.keyring)
+        self.secret = self.keyring.service_secret
+        self.data_dir = Path(config.data_dir) / f"mon.{name}"
+        self.maps = ClusterMaps.initial(
+            self.fsid, sorted(self.mons.items()), config.osd_crush_chooseleaf_type,
+            PoolDefaults(config.osd_pool_default_pg_num, config.osd_pool_default_size))
+        self.applied_index = 0
+        self.last_snapshot_index = 0
+        self.leader: str | None = None
+        self.peer_seen: dict[str, float] = {}
+        self.pending: dict[bytes, _Pending] = {}
+        self.maps_changed = asyncio.Condition()
+        self.authenticator = auth.Authenticator(self.keyring, ticket_ttl=config.ticket_ttl,
+                                                proof_window=config.auth_proof_window,
+                                                audience=f"{self.fsid}/mon")
+        self._events: asyncio.Queue = asyncio.Queue()
+        self._tasks: list[asyncio.Task] = []
+        self._peer_queues: dict[str, asyncio.Queue] = {}
+        self._channels = []
+        self.metrics = MonMetrics(name)
+        self.node: RaftNode
+        self.store: MonStore
+        self.server = None
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.store = await asyncio.to_thread(MonStore, self.data_dir / "store.db", self.fsid)
+        persistent = await asyncio.to_thread(self.store.load)
+        if persistent.snapshot is not None:
+            self._install(persistent.snapshot.data, persistent.snapshot.index)
+            self.last_snapshot_index = persistent.snapshot.index
+        c = self.config
+        raft_config = RaftConfig(heartbeat_interval=c.mon_heartbeat_interval,
+                                 election_timeout_min=c.mon_election_timeout_min,
+                                 election_timeout_max=c.mon_election_timeout_max)
+        self.node = RaftNode(self.name, tuple(sorted(self.mons)), persistent, random.Random(),
+                             raft_config, now=time.monotonic(), applied_index=self.applied_index)
+        from mon.service import MonRaftService, MonService, server_auth
+
+        self.server = rpc.make_server(self.mons[self.name], c, server_auth(self.secret))
+        from rados_py.proto.loligo import mon_pb2_grpc
+
+        mon_pb2_grpc.add_MonServicer_to_server(MonService(self), self.server)
+        raft_pb2_grpc.add_MonRaftServicer_to_server(MonRaftService(self), self.server)
+        await self.server.start()
+        if c.metrics_port_offset:
+            host, _, port = self.mons[self.name].rpartition(":")
+            try:
+                self.metrics.serve(host.strip("[]"), int(port) + c.metrics_port_offset)
+            except OSError as e:  # metrics are an aid: a taken port must not stop the monitor
+                log.warning("mon.%s: no metrics endpoint on port %d: %s", self.name,
+                            int(port) + c.metrics_port_offset, e)
+        for peer in self.mons:
+            if peer != self.name:
+                self._peer_queues[peer] = asyncio.Queue(PEER_QUEUE)
+                self._tasks.append(asyncio.create_task(self._peer_sender(peer),
+                                                       name=f"mon.{self.name}->mon.{peer}"))
+        self._tasks.append(asyncio.create_task(self._raft_loop(), name=f"mon.{self.name} raft"))
+        log.info("mon.%s listening on %s (term %d, applied %d, osdmap e%d)", self.name,
+                 self.mons[self.name], self.node.term, self.applied_index,
+                 self.maps.osdmap.epoch)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.server is not None:
+            await rpc.stop_server(self.server, self.config.rpc_stop_grace)
+        for channel in self._channels:
+            await channel.close()
+        for pending in self.pending.values():
+            if not pending.future.done():
+                pending.future.cancel()
+        await asyncio.to_thread(self.store.close)
+        self.metrics.close()
+        log.info("mon.%s stopped", self.name)
+
+    # --- the raft loop --------------------------------------------------------------------------
+    async def _raft_loop(self) -> None:
+        while True:
+            try:
+                first = await asyncio.wait_for(self._events.get(), TICK)
+            except TimeoutError:
+                first = None
+            events = [Tick(time.monotonic())]
+            if first is not None:
+                events.append(first)
+            while not self._events.empty():
+                events.append(self._events.get_nowait())
+            await self._step(events)
+
+    async def _step(self, events: list) -> None:
+        effect_lists = [self.node.step(e) for e in events]
+        await self._persist([e for effects in effect_lists for e in effects])
+        for effects in effect_lists:
+            await self._act(effects)
+
+    async def _persist(self, effects: list) -> None:
+        durable = [e for e in effects if isinstance(e, PersistState | PersistEntries |
+                                                    PersistSnapshot)]
+        if durable:
+            with self.metrics.timed(self.metrics.fsync_latency):
+                await asyncio.to_thread(self.store.persist, durable)
+
+    async def _act(self, effects: list) -> None:
+        changed = False
+        for effect in effects:
+            match effect:
+                case Send(to=to, message=message):
+                    self._send(to, message)
+                case Apply(entries=entries):
+                    changed |= self._apply(entries)
+                case ApplySnapshot(snapshot=snapshot):
+                    log.info("mon.%s: installing the leader's snapshot at index %d",
+                             self.name, snapshot.index)
+                    self._install(snapshot.data, snapshot.index)
+                    self.last_snapshot_index = snapshot.index
+                    changed = True
+                case ProposalResult(request_id=rid, error=error) if error is not None:
+                    self._resolve(rid, None)
+                case LeaderChanged(leader_id=leader, term=term):
+                    if leader != self.leader:
+                        log.info("mon.%s: leader is now %s (term %d)", self.name,
+                                 f"mon.{leader}" if leader else "unknown", term)
+                    self.leader = leader
+                    # proposals in flight may or may not commit: their senders retry with the
+                    # same request id, which the state machine applies at most once
+                    for rid in list(self.pending):
+                        self._resolve(rid, None)
+        if changed:
+            async with self.maps_changed:
+                self.maps_changed.notify_all()
+        if self.applied_index - self.last_snapshot_index >= self.config.mon_snapshot_interval:
+            await self._snapshot()
+        self._update_gauges()
+
+    def _update_gauges(self) -> None:
+        m = self.metrics
+        m.osdmap_epoch.set(self.maps.osdmap.epoch)
+        m.monmap_epoch.set(self.maps.monmap.epoch)
+        m.term.set(self.node.term)
+        m.is_leader.set(int(self.is_leader))
+        m.quorum_size.set(len(self.quorum()[0]) if self.is_leader else 0)
+        m.commit_index.set(self.node.commit_index)
+        m.applied_index.set(self.applied_index)
+
+    def _apply(self, entries) -> bool:
+        before = self.maps.osdmap.epoch
+        for entry in entries:
+            if entry.kind is EntryKind.COMMAND:
+                command = mon_pb2.MonCommand()
+                try:
+                    command.ParseFromString(entry.payload)
+                except Exception:
+                    log.error("mon.%s: entry %d does not parse; skipped", self.name, entry.index)
+                    command = None
+                if command is not None:
+                    self.maps, result = cluster_maps.apply(self.maps, command)
+                    self.metrics.commands.labels("ok" if result.code == 0 else "refused").inc()
+                    self._resolve(entry.request_id, result)
+            self.applied_index = entry.index
+        return self.maps.osdmap.epoch != before
+
+    def _install(self, data: bytes, index: int) -> None:
+        state = mon_pb2.ClusterState()
+        state.ParseFromString(data)
+        self.maps = ClusterMaps.from_proto(state, self.maps.pool_defaults)
+        self.applied_index = index
+
+    async def _snapshot(self) -> None:
+        data = self.maps.to_proto().SerializeToString(deterministic=True)
+        index = self.applied_index
+        effects = self.node.step(SnapshotTaken(index, data))
+        await self._persist(effects)
+        self.last_snapshot_index = index
+        await self._act([e for e in effects if not isinstance(e, PersistSnapshot)])
+
+    def _resolve(self, request_id: bytes, result: mon_pb2.CommandResult | None) -> None:
+        pending = self.pending.pop(request_id, None)
+        if pending is not None and not pending.future.done():
+            if result is not None:
+                self.metrics.commit_latency.observe(time.monotonic() - pending.since)
+            pending.future.set_result(result)
+
+    # --- talking to peers -----------------------------------------------------------------------
+    def _send(self, to: str, message) -> None:
+        queue = self._peer_queues.get(to)
+        if queue is None:
+            return
+        if queue.full():
+            queue.get_nowait()  # drop the oldest: Raft retransmits what matters
+        queue.put_nowait(message)
+
+    async def _peer_sender(self, peer: str) -> None:
+        from mon.raft_wire import to_proto
+
+        creds = rpc.ClientCredentials(self.fsid, self._own_ticket)
+        channel = rpc.open_channel(self.mons[peer], self.config, creds)
+        self._channels.append(channel)
+        stub = raft_pb2_grpc.MonRaftStub(channel)
+        queue = self._peer_queues[peer]
+        timeout = max(0.2, self.config.mon_election_timeout_min)
+        while True:
+            message = await queue.get()
+            try:
+                await stub.Deliver(to_proto(message, self.fsid), timeout=timeout)
+            except Exception as e:
+                log.debug("mon.%s -> mon.%s: %s", self.name, peer, e)
+
+    async def _own_ticket(self) -> str:
+        # monitors speak to each other as the cluster service entity ("mon.")
+        ticket = auth.issue_ticket(self.secret, auth.SERVICE_ENTITY, {"mon": "allow *"},
+                                   self.config.ticket_ttl, time.time())
+        return ticket.token
+
+    def receive(self, message) -> None:
+        """A Raft message from a peer (called by the MonRaft servicer)."""
+        self.peer_seen[message.sender] = time.monotonic()
+        self._events.put_nowait(Receive(message))
+
+    # --- for the services -----------------------------------------------------------------------
+    @property
+    def is_leader(self) -> bool:
+        return self.node.role is Role.LEADER
+
+    async def propose(self, command: mon_pb2.MonCommand, timeout: float
+                      ) -> mon_pb2.CommandResult | None:
+        """Propose and wait until the command is applied here. None: the outcome is unknown
+        (leadership changed): the sender retries with the same request id."""
+        rid = command.request_id
+        if rid in self.maps.applied:
+            return self.maps.applied[rid]
+        pending = self.pending.get(rid)
+        if pending is None:
+            pending = _Pending(asyncio.get_running_loop().create_future(), time.monotonic())
+            self.pending[rid] = pending
+            self._events.put_nowait(Propose(command.SerializeToString(), rid))
+        try:
+            return await asyncio.wait_for(asyncio.shield(pending.future), timeout)
+        except TimeoutError:
+            raise Timeout(f"mon.{self.name}: the command was not committed within {timeout:.1f} "
+                          "s; is a majority of monitors up? (loligo mon stat)") from None
+
+    def quorum(self) -> tuple[list[str], dict[str, float]]:
+        """Monitors heard from within mon_quorum_grace (this one included), and how long ago
+        each peer was last heard from."""
+        now = time.monotonic()
+        ago = {p: now - t for p, t in self.peer_seen.items()}
+        grace = self.config.mon_quorum_grace
+        members = sorted([self.name] + [p for p, a in ago.items() if a <= grace])
+        return members, ago
+
+    def status(self) -> mon_pb2.MonStatus:
+        quorum, ago = self.quorum()
+        checks = health.osd_checks(self.maps.osdmap)
+        if self.is_leader:
+            checks = health.mon_checks(self.maps.monmap, quorum, ago,
+                                       str(self.config.log_dir)) + checks
+        else:
+            # only the leader hears from every monitor: a follower's view of the quorum would
+            # be wrong, so it reports none and `loligo status` takes the leader's
+            quorum = []
+        out = mon_pb2.MonStatus(
+            name=self.name, fsid=self.fsid, state=self.node.role.value, leader=self.leader or "",
+            term=self.node.term, quorum=quorum, commit_index=self.node.commit_index,
+            applied_index=self.applied_index, osdmap_epoch=self.maps.osdmap.epoch,
+            health=health.overall(checks))
+        for name, addr in sorted(self.mons.items()):
+            seen = name == self.name or 0 <= ago.get(name, -1.0) <= self.config.mon_quorum_grace
+            out.peers.add(name=name, addr=addr, reachable=seen,
+                          last_seen_ago=0.0 if name == self.name else ago.get(name, -1.0))
+        for c in checks:
+            out.checks.add(code=c.code, severity=c.severity, summary=c.summary, detail=c.detail)
+        return out
+
+
+# --- the process ------------------------------------------------------------------------------
+
+def _setup_logging(config: Config, name: str) -> None:
+    log_dir = Path(config.log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log_dir / f"mon.{name}.log")
+    handler.setFormatter(logging.Formatter(
+        f"%(asctime)s mon.{name} %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(config.log_level)
+
+
+async def _serve(config: Config, name: str) -> int:
+    daemon = MonDaemon(config, name)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await daemon.start()
+    run_dir = Path(config.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    pid_file = run_dir / f"mon.{name}.pid"
+    pid_file.write_text(f"{os.getpid()}\n")
+    try:
+        await stop.wait()
+    finally:
+        await daemon.stop()
+        with contextlib.suppress(FileNotFoundError):
+            pid_file.unlink()
+    return 0
+
+
+def main(conf: str | Path, name: str) -> int:
+    """`loligo mon --conf FILE --id NAME`: run one monitor until SIGTERM."""
+    config = load(Path(conf), entity=f"mon.{name}")
+    _setup_logging(config, name)
+    try:
+        return asyncio.run(_serve(config, name))
+    except Exception:
+        log.exception("mon.%s failed", name)
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], sys.argv[2]))

@@ -1,0 +1,48 @@
+"""Health checks say what is wrong and what to do, with Ceph's codes."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from mon import health
+from mon.cluster_maps import ClusterMaps
+from rados_py.osdmap import OsdState, Pool
+
+MONS = [("a", "127.0.0.1:6789"), ("b", "127.0.0.1:6790"), ("c", "127.0.0.1:6791")]
+
+
+def maps() -> ClusterMaps:
+    return ClusterMaps.initial("fsid", MONS, failure_domain="osd")
+
+
+def test_all_monitors_in_quorum_is_healthy() -> None:
+    m = maps()
+    checks = health.mon_checks(m.monmap, ["a", "b", "c"], {})
+    assert checks == [] and health.overall(checks) == health.HEALTH_OK
+
+
+def test_one_monitor_down_warns_and_names_it() -> None:
+    m = maps()
+    (check,) = health.mon_checks(m.monmap, ["a", "c"], {"b": 40.2}, "/var/log/loligo")
+    assert check.code == "MON_DOWN" and check.severity == health.HEALTH_WARN
+    assert "mon.b (127.0.0.1:6790) since 40 s" in check.summary
+    assert "quorum a,c still holds" in check.summary
+    assert "loligo cluster start mon.b" in check.detail and "/var/log/loligo" in check.detail
+
+
+def test_losing_the_majority_is_an_error() -> None:
+    (check,) = health.mon_checks(maps().monmap, ["a"], {})
+    assert check.severity == health.HEALTH_ERR and "NO QUORUM" in check.summary
+    assert health.overall([check]) == health.HEALTH_ERR
+
+
+def test_osd_down_too_few_osds_and_flags() -> None:
+    osdmap = maps().osdmap
+    osdmap = dataclasses.replace(
+        osdmap, osds={0: OsdState(0), 1: OsdState(1, up=False), 2: OsdState(2, weight=0)},
+        pools={1: Pool(1, "rbd")}, flags=frozenset({"noout"}))
+    codes = {c.code: c for c in health.osd_checks(osdmap)}
+    assert set(codes) == {"OSD_DOWN", "TOO_FEW_OSDS", "OSDMAP_FLAGS"}
+    assert "osd.1" in codes["OSD_DOWN"].summary
+    assert "1 up and in < pool size 3" in codes["TOO_FEW_OSDS"].summary
+    assert "loligo osd unset noout" in codes["OSDMAP_FLAGS"].detail
