@@ -262,7 +262,8 @@ def _positive(value: str) -> int:
     return n
 
 
-def register(sub) -> None:
+def register(sub) -> argparse._SubParsersAction:
+    """Add `loligo crush`; returns its subparsers so mon_cli can add the cluster's map commands."""
     crush = sub.add_parser("crush", help="CRUSH maps: compile, decompile, test, map objects",
                            description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     csub = crush.add_subparsers(dest="crush_command", metavar="SUBCOMMAND")
@@ -313,6 +314,7 @@ def register(sub) -> None:
     p.add_argument("--names-file", help="file with one object name per line")
     p.add_argument("names", nargs="*", metavar="NAME")
     p.set_defaults(func=cmd_map_object)
+    return csub
 
 
 __all__ = ["CrushMapError", "load_map", "register"]

@@ -134,7 +134,7 @@ def test_help_everywhere(capsys) -> None:
 
 
 def test_console_script_runs_as_a_real_process() -> None:
-    done = subprocess.run([sys.executable, "-m", "cluster.cli", "crush", "test", "-i",
+    done = subprocess.run([sys.executable, "-m", "cluster", "crush", "test", "-i",
                            str(VECTORS / "a_flat.txt"), "--show-mappings", "--rule", "0",
                            "--num-rep", "3", "--x", "17"], capture_output=True, text=True,
                           cwd=ROOT, timeout=60)

@@ -1,0 +1,426 @@
+"""The local cluster: one directory holding config, keyring, data, logs and pid files, and its
+daemons started from it, each as its own process on 127.0.0.1.
+
+    DIR/loligo.toml   the config every daemon and command reads (`cluster up` writes it)
+    DIR/keyring       keys (mode 0600): client.admin, and mon. (shared by the monitors)
+    DIR/data DIR/log DIR/run   daemon state, one log per daemon, pid files
+
+Daemons are found again through their pid files, and a pid is only ever signalled when
+/proc/PID/cmdline shows the process runs from this cluster's config: a stale pid file whose
+number now belongs to someone else's process must never get that process killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rados_py import config as config_mod
+from rados_py.auth import Keyring, default_caps
+from rados_py.errors import InvalidArgument, LoligoError, NotFound, Timeout
+from rados_py.monclient import MonClient
+
+__all__ = ["ClusterRunning", "Daemon", "LocalCluster", "create", "daemon_argv", "pick_ports",
+           "up"]
+
+CONF_NAME = "loligo.toml"
+MON_NAMES = "abcde"
+MON_COUNTS = (1, 3, 5)
+MON_BASE_PORT = 6789  # Ceph's; below Linux's ephemeral range, so a restart finds it free
+ROOT = Path(__file__).resolve().parents[1]  # so `python -m cluster` works uninstalled
+POLL = 0.05  # how often a wait re-checks its condition
+Out = Callable[[str], None]
+
+
+class ClusterRunning(LoligoError):
+    """`cluster up` where daemons of a cluster already run."""
+
+
+@dataclass(frozen=True)
+class Daemon:
+    kind: str  # "mon" (later "osd", "mds", "gateway")
+    id: str
+    addr: str = ""
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}.{self.id}"
+
+
+DaemonArgv = Callable[[Daemon, Path], list[str]]
+
+
+def daemon_argv(daemon: Daemon, conf: Path) -> list[str]:
+    """`loligo <kind> --conf CONF --id ID` with this interpreter (tests substitute a fake)."""
+    return [sys.executable, "-m", "cluster", daemon.kind, "--conf", str(conf),
+            "--id", daemon.id]
+
+
+# --- creating a cluster directory ---------------------------------------------------------------
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the gRPC server binds
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def pick_ports(count: int, base: int = MON_BASE_PORT, also_offset: int = 0) -> list[int]:
+    """`count` ports from `base` up that are free on 127.0.0.1, each with port + `also_offset`
+    free too (the metrics endpoint) when that offset is set."""
+    ports: list[int] = []
+    port = base
+    while len(ports) < count:
+        if port + also_offset > 65535 or port > 65535:
+            raise InvalidArgument(f"not enough free ports on 127.0.0.1 from {base}: "
+                                  "choose another --base-port")
+        taken = {p + also_offset for p in ports} if also_offset else set()
+        if port not in taken and _port_free(port) and (
+                not also_offset or _port_free(port + also_offset)):
+            ports.append(port)
+        port += 1
+    return ports
+
+
+def _write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def create(directory: Path, mons: int = 3, base_port: int | None = None) -> Path:
+    """Write a new cluster's config and keyring into `directory`; the config's path.
+
+    Paths in the config are relative (to the config's directory), so the files explain
+    themselves and the directory can be moved while the cluster is down.
+    """
+    if mons not in MON_COUNTS:
+        raise InvalidArgument(f"--mons {mons}: a cluster has 1, 3 or 5 monitors (a majority "
+                              "must agree, so an even count adds no safety)")
+    directory = directory.expanduser().absolute()
+    conf = directory / CONF_NAME
+    if directory.exists() and any(directory.iterdir()):
+        raise InvalidArgument(f"{directory} is not empty and holds no Loligo cluster "
+                              f"({CONF_NAME}): choose a new or empty directory")
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    offset = config_mod.SCHEMA["metrics_port_offset"].default
+    ports = pick_ports(mons, MON_BASE_PORT if base_port is None else base_port, offset)
+    fsid = str(uuid.uuid4())
+    # client.admin (the operator, everything) and mon. (shared by the monitors, as in Ceph);
+    # each later daemon kind adds its entities here (osd.N, mds.X...)
+    Keyring.create(directory / "keyring", {e: default_caps(e) for e in ("client.admin", "mon.")})
+    settings = {"fsid": fsid,
+                "mon_host": [f"{n}=127.0.0.1:{p}" for n, p in zip(MON_NAMES, ports,
+                                                                   strict=False)],
+                "keyring": "keyring", "data_dir": "data", "log_dir": "log", "run_dir": "run",
+                # every local OSD runs on this one machine: replicas go to different OSDs
+                "osd_crush_chooseleaf_type": "osd"}
+    head = (f"# Loligo local cluster {fsid}, written by `loligo cluster up` on "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S')}.\n# Relative paths are relative to this "
+            "file's directory.\n\n")
+    _write_atomic(conf, head + config_mod.format_toml({"global": settings}))
+    for sub in ("data", "log", "run"):
+        (directory / sub).mkdir(mode=0o700, exist_ok=True)
+    return conf
+
+
+# --- processes ----------------------------------------------------------------------------------
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie does not; our own exited children are reaped here)."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
+def _runs_from(pid: int, conf: Path) -> bool:
+    """Whether process `pid` was started with this config on its command line."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+    except OSError:
+        return False
+    for raw in args:
+        arg = Path(os.fsdecode(raw))
+        if arg.name == conf.name and (arg if arg.is_absolute() else cwd / arg) == conf:
+            return True
+    return False
+
+
+class LocalCluster:
+    """The daemons of the cluster whose config is `conf`: start, stop, find, describe."""
+
+    def __init__(self, conf: Path, *, argv: DaemonArgv = daemon_argv, out: Out = print) -> None:
+        self.conf = conf.expanduser().absolute()
+        self.config = config_mod.load(self.conf, "client.admin")
+        self.argv = argv
+        self.out = out
+        self.leader = ""  # the monitor that led when `start` last saw one
+
+    @property
+    def daemons(self) -> list[Daemon]:
+        return [Daemon("mon", m.name, m.addr) for m in self.config.mon_host]
+
+    def daemon(self, name: str) -> Daemon:
+        for d in self.daemons:
+            if d.name == name:
+                return d
+        known = ", ".join(d.name for d in self.daemons)
+        raise NotFound(f"no daemon {name!r} in {self.conf} (daemons: {known})")
+
+    def pid_file(self, d: Daemon) -> Path:
+        return Path(self.config.run_dir) / f"{d.name}.pid"
+
+    def log_file(self, d: Daemon) -> Path:
+        return Path(self.config.log_dir) / f"{d.name}.log"
+
+    def pid(self, d: Daemon) -> int | None:
+        """The pid of `d` if it runs: its pid file names a live process of this cluster."""
+        try:
+            pid = int(self.pid_file(d).read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if pid > 0 and _alive(pid) and _runs_from(pid, self.conf) else None
+
+    def running(self) -> dict[str, int]:
+        """Every running daemon (including any with a pid file but not in the config)."""
+        found = {d.name: d for d in self.daemons}
+        run_dir = Path(self.config.run_dir)
+        if run_dir.is_dir():
+            for f in sorted(run_dir.glob("*.pid")):
+                kind, _, ident = f.stem.partition(".")
+                found.setdefault(f.stem, Daemon(kind, ident))
+        return {name: pid for name, d in found.items() if (pid := self.pid(d)) is not None}
+
+    # --- starting -------------------------------------------------------------------------
+    def spawn(self, d: Daemon) -> subprocess.Popen[bytes]:
+        """Start `d` in its own session, its stdout/stderr appended to its log."""
+        if (pid := self.pid(d)) is not None:
+            raise ClusterRunning(f"{d.name} is already running (pid {pid})")
+        for sub in (self.config.run_dir, self.config.log_dir, self.config.data_dir):
+            Path(sub).mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.pid_file(d).unlink(missing_ok=True)  # stale: its process is gone (checked above)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+        with open(self.log_file(d), "ab") as log:
+            return subprocess.Popen(self.argv(d, self.conf), stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=subprocess.STDOUT, cwd=self.conf.parent,
+                                    env=env, start_new_session=True, close_fds=True)
+
+    def _tail(self, d: Daemon, lines: int = 3) -> str:
+        try:
+            text = self.log_file(d).read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return " | ".join(line.strip() for line in text[-lines:])
+
+    def _exited(self, d: Daemon, proc: subprocess.Popen[bytes]) -> LoligoError:
+        tail = self._tail(d)
+        return LoligoError(f"{d.name} exited with status {proc.returncode}"
+                           + (f": {tail}" if tail else "") + f" (log {self.log_file(d)})")
+
+    def wait_pid_files(self, procs: dict[Daemon, subprocess.Popen[bytes]], timeout: float) -> None:
+        """Until each started daemon has written its pid file, or fail naming the first that
+        exited or stayed silent."""
+        deadline = time.monotonic() + timeout
+        pending = dict(procs)
+        while pending:
+            for d, proc in list(pending.items()):
+                if proc.poll() is not None:
+                    raise self._exited(d, proc)
+                if self.pid(d) == proc.pid:
+                    del pending[d]
+            if pending and time.monotonic() > deadline:
+                names = ", ".join(f"{d.name} (pid {p.pid})" for d, p in pending.items())
+                raise Timeout(f"{names} wrote no pid file in {self.config.run_dir} within "
+                              f"{timeout:g}s; see {self.config.log_dir}")
+            if pending:
+                time.sleep(POLL)
+
+    async def _wait_mons(self, procs: dict[Daemon, subprocess.Popen[bytes]], names: set[str],
+                         timeout: float, need_leader: bool) -> None:
+        keyring = Keyring.load(self.config.keyring)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        last = ""
+        async with MonClient(self.config, keyring) as client:
+            while True:
+                for d, proc in procs.items():
+                    if proc.poll() is not None:
+                        raise self._exited(d, proc)
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    seen = last or "none answering"
+                    raise Timeout(f"monitors not ready within {timeout:g}s ({seen}); see the "
+                                  f"logs in {self.config.log_dir}")
+                try:
+                    st = await client.status(timeout=min(remaining, 2.0))
+                    answered = names & set(st.answered)
+                    leader = st.leader if st.from_leader else ""
+                    now = (f"{len(answered)}/{len(names)} answering, "
+                           + (f"leader mon.{leader} (term {st.view.term})" if leader
+                              else "no leader yet"))
+                except Timeout:
+                    answered, leader, now = set(), "", f"0/{len(names)} answering"
+                if now != last:
+                    self.out(f"  monitors: {now}")
+                    last = now
+                if answered == names and (leader or not need_leader):
+                    self.leader = leader
+                    return
+                await asyncio.sleep(POLL)
+
+    def start(self, names: Sequence[str] | None = None, *, timeout: float = 60.0,
+              wait: bool = True) -> dict[str, int]:
+        """Start daemons (default: all) and wait until each runs and, for monitors, answers
+        with a leader elected; on failure stop what was started. {name: pid}."""
+        chosen = [self.daemon(n) for n in names] if names is not None else self.daemons
+        procs: dict[Daemon, subprocess.Popen[bytes]] = {}
+        try:
+            for d in chosen:
+                procs[d] = self.spawn(d)
+                self.out(f"  started {d.name} (pid {procs[d].pid}), log {self.log_file(d)}")
+            self.wait_pid_files(procs, timeout)
+            mons = {d.id for d in procs if d.kind == "mon"}
+            if wait and mons:  # a leader needs a majority: only expected when all start
+                asyncio.run(self._wait_mons(procs, mons, timeout, need_leader=names is None))
+        except BaseException:
+            self._terminate({d.name: p.pid for d, p in procs.items() if p.poll() is None},
+                            grace=5.0, quiet=True)
+            raise
+        return {d.name: p.pid for d, p in procs.items()}
+
+    # --- stopping -------------------------------------------------------------------------
+    def _terminate(self, pids: dict[str, int], grace: float, quiet: bool = False) -> list[str]:
+        """TERM each, KILL those still running after `grace`; one report line each."""
+        report = []
+        for pid in pids.values():
+            _signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        pending = dict(pids)
+        while pending and time.monotonic() < deadline:
+            pending = {n: p for n, p in pending.items() if _alive(p)}
+            if pending:
+                time.sleep(POLL)
+        for name, pid in pids.items():
+            if name in pending and _alive(pid) and _runs_from(pid, self.conf):
+                _signal(pid, signal.SIGKILL)
+                _wait_dead(pid, 5.0)
+                report.append(f"killed {name} (pid {pid}): still running {grace:g}s after TERM")
+            else:
+                report.append(f"stopped {name} (pid {pid})")
+        if not quiet:
+            for line in report:
+                self.out(line)
+        return report
+
+    def stop(self, names: Sequence[str] | None = None, grace: float = 10.0) -> list[str]:
+        """Stop daemons (default: every running one); stale pid files are removed."""
+        if names is None:
+            running = self.running()
+        else:
+            running = {}
+            for name in names:
+                if (pid := self.pid(self.daemon(name))) is None:
+                    raise NotFound(f"{name} is not running")
+                running[name] = pid
+        report = self._terminate(running, grace)
+        still = self.running()
+        run_dir = Path(self.config.run_dir)
+        for f in sorted(run_dir.glob("*.pid")) if run_dir.is_dir() else ():
+            if f.stem not in still and (names is None or f.stem in names):
+                f.unlink(missing_ok=True)
+        return report
+
+    def kill(self, name: str) -> int:
+        """SIGKILL one daemon (a crash, for fault drills); its pid."""
+        d = self.daemon(name)
+        pid = self.pid(d)
+        if pid is None:
+            raise NotFound(f"{name} is not running")
+        _signal(pid, signal.SIGKILL)
+        _wait_dead(pid, 5.0)
+        self.out(f"killed {name} (pid {pid})")
+        return pid
+
+    # --- describing -----------------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        """Endpoints and credentials as data (`cluster info --format json`)."""
+        return {"conf": str(self.conf), "fsid": self.config.fsid,
+                "keyring": str(self.config.keyring), "entity": "client.admin",
+                "log_dir": str(self.config.log_dir),
+                "mons": [{"name": d.id, "addr": d.addr, "pid": self.pid(d),
+                          "running": self.pid(d) is not None, "log": str(self.log_file(d))}
+                         for d in self.daemons],
+                "gateway": None}
+
+
+def _signal(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # it ended since we checked: fine
+        os.kill(pid, sig)
+
+
+def _wait_dead(pid: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(POLL)
+
+
+def up(directory: Path, mons: int | None = None, base_port: int | None = None, *,
+       timeout: float = 60.0, argv: DaemonArgv = daemon_argv, out: Out = print,
+       wait: bool = True) -> LocalCluster:
+    """Create the cluster in `directory` (or reuse the one there) and start its daemons.
+
+    Refuses while any daemon of that cluster runs; restarting a stopped cluster keeps its
+    fsid, keys and data (`mons` must then match or be omitted).
+    """
+    directory = directory.expanduser().absolute()
+    conf = directory / CONF_NAME
+    if conf.exists():
+        cluster = LocalCluster(conf, argv=argv, out=out)
+        running = cluster.running()
+        if running:
+            which = ", ".join(f"{n} pid {p}" for n, p in running.items())
+            raise ClusterRunning(f"a cluster is already running in {directory} ({which}): "
+                                 f"use it (export LOLIGO_CONF={conf}) or stop it first "
+                                 f"(loligo cluster down --dir {directory})")
+        if mons is not None and mons != len(cluster.daemons):
+            raise InvalidArgument(f"{directory} holds a cluster of {len(cluster.daemons)} "
+                                  f"monitors, not {mons}: omit --mons to restart it, or use "
+                                  "a new directory")
+        out(f"Restarting the cluster in {directory} (fsid {cluster.config.fsid})")
+    else:
+        conf = create(directory, 3 if mons is None else mons, base_port)
+        cluster = LocalCluster(conf, argv=argv, out=out)
+        out(f"Created cluster {cluster.config.fsid} in {directory}")
+    cluster.start(timeout=timeout, wait=wait)
+    return cluster
