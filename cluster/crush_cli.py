@@ -24,6 +24,7 @@ from rados_py.errors import CrushMapError, InvalidArgument, NotFound
 from rados_py.osdmap import POOL_ERASURE, POOL_REPLICATED, OSDMap, OsdState, Pool
 
 DEFAULT_MAX_X = 1023  # crushtool's default x range is 0..1023
+CEPH_CRUSH_MAGIC = (0x00010000).to_bytes(4, "little")  # how `crushtool -c` output begins
 
 
 # --- loading and saving -----------------------------------------------------------------------
@@ -41,6 +42,9 @@ def load_map(path: str) -> CrushMap:
     data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
     if _is_text(data):
         return text.parse(data.decode("utf-8"))
+    if data[:4] == CEPH_CRUSH_MAGIC:
+        raise CrushMapError(f"{path} is Ceph's binary crushmap: give the text map "
+                            f"(crushtool -d {path} -o map.txt)")
     return wire.loads(data)
 
 

@@ -141,3 +141,10 @@ def test_console_script_runs_as_a_real_process() -> None:
     assert done.returncode == 0, done.stderr
     expected = (VECTORS / "a_flat.rule0.rep3.x0-1999.txt").read_text().splitlines()[17]
     assert done.stdout.strip() == expected
+
+
+def test_a_ceph_binary_map_gets_a_hint(capsys, tmp_path: Path) -> None:
+    ceph_binary = tmp_path / "ceph.map"
+    ceph_binary.write_bytes((0x00010000).to_bytes(4, "little") + b"\x00" * 64)
+    rc, _, err = run(capsys, "crush", "test", "-i", str(ceph_binary), "--show-mappings")
+    assert rc == 1 and "crushtool -d" in err and len(err.strip().splitlines()) == 1
