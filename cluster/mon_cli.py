@@ -145,6 +145,11 @@ def status_json(st: ClusterStatus, maps: Maps | None, mon_addrs: dict[str, str]
                      "num_remapped_pgs": 0, "flags": sorted(osdmap.flags)}
     out["pgmap"] = {"pgs_by_state": [], "num_pools": len(osdmap.pools),
                     "num_pgs": sum(p.pg_num for p in osdmap.pools.values())}
+    mdsmap = maps.mdsmap
+    out["fsmap"] = {"epoch": mdsmap.epoch,
+                    "up": [{"name": d.name, "rank": d.rank, "status": f"up:{d.state}"}
+                           for d in mdsmap.daemons if d.state == "active"],
+                    "up:standby": len(mdsmap.standbys)}
     return out
 
 
@@ -171,6 +176,10 @@ def format_status(data: dict[str, Any]) -> str:
     if osd is None:
         lines += ["    osd: unknown (no quorum to read the maps from)", ""]
         return "\n".join(lines)
+    fs = data.get("fsmap")
+    if fs and (fs["up"] or fs["up:standby"]):
+        active = ", ".join(f"{d['name']}={d['status']}" for d in fs["up"]) or "none active"
+        lines.append(f"    mds: {active}, {fs['up:standby']} up:standby")
     flags = f"; flags {','.join(osd['flags'])}" if osd["flags"] else ""
     lines += [f"    osd: {osd['num_osds']} osds: {osd['num_up_osds']} up, "
               f"{osd['num_in_osds']} in{flags}", "", "  data:",

@@ -18,11 +18,14 @@ from rados_py.crush.compiled import CompiledMap
 from rados_py.crush.model import WEIGHT_ONE, CrushMap
 from rados_py.errors import CrushMapError, InvalidArgument, LoligoError, NotFound
 from rados_py.maps_wire import (
+    mdsmap_from_proto,
+    mdsmap_to_proto,
     monmap_from_proto,
     monmap_to_proto,
     osdmap_from_proto,
     osdmap_to_proto,
 )
+from rados_py.mdsmap import ACTIVE, STANDBY, MdsInfo, MDSMap
 from rados_py.monmap import MonMap
 from rados_py.osdmap import POOL_ERASURE, POOL_REPLICATED, OSDMap, OsdState, Pool
 from rados_py.proto.loligo import mon_pb2
@@ -59,6 +62,7 @@ class ClusterMaps:
     osd_uuids: dict[int, str] = field(default_factory=dict)  # a rebooting disk keeps its id
     applied: dict[bytes, mon_pb2.CommandResult] = field(default_factory=dict)  # insertion order
     pool_defaults: PoolDefaults = PoolDefaults()
+    mdsmap: MDSMap = field(default_factory=MDSMap)
 
     @classmethod
     def initial(cls, fsid: str, mons: list[tuple[str, str]], failure_domain: str = "host",
@@ -70,7 +74,8 @@ class ClusterMaps:
     # --- snapshots ----------------------------------------------------------------------------
     def to_proto(self) -> mon_pb2.ClusterState:
         msg = mon_pb2.ClusterState(monmap=monmap_to_proto(self.monmap),
-                                   osdmap=osdmap_to_proto(self.osdmap))
+                                   osdmap=osdmap_to_proto(self.osdmap),
+                                   mdsmap=mdsmap_to_proto(self.mdsmap))
         for osd, uuid in sorted(self.osd_uuids.items()):
             msg.osd_identities.add(id=osd, uuid=uuid)
         for rid, result in self.applied.items():
@@ -83,7 +88,7 @@ class ClusterMaps:
         return cls(monmap_from_proto(msg.monmap), osdmap_from_proto(msg.osdmap),
                    {i.id: i.uuid for i in msg.osd_identities},
                    {a.request_id: a.result for a in msg.applied},
-                   pool_defaults or PoolDefaults())
+                   pool_defaults or PoolDefaults(), mdsmap_from_proto(msg.mdsmap))
 
 
 def apply(state: ClusterMaps, command: mon_pb2.MonCommand) -> tuple[ClusterMaps,
@@ -92,6 +97,8 @@ def apply(state: ClusterMaps, command: mon_pb2.MonCommand) -> tuple[ClusterMaps,
     if command.request_id and command.request_id in state.applied:
         return state, state.applied[command.request_id]
     kind = command.WhichOneof("cmd")
+    if kind in _MDS_HANDLERS:
+        return _apply_mds(state, command, kind)
     handler = _HANDLERS.get(kind or "")
     try:
         if handler is None:
@@ -114,13 +121,30 @@ def apply(state: ClusterMaps, command: mon_pb2.MonCommand) -> tuple[ClusterMaps,
             uuids = {**uuids, int(result.value): uuid}
     elif kind == "osd_remove" and result.code == OK:
         uuids = {k: v for k, v in uuids.items() if k not in command.osd_remove.ids}
-    applied = state.applied
-    if command.request_id:
-        applied = dict(applied)
-        applied[command.request_id] = result
-        while len(applied) > APPLIED_REMEMBERED:
-            del applied[next(iter(applied))]
-    return dataclasses.replace(state, osdmap=osdmap, osd_uuids=uuids, applied=applied), result
+    return dataclasses.replace(state, osdmap=osdmap, osd_uuids=uuids,
+                               applied=_remember(state, command.request_id, result)), result
+
+
+def _remember(state: ClusterMaps, request_id: bytes, result: mon_pb2.CommandResult
+              ) -> dict[bytes, mon_pb2.CommandResult]:
+    if not request_id:
+        return state.applied
+    applied = dict(state.applied)
+    applied[request_id] = result
+    while len(applied) > APPLIED_REMEMBERED:
+        del applied[next(iter(applied))]
+    return applied
+
+
+def _apply_mds(state: ClusterMaps, command: mon_pb2.MonCommand, kind: str
+               ) -> tuple[ClusterMaps, mon_pb2.CommandResult]:
+    mdsmap, message = _MDS_HANDLERS[kind](state.mdsmap, getattr(command, kind))
+    if mdsmap is not state.mdsmap:
+        mdsmap = dataclasses.replace(mdsmap, epoch=state.mdsmap.epoch + 1)
+    result = mon_pb2.CommandResult(code=OK, message=message, osdmap_epoch=state.osdmap.epoch,
+                                   value=mdsmap.epoch)
+    return dataclasses.replace(state, mdsmap=mdsmap,
+                               applied=_remember(state, command.request_id, result)), result
 
 
 Outcome = tuple[OSDMap, int, str]  # new osdmap (the same object when unchanged), value, message
@@ -349,4 +373,42 @@ _HANDLERS: dict[str, Callable[[ClusterMaps, object], Outcome]] = {
     "pool_remove": _pool_remove,
     "crush_rule_create_replicated": _crush_rule_create,
     "crush_set": _crush_set,
+}
+
+
+# --- the MDSMap ---------------------------------------------------------------------------------
+
+def _mds_beacon(mdsmap: MDSMap, cmd: mon_pb2.MdsBeacon) -> tuple[MDSMap, str]:
+    if not cmd.name or not cmd.addr:
+        return mdsmap, "an MDS beacon needs a name and an address"
+    known = mdsmap.get(cmd.name)
+    if known is not None and known.addr == cmd.addr:
+        return mdsmap, f"mds.{cmd.name} is {known.state}"
+    if known is not None:  # restarted at a new address: same role
+        info = dataclasses.replace(known, addr=cmd.addr)
+    elif mdsmap.active is None:
+        info = MdsInfo(cmd.name, cmd.addr, 0, ACTIVE)
+    else:
+        info = MdsInfo(cmd.name, cmd.addr, -1, STANDBY)
+    others = [d for d in mdsmap.daemons if d.name != cmd.name]
+    daemons = tuple(sorted([*others, info], key=lambda d: d.name))
+    return MDSMap(mdsmap.epoch, daemons), f"mds.{cmd.name} is {info.state}"
+
+
+def _mds_fail(mdsmap: MDSMap, cmd: mon_pb2.MdsFail) -> tuple[MDSMap, str]:
+    failed = mdsmap.get(cmd.name)
+    if failed is None or (cmd.mdsmap_epoch and cmd.mdsmap_epoch != mdsmap.epoch):
+        return mdsmap, f"mds.{cmd.name}: nothing to fail (already handled)"
+    daemons = [d for d in mdsmap.daemons if d.name != cmd.name]
+    message = f"mds.{cmd.name} failed"
+    if failed.state == ACTIVE and daemons:
+        heir = daemons[0]  # the first standby by name takes rank 0
+        daemons[0] = dataclasses.replace(heir, rank=0, state=ACTIVE)
+        message += f"; mds.{heir.name} takes over rank 0"
+    return MDSMap(mdsmap.epoch, tuple(daemons)), message
+
+
+_MDS_HANDLERS: dict[str, Callable[[MDSMap, object], tuple[MDSMap, str]]] = {
+    "mds_beacon": _mds_beacon,
+    "mds_fail": _mds_fail,
 }

@@ -78,6 +78,8 @@ class MonDaemon:
         self.last_snapshot_index = 0
         self.leader: str | None = None
         self.peer_seen: dict[str, float] = {}
+        self.mds_seen: dict[str, float] = {}  # leader only: last beacon of each MDS
+        self._next_failure_check = 0.0
         self.pending: dict[bytes, _Pending] = {}
         self.maps_changed = asyncio.Condition()
         self.authenticator = auth.Authenticator(self.keyring, ticket_ttl=config.ticket_ttl,
@@ -160,6 +162,7 @@ class MonDaemon:
             while not self._events.empty():
                 events.append(self._events.get_nowait())
             await self._step(events)
+            self._check_failures()
 
     async def _step(self, events: list) -> None:
         effect_lists = [self.node.step(e) for e in events]
@@ -191,6 +194,7 @@ class MonDaemon:
                 case ProposalResult(request_id=rid, error=error) if error is not None:
                     self._resolve(rid, None)
                 case LeaderChanged(leader_id=leader, term=term):
+                    self.mds_seen.clear()  # a new leader gives every daemon a full grace
                     if leader != self.leader:
                         log.info("mon.%s: leader is now %s (term %d)", self.name,
                                  f"mon.{leader}" if leader else "unknown", term)
@@ -217,7 +221,7 @@ class MonDaemon:
         m.applied_index.set(self.applied_index)
 
     def _apply(self, entries) -> bool:
-        before = self.maps.osdmap.epoch
+        before = self.epochs()
         for entry in entries:
             if entry.kind is EntryKind.COMMAND:
                 command = mon_pb2.MonCommand()
@@ -231,7 +235,45 @@ class MonDaemon:
                     self.metrics.commands.labels("ok" if result.code == 0 else "refused").inc()
                     self._resolve(entry.request_id, result)
             self.applied_index = entry.index
-        return self.maps.osdmap.epoch != before
+        return self.epochs() != before
+
+    def epochs(self) -> tuple[int, int]:
+        """(OSDMap epoch, MDSMap epoch): subscribers hear of a change of either."""
+        return self.maps.osdmap.epoch, self.maps.mdsmap.epoch
+
+    # --- failure detection (leader) -------------------------------------------------------------
+    def _check_failures(self) -> None:
+        """Declare failed any MDS silent for mds_beacon_grace (the leader's job)."""
+        now = time.monotonic()
+        if not self.is_leader or now < self._next_failure_check:
+            return
+        self._next_failure_check = now + min(0.25, self.config.mds_beacon_interval)
+        mdsmap = self.maps.mdsmap
+        for mds in mdsmap.daemons:
+            seen = self.mds_seen.setdefault(mds.name, now)
+            if now - seen > self.config.mds_beacon_grace:
+                log.warning("mon.%s: mds.%s sent no beacon for %.1f s: failing it", self.name,
+                            mds.name, now - seen)
+                fail = mon_pb2.MonCommand(
+                    request_id=f"mds-fail:{mds.name}:{mdsmap.epoch}".encode(),
+                    mds_fail=mon_pb2.MdsFail(name=mds.name, mdsmap_epoch=mdsmap.epoch))
+                self._events.put_nowait(Propose(fail.SerializeToString(), fail.request_id))
+                self.mds_seen[mds.name] = now  # do not propose again before the grace
+
+    async def beacon(self, request: mon_pb2.BeaconRequest, timeout: float
+                     ) -> mon_pb2.BeaconReply:
+        """An MDS is alive; register it (or its new address) through the log when needed."""
+        mds = request.mds
+        self.mds_seen[mds.name] = time.monotonic()
+        known = self.maps.mdsmap.get(mds.name)
+        if known is None or known.addr != mds.addr:
+            epoch = self.maps.mdsmap.epoch
+            command = mon_pb2.MonCommand(request_id=f"mds-beacon:{mds.name}:{mds.addr}:"
+                                                    f"{epoch}".encode(), mds_beacon=mds)
+            await self.propose(command, timeout)
+            known = self.maps.mdsmap.get(mds.name)
+        return mon_pb2.BeaconReply(mdsmap_epoch=self.maps.mdsmap.epoch,
+                                   state=known.state if known else "unknown")
 
     def _install(self, data: bytes, index: int) -> None:
         state = mon_pb2.ClusterState()

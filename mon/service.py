@@ -17,7 +17,7 @@ from mon.raft_wire import from_proto
 from rados_py import rpc
 from rados_py.auth import SERVICE_ENTITY, AuthError, PermissionDenied
 from rados_py.errors import InvalidArgument
-from rados_py.maps_wire import monmap_to_proto, osdmap_to_proto
+from rados_py.maps_wire import mdsmap_to_proto, monmap_to_proto, osdmap_to_proto
 from rados_py.proto.loligo import mon_pb2, mon_pb2_grpc, raft_pb2, raft_pb2_grpc
 
 _MON = "/loligo.Mon/"
@@ -28,13 +28,14 @@ def server_auth(secret: bytes) -> rpc.ServerAuth:
     return rpc.ServerAuth(
         service="mon", service_secret=secret,
         method_ops={_MON + "Command": "rw", _MON + "GetMaps": "r", _MON + "Subscribe": "r",
-                    _MON + "Status": "r", _RAFT + "Deliver": "*"},
+                    _MON + "Status": "r", _MON + "Beacon": "rwx", _RAFT + "Deliver": "*"},
         open_methods=frozenset({_MON + "Auth"}))
 
 
 def _maps(daemon) -> mon_pb2.Maps:
     return mon_pb2.Maps(monmap=monmap_to_proto(daemon.maps.monmap),
-                        osdmap=osdmap_to_proto(daemon.maps.osdmap))
+                        osdmap=osdmap_to_proto(daemon.maps.osdmap),
+                        mdsmap=mdsmap_to_proto(daemon.maps.mdsmap))
 
 
 def _remaining(context: grpc.aio.ServicerContext, default: float) -> float:
@@ -82,17 +83,26 @@ class MonService(mon_pb2_grpc.MonServicer):
         return _maps(self.d)
 
     async def Subscribe(self, request: mon_pb2.SubscribeRequest, context):
-        have = request.have_osdmap_epoch
+        sent: tuple[int, int] | None = None
         while True:
-            if self.d.maps.osdmap.epoch > have:
-                maps = _maps(self.d)
-                have = maps.osdmap.epoch
-                yield maps
+            epochs = self.d.epochs()
+            have = sent or (request.have_osdmap_epoch, request.have_mdsmap_epoch)
+            if epochs != sent and (epochs[0] > have[0] or epochs[1] > have[1]):
+                sent = epochs
+                yield _maps(self.d)
             async with self.d.maps_changed:
-                await self.d.maps_changed.wait_for(functools.partial(self._newer, have))
+                await self.d.maps_changed.wait_for(functools.partial(self._changed, epochs))
 
-    def _newer(self, epoch: int) -> bool:
-        return self.d.maps.osdmap.epoch > epoch
+    def _changed(self, epochs: tuple[int, int]) -> bool:
+        return self.d.epochs() != epochs
+
+    async def Beacon(self, request: mon_pb2.BeaconRequest, context) -> mon_pb2.BeaconReply:
+        if not request.mds.name or not request.mds.addr:
+            raise InvalidArgument("a beacon needs the daemon's name and address")
+        if not self.d.is_leader:
+            redirect = self._redirect()
+            return mon_pb2.BeaconReply(leader=redirect.leader, leader_addr=redirect.leader_addr)
+        return await self.d.beacon(request, _remaining(context, self.d.config.rpc_timeout))
 
     async def Status(self, request: mon_pb2.MonStatusRequest, context) -> mon_pb2.MonStatus:
         return self.d.status()

@@ -311,6 +311,10 @@ SCHEMA: Mapping[str, Option] = MappingProxyType({o.name: o for o in (
            ("osd", "mon"), min=0.01, max=60),
     Option("osd_heartbeat_grace", "duration", 5.0, "Peers unanswered this long are reported "
            "to the monitors as failed.", ("osd", "mon"), min=0.02, max=600),
+    Option("mds_beacon_interval", "duration", 1.0, "How often an MDS tells the monitors it "
+           "is alive.", ("mds", "mon"), min=0.01, max=60),
+    Option("mds_beacon_grace", "duration", 5.0, "An MDS silent this long is declared failed "
+           "and a standby takes over.", ("mds", "mon"), min=0.05, max=600),
     Option("mon_snapshot_interval", "int", 1000, "A monitor compacts its log into a snapshot "
            "of the maps every this many applied entries.", ("mon",), min=10, max=1_000_000),
     Option("mon_quorum_grace", "duration", 3.0, "A monitor not heard from for this long counts "
@@ -328,6 +332,7 @@ SCHEMA: Mapping[str, Option] = MappingProxyType({o.name: o for o in (
 _ORDERED = (("mon_election_timeout_min", "mon_election_timeout_max", False),
             ("mon_heartbeat_interval", "mon_election_timeout_min", True),
             ("osd_heartbeat_interval", "osd_heartbeat_grace", True),
+            ("mds_beacon_interval", "mds_beacon_grace", True),
             ("rpc_retry_initial", "rpc_retry_max", False))
 
 

@@ -1,9 +1,10 @@
-"""OSDMap and MonMap <-> protobuf (proto/loligo/maps.proto), exact in both directions."""
+"""OSDMap, MonMap and MDSMap <-> protobuf (proto/loligo/maps.proto), exact in both directions."""
 
 from __future__ import annotations
 
 from rados_py.crush import wire as crush_wire
 from rados_py.crush.compiled import CompiledMap
+from rados_py.mdsmap import MdsInfo, MDSMap
 from rados_py.monmap import MonMap
 from rados_py.osdmap import OSDMap, OsdState, PgId, Pool
 from rados_py.proto.loligo import maps_pb2
@@ -48,3 +49,15 @@ def monmap_to_proto(m: MonMap) -> maps_pb2.MonMap:
 
 def monmap_from_proto(msg: maps_pb2.MonMap) -> MonMap:
     return MonMap(msg.fsid, msg.epoch, tuple((m.name, m.addr) for m in msg.mons))
+
+
+def mdsmap_to_proto(m: MDSMap) -> maps_pb2.MDSMap:
+    msg = maps_pb2.MDSMap(epoch=m.epoch)
+    for d in m.daemons:
+        msg.mds.add(name=d.name, addr=d.addr, rank=d.rank, state=d.state)
+    return msg
+
+
+def mdsmap_from_proto(msg: maps_pb2.MDSMap) -> MDSMap:
+    return MDSMap(msg.epoch or 1, tuple(MdsInfo(d.name, d.addr, d.rank, d.state)
+                                        for d in msg.mds))

@@ -36,7 +36,8 @@ from rados_py import auth, rpc
 from rados_py.auth import Keyring
 from rados_py.config import Config
 from rados_py.errors import InvalidArgument, LoligoError, NotFound, Timeout
-from rados_py.maps_wire import monmap_from_proto, osdmap_from_proto
+from rados_py.maps_wire import mdsmap_from_proto, monmap_from_proto, osdmap_from_proto
+from rados_py.mdsmap import MDSMap
 from rados_py.monmap import MonMap
 from rados_py.osdmap import OSDMap
 from rados_py.proto.loligo import mon_pb2, mon_pb2_grpc
@@ -69,10 +70,11 @@ class CommandRefused(LoligoError):
 
 
 class Maps(NamedTuple):
-    """The maps at one moment, as a (monmap, osdmap) pair."""
+    """The maps at one moment."""
 
     monmap: MonMap
     osdmap: OSDMap
+    mdsmap: MDSMap = MDSMap()
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,8 @@ class MonClient:
         self._mons = [_Mon(m.name, m.addr) for m in config.mon_host]
         # A hung monitor must not eat the whole budget: try another after this long.
         self._attempt_timeout = attempt_timeout or max(0.5, config.rpc_timeout / 3)
-        self._creds = rpc.ClientCredentials(config.fsid, self._fetch_ticket, clock=clock)
+        self._creds = rpc.ClientCredentials(config.fsid, self._fetch_ticket, clock=clock,
+                                            epoch=self._epoch)
         self._anon = rpc.ClientCredentials(config.fsid)  # the Auth handshake needs no ticket
         self._stubs: dict[tuple[str, bool], tuple[grpc.aio.Channel, mon_pb2_grpc.MonStub]] = {}
         self._client_id = uuid.uuid4().hex
@@ -285,15 +288,29 @@ class MonClient:
         pause = self.config.rpc_retry_initial
         while True:
             for addr in self._hunt_order():
-                result = await self._command_at(addr, msg, deadline, budget, seen)
-                if result is not None:
-                    return result
+                reply = await self._leader_call(addr, "Command", msg, deadline, budget, seen)
+                if reply is not None:
+                    return reply.result
             pause = await self._pause(pause, deadline)
 
-    async def _command_at(self, addr: str, msg: mon_pb2.MonCommand, deadline: float,
-                          budget: float, seen: dict[str, str]) -> mon_pb2.CommandResult | None:
-        """Send to `addr`, following a follower's pointer to the leader; None when this path
-        led to no leader (what happened is noted in `seen`)."""
+    async def beacon(self, request: mon_pb2.BeaconRequest, timeout: float | None = None
+                     ) -> mon_pb2.BeaconReply:
+        """Tell the leader a daemon is alive (MDS beacons); its view of the daemon back."""
+        budget, deadline = self._budget(timeout)
+        await self._ensure_ticket(deadline)
+        seen: dict[str, str] = {}
+        pause = self.config.rpc_retry_initial
+        while True:
+            for addr in self._hunt_order():
+                reply = await self._leader_call(addr, "Beacon", request, deadline, budget, seen)
+                if reply is not None:
+                    return reply
+            pause = await self._pause(pause, deadline)
+
+    async def _leader_call(self, addr: str, method: str, msg: Any, deadline: float,
+                           budget: float, seen: dict[str, str]) -> Any:
+        """Call `method` at `addr`, following a follower's pointer to the leader; the leader's
+        reply, or None when this path led to no leader (what happened is noted in `seen`)."""
         loop = asyncio.get_running_loop()
         renewed = False
         for _ in range(4):  # a redirect or two, one ticket renewal
@@ -303,7 +320,7 @@ class MonClient:
             attempt = min(remaining, self._attempt_timeout)
             try:
                 await self._ensure_ticket(deadline)
-                reply = await self._stub(addr).Command(msg, timeout=attempt)
+                reply = await getattr(self._stub(addr), method)(msg, timeout=attempt)
             except grpc.aio.AioRpcError as err:
                 if err.code() == Code.UNAUTHENTICATED and not renewed:
                     renewed = True  # e.g. the ticket expired while we were away
@@ -316,9 +333,10 @@ class MonClient:
                 seen[addr] = _why(err, attempt)
                 self._failed(addr)
                 return None
-            if reply.HasField("result"):
+            # the leader's answer: a command result, or a beacon's verdict on the daemon
+            if reply.HasField("result") if method == "Command" else bool(reply.state):
                 self._leader = addr
-                return reply.result
+                return reply
             if reply.leader_addr and reply.leader_addr != addr:
                 seen[addr] = f"follower of {reply.leader or reply.leader_addr}"
                 addr = reply.leader_addr
@@ -328,6 +346,9 @@ class MonClient:
         return None
 
     # --- maps ---------------------------------------------------------------------------------
+    def _epoch(self) -> int:
+        return self._maps.osdmap.epoch if self._maps is not None else 0
+
     @property
     def maps(self) -> Maps | None:
         """The newest maps this client has seen (None before the first fetch)."""
@@ -338,9 +359,11 @@ class MonClient:
         have = self._maps.osdmap.epoch if self._maps is not None else 0
         if self._maps is not None and msg.osdmap.epoch < have:
             return None
-        maps = Maps(monmap_from_proto(msg.monmap), osdmap_from_proto(msg.osdmap))
+        maps = Maps(monmap_from_proto(msg.monmap), osdmap_from_proto(msg.osdmap),
+                    mdsmap_from_proto(msg.mdsmap))
         if self._maps is None or maps.osdmap.epoch > have \
-                or maps.monmap.epoch > self._maps.monmap.epoch:
+                or maps.monmap.epoch > self._maps.monmap.epoch \
+                or maps.mdsmap.epoch > self._maps.mdsmap.epoch:
             self._maps = maps
         return self._maps
 
@@ -399,7 +422,7 @@ class MonClient:
         """
         loop = asyncio.get_running_loop()
         pause = self.config.rpc_retry_initial
-        last = 0
+        last = (0, 0)  # (osdmap, mdsmap) epochs yielded
         while True:
             for addr in self._hunt_order():
                 try:
@@ -407,14 +430,16 @@ class MonClient:
                 except Timeout as exc:
                     log.warning("map subscription: %s", exc)
                     break
-                have = self._maps.osdmap.epoch if self._maps is not None else 0
                 call = self._stub(addr).Subscribe(mon_pb2.SubscribeRequest(
-                    have_osdmap_epoch=have))
+                    have_osdmap_epoch=last[0], have_mdsmap_epoch=last[1]))
                 try:
                     async for msg in call:
                         maps = self._accept(msg)
-                        if maps is not None and maps.osdmap.epoch > last:
-                            last = maps.osdmap.epoch
+                        if maps is None:
+                            continue
+                        epochs = (maps.osdmap.epoch, maps.mdsmap.epoch)
+                        if epochs[0] >= last[0] and epochs[1] >= last[1] and epochs != last:
+                            last = epochs
                             pause = self.config.rpc_retry_initial
                             yield maps
                     log.info("map subscription at mon %s ended; resubscribing",

@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 TICKET_KEY = "x-loligo-ticket"
 FSID_KEY = "x-loligo-fsid"
+EPOCH_KEY = "x-loligo-epoch"  # the sender's OSDMap epoch
 ERROR_KEY = "x-loligo-error"  # trailing metadata: the error family, for exact round trips
 Code = grpc.StatusCode
 
@@ -322,8 +323,11 @@ class ClientCredentials:
     """
 
     def __init__(self, fsid: str, fetch_ticket: Callable[[], Awaitable[str]] | None = None, *,
-                 renew_fraction: float = 0.75, clock: Callable[[], float] = time.time) -> None:
+                 renew_fraction: float = 0.75, clock: Callable[[], float] = time.time,
+                 epoch: Callable[[], int] | None = None) -> None:
         self.fsid = fsid
+        # the sender's OSDMap epoch, sent with every call so a peer with a newer map can say so
+        self._epoch = epoch
         self._fetch = fetch_ticket
         self._fraction = renew_fraction
         self._clock = clock
@@ -364,6 +368,8 @@ class ClientCredentials:
 
     async def metadata(self) -> list[tuple[str, str]]:
         md = [(FSID_KEY, self.fsid)]
+        if self._epoch is not None:
+            md.append((EPOCH_KEY, str(self._epoch())))
         token = await self.ticket()
         return md if token is None else [*md, (TICKET_KEY, token)]
 

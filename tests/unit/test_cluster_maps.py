@@ -202,3 +202,24 @@ def test_osd_create_allocates_a_down_out_id_that_boot_brings_up_and_in(
     assert booted.value == 3
     assert state.osdmap.osds[3].up and state.osdmap.osds[3].is_in
     assert 3 in state.osdmap.crush.crush_map.devices
+
+
+def test_mds_beacons_make_one_active_and_a_failure_promotes_a_standby(
+        cluster: ClusterMaps) -> None:
+    state, (a, b, again) = run(
+        cluster, cmd(mds_beacon=mon_pb2.MdsBeacon(name="a", addr="127.0.0.1:6800")),
+        cmd(mds_beacon=mon_pb2.MdsBeacon(name="b", addr="127.0.0.1:6801")),
+        cmd(mds_beacon=mon_pb2.MdsBeacon(name="a", addr="127.0.0.1:6800")))
+    assert (a.message, b.message, again.message) == ("mds.a is active", "mds.b is standby",
+                                                     "mds.a is active")
+    assert state.mdsmap.epoch == 3 and state.mdsmap.active.name == "a"
+    epoch = state.mdsmap.epoch
+    state, (failed, stale) = run(state, cmd(mds_fail=mon_pb2.MdsFail(name="a", mdsmap_epoch=epoch)),
+                                 cmd(mds_fail=mon_pb2.MdsFail(name="b", mdsmap_epoch=epoch)))
+    assert "mds.b takes over rank 0" in failed.message
+    assert state.mdsmap.active.name == "b" and state.mdsmap.active.rank == 0
+    assert "already handled" in stale.message and state.mdsmap.get("b") is not None
+    # the restarted MDS comes back as a standby at its new address
+    state, (back,) = run(state, cmd(mds_beacon=mon_pb2.MdsBeacon(name="a", addr="h:7000")))
+    assert back.message == "mds.a is standby"
+    assert ClusterMaps.from_proto(state.to_proto()).mdsmap == state.mdsmap

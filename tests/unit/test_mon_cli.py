@@ -322,3 +322,14 @@ def test_crush_set_from_dump(capsys: pytest.CaptureFixture[str], tmp_path: Path,
     edited.write_text("rule broken {\n")
     code, _, err = run(capsys, "crush", "set", "-i", str(edited), "--conf", str(conf))
     assert code == 1 and err.count("\n") == 1
+
+
+def test_status_shows_the_mds_map() -> None:
+    from rados_py.mdsmap import MdsInfo, MDSMap
+
+    mdsmap = MDSMap(3, (MdsInfo("a", "h:1", 0, "active"), MdsInfo("b", "h:2")))
+    data = mon_cli.status_json(HEALTHY, Maps(MAPS.monmap, MAPS.osdmap, mdsmap), ADDRS)
+    assert data["fsmap"] == {"epoch": 3, "up": [{"name": "a", "rank": 0, "status": "up:active"}],
+                             "up:standby": 1}
+    assert "    mds: a=up:active, 1 up:standby" in mon_cli.format_status(data).splitlines()
+    assert "mds:" not in mon_cli.format_status(mon_cli.status_json(HEALTHY, MAPS, ADDRS))

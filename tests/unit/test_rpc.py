@@ -501,3 +501,11 @@ def test_error_table_without_family_names() -> None:
     assert "\n" not in str(multi)
     assert rpc.to_grpc_status(ValueError()) == code.INTERNAL
     assert rpc.to_grpc_status(CrushMapError("x")) == code.INVALID_ARGUMENT
+
+
+def test_credentials_send_fsid_and_the_senders_map_epoch() -> None:
+    epoch = {"now": 7}
+    creds = rpc.ClientCredentials("the-fsid", epoch=lambda: epoch["now"])
+    assert asyncio.run(creds.metadata()) == [(rpc.FSID_KEY, "the-fsid"), (rpc.EPOCH_KEY, "7")]
+    epoch["now"] = 9
+    assert (rpc.EPOCH_KEY, "9") in asyncio.run(creds.metadata())

@@ -59,6 +59,11 @@ class MonStub:
                 request_serializer=loligo_dot_mon__pb2.MonStatusRequest.SerializeToString,
                 response_deserializer=loligo_dot_mon__pb2.MonStatus.FromString,
                 _registered_method=True)
+        self.Beacon = channel.unary_unary(
+                '/loligo.Mon/Beacon',
+                request_serializer=loligo_dot_mon__pb2.BeaconRequest.SerializeToString,
+                response_deserializer=loligo_dot_mon__pb2.BeaconReply.FromString,
+                _registered_method=True)
 
 
 class MonServicer:
@@ -99,6 +104,13 @@ class MonServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Beacon(self, request, context):
+        """mon "rwx" (daemons)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MonServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -126,6 +138,11 @@ def add_MonServicer_to_server(servicer, server):
                     servicer.Status,
                     request_deserializer=loligo_dot_mon__pb2.MonStatusRequest.FromString,
                     response_serializer=loligo_dot_mon__pb2.MonStatus.SerializeToString,
+            ),
+            'Beacon': grpc.unary_unary_rpc_method_handler(
+                    servicer.Beacon,
+                    request_deserializer=loligo_dot_mon__pb2.BeaconRequest.FromString,
+                    response_serializer=loligo_dot_mon__pb2.BeaconReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -263,6 +280,33 @@ class Mon:
             '/loligo.Mon/Status',
             loligo_dot_mon__pb2.MonStatusRequest.SerializeToString,
             loligo_dot_mon__pb2.MonStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Beacon(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loligo.Mon/Beacon',
+            loligo_dot_mon__pb2.BeaconRequest.SerializeToString,
+            loligo_dot_mon__pb2.BeaconReply.FromString,
             options,
             channel_credentials,
             insecure,
