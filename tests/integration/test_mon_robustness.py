@@ -16,6 +16,7 @@ from rados_py.auth import Keyring
 from rados_py.config import load
 from rados_py.monclient import MonClient
 from rados_py.proto.loligo import mon_pb2, mon_pb2_grpc, raft_pb2, raft_pb2_grpc
+from tests.waiting import wait_for_async
 
 
 @pytest.fixture(scope="module")
@@ -123,14 +124,11 @@ def test_a_restarted_monitor_catches_up_through_a_snapshot(cluster: launcher.Loc
                 await client.command(pool_create=mon_pb2.PoolCreate(name=f"snap-{i}", pg_num=8))
             epoch = (await client.get_maps(latest=True)).osdmap.epoch
             await asyncio.to_thread(cluster.start, [f"mon.{victim}"], timeout=30)
-            deadline = time.monotonic() + 20
-            while True:
+            async def caught_up() -> bool:
                 mine = (await client.status(timeout=5)).answered.get(victim)
-                if mine is not None and mine.applied_index and mine.osdmap_epoch >= epoch:
-                    break
-                assert time.monotonic() < deadline, \
-                    f"mon.{victim} did not catch up: {mine.osdmap_epoch if mine else '-'} < {epoch}"
-                await asyncio.sleep(0.1)
+                return mine is not None and mine.applied_index > 0 and \
+                    mine.osdmap_epoch >= epoch
+            await wait_for_async(caught_up, 20, f"mon.{victim} to catch up to epoch {epoch}")
             return victim
     victim = asyncio.run(run())
     log = cluster.log_file(cluster.daemon(f"mon.{victim}")).read_text()

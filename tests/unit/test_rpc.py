@@ -29,6 +29,7 @@ from rados_py.errors import (
     StaleEpoch,
     Timeout,
 )
+from tests.waiting import wait_for_async
 
 FSID = str(uuid.UUID(int=1))
 SECRET = bytes(range(32))
@@ -172,16 +173,6 @@ def method(channel: grpc.aio.Channel, name: str) -> grpc.aio.UnaryUnaryMultiCall
     return channel.unary_unary(f"/{SERVICE}/{name}")
 
 
-async def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll `predicate` until it holds; fail naming `what` after `timeout` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.005)
-
-
 async def call_fails(call: Awaitable[Any]) -> grpc.aio.AioRpcError:
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await asyncio.wait_for(call, 10)
@@ -300,7 +291,7 @@ async def test_idempotent_call_is_retried_until_a_late_server_starts(start_serve
         method(ch, "Echo"), b"ping", idempotent=True, config=CONFIG, timeout=15,
         address=address, on_retry=lambda n, code, pause: retries.append(code)))
     try:
-        await wait_for(lambda: len(retries) >= 1, 10, "a first attempt to fail")
+        await wait_for_async(lambda: len(retries) >= 1, 10, "a first attempt to fail")
         assert not call.done()
         await start_server(port=port)
         assert await asyncio.wait_for(call, 15) == b"ping"
