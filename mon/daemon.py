@@ -27,6 +27,7 @@ from mon import cluster_maps, health
 from mon.cluster_maps import ClusterMaps, PoolDefaults
 from mon.metrics import MonMetrics
 from mon.raft import (
+    AppendEntries,
     Apply,
     ApplySnapshot,
     LeaderChanged,
@@ -167,8 +168,14 @@ class MonDaemon:
     async def _step(self, events: list) -> None:
         effect_lists = [self.node.step(e) for e in events]
         await self._persist([e for effects in effect_lists for e in effects])
+        # Each proposal makes Raft send every follower all it lacks; within one batch only the
+        # last AppendEntries per follower matters (it carries the newest entries and commit
+        # index). Dropping the others is what message loss does, which Raft is built for.
+        newest = {e.to: e for effects in effect_lists for e in effects
+                  if isinstance(e, Send) and isinstance(e.message, AppendEntries)}
         for effects in effect_lists:
-            await self._act(effects)
+            await self._act([e for e in effects if not isinstance(e, Send)
+                             or not isinstance(e.message, AppendEntries) or newest[e.to] is e])
 
     async def _persist(self, effects: list) -> None:
         durable = [e for e in effects if isinstance(e, PersistState | PersistEntries |
