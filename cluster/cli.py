@@ -30,13 +30,15 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def build_parser() -> ArgumentParser:
-    from cluster import cluster_cli, crush_cli, mon_cli
+    from cluster import cluster_cli, crush_cli, mon_cli, osdmap_cli
 
     parser = ArgumentParser(prog="loligo", description="Loligo: a Ceph-like storage system.")
     parser.add_argument("--version", action="version", version="loligo 0.1.0")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     sub.required = True
-    mon_cli.register(sub, crush_cli.register(sub))
+    crush_sub = crush_cli.register(sub)
+    mon_cli.register(sub)
+    osdmap_cli.register(sub, crush_sub)
     cluster_cli.register(sub)
     return parser
 

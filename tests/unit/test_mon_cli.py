@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from cluster import cli, mon_cli
+from cluster import cli, mon_cli, osdmap_cli
 from mon import cluster_maps
 from rados_py.monclient import ClusterStatus, Maps
 from rados_py.proto.loligo import mon_pb2
@@ -157,13 +157,13 @@ def test_mon_stat() -> None:
 # --- osd tree, osd dump, pools, crush -----------------------------------------------------------
 
 def test_osd_tree_text_and_json() -> None:
-    data = mon_cli.tree_json(MAPS.osdmap)
+    data = osdmap_cli.tree_json(MAPS.osdmap)
     assert [n["name"] for n in data["nodes"]] == ["default", "h1", "osd.0", "osd.1", "h2",
                                                   "osd.2"]
     osd1 = data["nodes"][3]
     assert osd1["status"] == "up" and osd1["reweight"] == 0.5 and osd1["crush_weight"] == 0.5
     assert data["stray"] == []
-    assert mon_cli.format_tree(data).splitlines() == [
+    assert osdmap_cli.format_tree(data).splitlines() == [
         "ID  CLASS   WEIGHT  TYPE NAME      STATUS  REWEIGHT  PRI-AFF",
         "-1         2.50000  root default",
         "-2         1.50000      host h1",
@@ -175,7 +175,7 @@ def test_osd_tree_text_and_json() -> None:
 
 
 def test_osd_dump_text_and_json() -> None:
-    data = mon_cli.dump_json(MAPS.osdmap)
+    data = osdmap_cli.dump_json(MAPS.osdmap)
     assert data["flags"] == "noout" and data["max_osd"] == 3
     assert data["pools"][0] | {"pool": 1} == {
         "pool": 1, "pool_name": "rbd", "type": 1, "type_name": "replicated", "size": 2,
@@ -183,7 +183,7 @@ def test_osd_dump_text_and_json() -> None:
         "pg_placement_num": 16, "pgp_num": 16, "flags_names": "hashpspool"}
     assert data["osds"][2] == {"osd": 2, "up": 0, "in": 1, "weight": 1.0, "up_from": 4,
                                "down_at": 5, "public_addr": "127.0.0.1:6802"}
-    lines = mon_cli.format_dump(data).splitlines()
+    lines = osdmap_cli.format_dump(data).splitlines()
     assert lines[:3] == [f"epoch {MAPS.osdmap.epoch}", f"fsid {FSID}", "flags noout"]
     assert ("pool 1 'rbd' replicated size 2 min_size 1 crush_rule 0 pg_num 16 pgp_num 16 "
             "flags hashpspool") in lines
@@ -192,10 +192,10 @@ def test_osd_dump_text_and_json() -> None:
 
 
 def test_pool_get_and_crush_json() -> None:
-    assert mon_cli.pool_get_json(MAPS.osdmap, "rbd", "crush_rule") == {
+    assert osdmap_cli.pool_get_json(MAPS.osdmap, "rbd", "crush_rule") == {
         "pool": "rbd", "pool_id": 1, "crush_rule": "replicated_rule"}
-    assert mon_cli.pool_get_json(MAPS.osdmap, "rbd", None)["pg_num"] == 16
-    crush = mon_cli.crush_json(MAPS.osdmap.crush.crush_map)
+    assert osdmap_cli.pool_get_json(MAPS.osdmap, "rbd", None)["pg_num"] == 16
+    crush = osdmap_cli.crush_json(MAPS.osdmap.crush.crush_map)
     rule = next(r for r in crush["rules"] if r["rule_name"] == "by-osd")
     assert rule["steps"] == [{"op": "take", "item": -1, "item_name": "default"},
                              {"op": "choose_firstn", "num": 0, "type": "osd"}, {"op": "emit"}]
