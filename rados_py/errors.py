@@ -30,6 +30,23 @@ class NotFound(LoligoError):
     """The named pool, object, rule, bucket or device does not exist."""
 
 
+class AlreadyExists(LoligoError):
+    """What was to be created exists already (a collection, an exclusive create)."""
+
+
+class ChecksumError(LoligoError):
+    """Stored data does not match its checksum: that copy is corrupt and must be repaired from
+    another. Never accompanied by data. `where` names the object and block when known."""
+
+    def __init__(self, message: str, where: tuple[str, bytes, int] | None = None):
+        self.where = where
+        super().__init__(message)
+
+
+class StoreFull(LoligoError):
+    """The disk is full (ENOSPC): the write was not applied; what is stored stays usable."""
+
+
 class StaleEpoch(LoligoError):
     """The sender's map is older than ours; fetch the newer map and resend."""
 

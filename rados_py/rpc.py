@@ -40,7 +40,17 @@ from rados_py.auth import (
 )
 from rados_py.auth import verify_ticket as _verify_ticket
 from rados_py.config import Config
-from rados_py.errors import InvalidArgument, LoligoError, NotFound, NotPrimary, StaleEpoch, Timeout
+from rados_py.errors import (
+    AlreadyExists,
+    ChecksumError,
+    InvalidArgument,
+    LoligoError,
+    NotFound,
+    NotPrimary,
+    StaleEpoch,
+    StoreFull,
+    Timeout,
+)
 
 __all__ = ["FSID_KEY", "TICKET_KEY", "ClientCredentials", "RemoteError", "ResourceExhausted",
            "ServerAuth", "Unavailable", "WrongCluster", "call_with_retry", "current_ticket",
@@ -81,6 +91,9 @@ _ERRORS: tuple[tuple[type[LoligoError], Code], ...] = (
     (NotPrimary, Code.FAILED_PRECONDITION),
     (StaleEpoch, Code.ABORTED),
     (NotFound, Code.NOT_FOUND),
+    (AlreadyExists, Code.ALREADY_EXISTS),
+    (ChecksumError, Code.DATA_LOSS),
+    (StoreFull, Code.RESOURCE_EXHAUSTED),
     (InvalidArgument, Code.INVALID_ARGUMENT),
     (Timeout, Code.DEADLINE_EXCEEDED),
     (Unavailable, Code.UNAVAILABLE),
@@ -92,6 +105,7 @@ _BY_NAME = {cls.__name__: (cls, code) for cls, code in _ERRORS}
 # Codes that arrive without a family name (made by gRPC itself, or by a foreign server).
 _BY_CODE = {Code.UNAUTHENTICATED: AuthError, Code.PERMISSION_DENIED: PermissionDenied,
             Code.ABORTED: StaleEpoch, Code.NOT_FOUND: NotFound,
+            Code.ALREADY_EXISTS: AlreadyExists, Code.DATA_LOSS: ChecksumError,
             Code.INVALID_ARGUMENT: InvalidArgument, Code.OUT_OF_RANGE: InvalidArgument,
             Code.DEADLINE_EXCEEDED: Timeout, Code.UNAVAILABLE: Unavailable,
             Code.RESOURCE_EXHAUSTED: ResourceExhausted}

@@ -1,0 +1,501 @@
+"""`DurableStore`: the on-disk object store (metadata in SQLite, data in immutable block files).
+
+Layout of a store directory:
+
+    meta.db (+ -wal)   SQLite, WAL mode, synchronous=FULL: collections, objects (name, size,
+                       version, mtime, omap header), xattrs, omap, PG logs, and the block map
+    data/<id>>12>/<id> block files, named by a counter (hex) - never by anything a client chose
+
+Object data is cut into fixed `BLOCK_SIZE` (1 MiB) blocks, each with its own xxh3-64 checksum,
+kept in the `blocks` table as (object, index) -> (length, checksum, file id | inline bytes).
+Blocks of at most `INLINE_MAX` bytes live inline in SQLite: a 4 KiB write then costs no file
+fsync at all, only its share of the group's WAL commit. Bigger blocks live in files that are
+never modified after they are written: a write at an offset copies-on-write only the blocks it
+touches (at most 1 MiB of read-modify-write at each end), a block missing from the map is a
+hole that reads as zeros, and a 64 MiB object is streamed block by block (the buffer the caller
+passed in is sliced, not copied).
+
+Why it is crash-safe: a transaction first writes its new blocks to NEW files, the batch
+fdatasyncs them (in parallel) and fsyncs their directories, then commits all its metadata -
+including the block map pointing at those files - in one SQLite transaction. Before that
+commit the new files are unreferenced orphans; after it, the old files it replaced are. Files
+are unlinked only after the commit, and orphans of either kind are deleted when the store is
+opened. So after SIGKILL or power loss at
+any point, what SQLite recovered is exactly the set of committed transactions, and every file
+it references was durable before the commit that references it.
+
+Group commit: `submit` queues the transaction; one committer drains the queue in batches on a
+single writer thread, applies each transaction inside its own SAVEPOINT (a failing transaction
+is rolled back alone), and ends the batch with ONE COMMIT, i.e. one WAL fsync for all of them.
+How ops become rows and blocks is in `objectstore_apply`. One process opens a store at a time
+(an flock on `LOCK`), since opening collects orphans that would be another process's new files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from osd.objectstore_api import (
+    BLOCK_SIZE,
+    InvalidArgument,
+    NotFound,
+    ObjectStat,
+    ObjectStore,
+    StoreFull,
+    Transaction,
+    check_page,
+    checksum_error,
+    coll_name,
+    name_bytes,
+)
+from osd.objectstore_apply import INLINE_MAX, Applier, Block, checksum, cid_of
+
+MAX_BATCH = 512             # transactions per group commit
+MAX_BATCH_BYTES = 32 << 20  # ...and data: bounds the latency a big batch adds to its members
+FORMAT_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB);
+CREATE TABLE IF NOT EXISTS colls (cid INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL);
+CREATE TABLE IF NOT EXISTS objects (id INTEGER PRIMARY KEY, cid INTEGER NOT NULL,
+    oid BLOB NOT NULL, size INTEGER NOT NULL, version INTEGER NOT NULL, mtime REAL NOT NULL,
+    header BLOB NOT NULL, UNIQUE (cid, oid));
+CREATE TABLE IF NOT EXISTS blocks (obj INTEGER, idx INTEGER, length INTEGER NOT NULL,
+    checksum BLOB NOT NULL, file INTEGER, inline BLOB, PRIMARY KEY (obj, idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS xattrs (obj INTEGER, key BLOB, value BLOB NOT NULL,
+    PRIMARY KEY (obj, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS omap (obj INTEGER, key BLOB, value BLOB NOT NULL,
+    PRIMARY KEY (obj, key)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS pglog (cid INTEGER, seq INTEGER, entry BLOB NOT NULL,
+    PRIMARY KEY (cid, seq)) WITHOUT ROWID;
+"""
+
+Faults = Callable[[str], None]
+def map_error(exc: BaseException) -> BaseException:
+    """Turn disk-full conditions (from the OS or from SQLite) into `StoreFull`."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StoreFull(f"no space left on device: {exc}")
+    if isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", 0) == 13:
+        return StoreFull(f"no space left for metadata: {exc}")
+    return exc
+
+
+class DurableStore(ObjectStore):
+    """The durable `ObjectStore` in directory `path` (see the module docstring for the design).
+
+    `faults`, when given, is called with a point name at each named fault point
+    ("store.write_block", "store.after_data_fsync", "store.before_commit", "store.after_commit",
+    "store.before_unlink"); tests make it raise or SIGKILL the process. Construction opens the
+    store and collects orphan block files, which blocks: from async code use `await open(...)`.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], faults: Faults | None = None):
+        self.path = Path(path)
+        self.data_dir = self.path / "data"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(self.path / "LOCK", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            raise InvalidArgument(f"{path}: the store is open in another process") from None
+        self._faults = faults
+        self.stats = {"txns": 0, "batches": 0, "commits": 0, "file_fsyncs": 0, "dir_fsyncs": 0}
+        self._db = str(self.path / "meta.db")
+        self._w = self._connect()
+        self._w.executescript(_SCHEMA)
+        with self._w:
+            row = self._w.execute("SELECT value FROM meta WHERE key='format'").fetchone()
+            if row is None:
+                self._w.execute("INSERT INTO meta VALUES ('format', ?)", (FORMAT_VERSION,))
+            elif row[0] != FORMAT_VERSION:
+                raise InvalidArgument(f"{path}: store format {row[0]}, expected {FORMAT_VERSION}")
+        self._next_file = self._collect_orphans() + 1
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="objectstore-commit")
+        self._syncers = ThreadPoolExecutor(8, thread_name_prefix="objectstore-sync")
+        self._unsynced: dict[int, int] = {}       # block files written, not yet fdatasynced
+        self._new_dirs: set[Path] = set()         # directories whose entries need an fsync
+        self._pending: list[tuple[Transaction, asyncio.Future[None]]] = []
+        self._committer: asyncio.Task[None] | None = None
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._closed = False
+
+    @classmethod
+    async def open(cls, path: str | os.PathLike[str],
+                   faults: Faults | None = None) -> DurableStore:
+        return await asyncio.to_thread(cls, path, faults)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._db, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        # FULL: each COMMIT fsyncs the WAL, so a returned submit survives power loss; group
+        # commit makes that one fsync per batch rather than per transaction
+        conn.execute("PRAGMA synchronous=FULL")
+        return conn
+
+    def _fault(self, point: str) -> None:
+        if self._faults is not None:
+            self._faults(point)
+
+    def _file_path(self, fid: int) -> Path:
+        return self.data_dir / f"{fid >> 12:x}" / f"{fid:x}"
+
+    def _collect_orphans(self) -> int:
+        """Delete block files no committed metadata references; return the highest id seen."""
+        referenced = {r[0] for r in self._w.execute(
+            "SELECT file FROM blocks WHERE file IS NOT NULL")}
+        highest = max(referenced, default=0)
+        for d in self.data_dir.iterdir():
+            for f in d.iterdir():
+                try:
+                    fid = int(f.name, 16)
+                except ValueError:
+                    continue
+                highest = max(highest, fid)
+                if fid not in referenced:
+                    f.unlink()
+        return highest
+
+    # -- submit / group commit -----------------------------------------------------------------
+
+    async def submit(self, txn: Transaction) -> None:
+        if not isinstance(txn, Transaction):
+            raise InvalidArgument("submit takes a Transaction")
+        if self._closed:
+            raise InvalidArgument("the store is closed")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self._pending.append((txn, fut))
+        if self._committer is None or self._committer.done():
+            self._committer = loop.create_task(self._drain(), name="objectstore-commit")
+        await fut
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._pending:
+            n, nbytes = 0, 0
+            while n < min(MAX_BATCH, len(self._pending)) and (n == 0 or nbytes < MAX_BATCH_BYTES):
+                nbytes += sum(op.length for op in self._pending[n][0].ops)
+                n += 1
+            batch, self._pending = self._pending[:n], self._pending[n:]
+            try:
+                results = await loop.run_in_executor(
+                    self._writer, self._commit_batch, [t for t, _ in batch])
+            except BaseException as exc:  # every waiter must hear of it
+                results = [exc] * len(batch)
+            for (_, fut), res in zip(batch, results, strict=True):
+                if fut.done():
+                    continue
+                if res is None:
+                    fut.set_result(None)
+                else:
+                    fut.set_exception(res)
+
+    def _commit_batch(self, txns: list[Transaction]) -> list[BaseException | None]:
+        """Apply a batch on the writer thread, each in a SAVEPOINT, and COMMIT once."""
+        results: list[BaseException | None] = [None] * len(txns)
+        new_files: list[int] = []
+        freed: list[int] = []
+        conn = self._w
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for i, txn in enumerate(txns):
+                ap = Applier(self, conn)
+                conn.execute("SAVEPOINT txn")
+                try:
+                    for op in txn.ops:
+                        ap.apply(op)
+                    conn.execute("RELEASE txn")
+                except Exception as exc:
+                    conn.execute("ROLLBACK TO txn")
+                    conn.execute("RELEASE txn")
+                    self._discard(ap.new_files)
+                    results[i] = map_error(exc)
+                    continue
+                new_files += ap.new_files
+                freed += ap.freed
+            self._sync_files(new_files)
+            self._fault("store.before_commit")
+            conn.execute("COMMIT")
+            self.stats["commits"] += 1
+        except Exception as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._discard(new_files)
+            return [map_error(exc)] * len(txns)
+        self.stats["batches"] += 1
+        self.stats["txns"] += len(txns)
+        self._fault("store.after_commit")
+        self._fault("store.before_unlink")
+        self._discard(freed)
+        return results
+
+    def _discard(self, files: Iterable[int]) -> None:
+        files = list(files)
+        self._close_files(files)
+        for f in files:
+            with contextlib.suppress(FileNotFoundError):
+                self._file_path(f).unlink()
+
+    def new_file(self, data: Any) -> int:
+        """Write `data` to a new block file and return its id (writer thread).
+
+        The file is left open, unsynced: `_sync_files` fdatasyncs all files of a batch together
+        (in parallel) before the COMMIT that references them.
+        """
+        self._fault("store.write_block")
+        fid = self._next_file
+        self._next_file += 1
+        path = self._file_path(fid)
+        if not path.parent.exists():
+            path.parent.mkdir()
+            self._new_dirs.add(self.data_dir)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self._unsynced[fid] = fd
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        except BaseException:
+            self._discard([fid])
+            raise
+        return fid
+
+    def _sync_files(self, files: list[int]) -> None:
+        """fdatasync the batch's new block files in parallel, then fsync their directories."""
+        fds = [self._unsynced[f] for f in files if f in self._unsynced]
+        if fds:
+            list(self._syncers.map(os.fdatasync, fds))
+            self.stats["file_fsyncs"] += len(fds)
+            self._fault("store.after_data_fsync")
+        self._close_files(files)
+        dirs = {self._file_path(f).parent for f in files} | self._new_dirs
+        self._new_dirs.clear()
+        for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
+            fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self.stats["dir_fsyncs"] += 1
+
+    def _close_files(self, files: Iterable[int]) -> None:
+        for f in files:
+            fd = self._unsynced.pop(f, None)
+            if fd is not None:
+                os.close(fd)
+
+    def load_block(self, blk: Block, coll: str, oid: bytes, idx: int,
+                   into: memoryview | None = None) -> Any:
+        """The verified content of a block (into `into` when given); ChecksumError if bad."""
+        length, csum, fid, inline = blk
+        if fid is None:
+            data: Any = inline if inline is not None else b""
+            if not isinstance(data, bytes):         # the metadata itself was damaged
+                raise checksum_error(coll, oid, idx)
+        else:
+            data = into if into is not None else bytearray(length)
+            with open(self._file_path(fid), "rb", buffering=0) as f:
+                got = f.readinto(data)
+            if got != length:
+                raise checksum_error(coll, oid, idx)
+        if len(data) != length or checksum(data) != csum:
+            raise checksum_error(coll, oid, idx)
+        if into is not None and fid is None:
+            into[:] = data
+        return data
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+            conn.execute("PRAGMA query_only=1")
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    def _lookup(self, conn: sqlite3.Connection, coll: str, oid: bytes | str
+                ) -> tuple[bytes, tuple[Any, ...]]:
+        name = name_bytes(oid, "object name")
+        row = conn.execute("SELECT o.id, o.size, o.version, o.mtime, o.header FROM objects o "
+                           "JOIN colls c ON o.cid = c.cid WHERE c.name = ? AND o.oid = ?",
+                           (coll_name(coll), name)).fetchone()
+        if row is None:
+            if conn.execute("SELECT 1 FROM colls WHERE name=?", (coll,)).fetchone() is None:
+                raise NotFound(f"collection {coll} does not exist")
+            raise NotFound(f"object {coll}/{name!r} does not exist")
+        return name, row
+
+    async def _q(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self._closed:
+            raise InvalidArgument("the store is closed")
+        return await asyncio.to_thread(fn, *args)
+
+    def _read(self, coll: str, oid: bytes | str, offset: int, length: int | None) -> bytearray:
+        if not isinstance(offset, int) or offset < 0 or (length is not None and (
+                not isinstance(length, int) or length < 0)):
+            raise InvalidArgument(f"bad offset/length {offset!r}/{length!r}")
+        conn = self._reader()
+        for _ in range(5):
+            conn.execute("BEGIN")
+            try:
+                name, row = self._lookup(conn, coll, oid)
+                size = row[1]
+                end = size if length is None else min(size, offset + length)
+                if offset >= end:
+                    return bytearray()
+                blocks = conn.execute(
+                    "SELECT idx, length, checksum, file, inline FROM blocks WHERE obj=? "
+                    "AND idx BETWEEN ? AND ? ORDER BY idx",
+                    (row[0], offset // BLOCK_SIZE, (end - 1) // BLOCK_SIZE)).fetchall()
+            finally:
+                conn.execute("COMMIT")
+            out = bytearray(end - offset)
+            view = memoryview(out)
+            try:
+                for idx, blen, csum, fid, inline in blocks:
+                    bstart = idx * BLOCK_SIZE
+                    lo, hi = max(offset, bstart), min(end, bstart + blen)
+                    if lo >= hi:
+                        continue
+                    blk = (blen, csum, fid, inline)
+                    if lo == bstart and hi == bstart + blen:      # whole block: read in place
+                        self.load_block(blk, coll, name, idx, view[lo - offset:hi - offset])
+                    else:
+                        data = self.load_block(blk, coll, name, idx)
+                        out[lo - offset:hi - offset] = data[lo - bstart:hi - bstart]
+            except FileNotFoundError:
+                continue            # a concurrent commit replaced a block: read the new map
+            return out
+        raise checksum_error(coll, name_bytes(oid), -1)
+
+    async def read(self, coll: str, oid: bytes | str, offset: int = 0,
+                   length: int | None = None) -> bytearray:
+        return await self._q(self._read, coll, oid, offset, length)
+
+    async def stat(self, coll: str, oid: bytes | str) -> ObjectStat:
+        def go() -> ObjectStat:
+            row = self._lookup(self._reader(), coll, oid)[1]
+            return ObjectStat(row[1], row[2], row[3])
+        return await self._q(go)
+
+    async def getxattr(self, coll: str, oid: bytes | str, name: bytes | str) -> bytes:
+        def go() -> bytes:
+            conn = self._reader()
+            oname, row = self._lookup(conn, coll, oid)
+            key = name_bytes(name, "xattr name")
+            got = conn.execute("SELECT value FROM xattrs WHERE obj=? AND key=?",
+                               (row[0], key)).fetchone()
+            if got is None:
+                raise NotFound(f"xattr {key!r} of {coll}/{oname!r} is not set")
+            return got[0]
+        return await self._q(go)
+
+    async def getxattrs(self, coll: str, oid: bytes | str) -> dict[bytes, bytes]:
+        def go() -> dict[bytes, bytes]:
+            conn = self._reader()
+            obj = self._lookup(conn, coll, oid)[1][0]
+            return dict(conn.execute("SELECT key, value FROM xattrs WHERE obj=? ORDER BY key",
+                                     (obj,)))
+        return await self._q(go)
+
+    async def omap_get(self, coll: str, oid: bytes | str,
+                       keys: Iterable[bytes | str]) -> dict[bytes, bytes]:
+        wanted = [name_bytes(k, "omap key") for k in keys]
+
+        def go() -> dict[bytes, bytes]:
+            conn = self._reader()
+            obj = self._lookup(conn, coll, oid)[1][0]
+            out = {}
+            for k in wanted:
+                got = conn.execute("SELECT value FROM omap WHERE obj=? AND key=?",
+                                   (obj, k)).fetchone()
+                if got is not None:
+                    out[k] = got[0]
+            return out
+        return await self._q(go)
+
+    async def omap_list(self, coll: str, oid: bytes | str, after: bytes | str = b"",
+                        prefix: bytes | str = b"", max_items: int = 1000
+                        ) -> tuple[list[tuple[bytes, bytes]], bool]:
+        check_page(max_items)
+        after_b = name_bytes(after, "after") if after else b""
+        prefix_b = name_bytes(prefix, "prefix") if prefix else b""
+
+        def go() -> tuple[list[tuple[bytes, bytes]], bool]:
+            conn = self._reader()
+            obj = self._lookup(conn, coll, oid)[1][0]
+            start = max(after_b, prefix_b)
+            op = ">" if start == after_b else ">="
+            rows = []
+            for k, v in conn.execute(f"SELECT key, value FROM omap WHERE obj=? AND key {op} ? "
+                                     "ORDER BY key", (obj, start)):
+                if not k.startswith(prefix_b) or len(rows) > max_items:
+                    break
+                rows.append((k, v))
+            return rows[:max_items], len(rows) > max_items
+        return await self._q(go)
+
+    async def omap_get_header(self, coll: str, oid: bytes | str) -> bytes:
+        return await self._q(lambda: self._lookup(self._reader(), coll, oid)[1][4])
+
+    async def list_objects(self, coll: str, after: bytes | str = b"",
+                           max_items: int = 1000) -> tuple[list[bytes], bool]:
+        check_page(max_items)
+        after_b = name_bytes(after, "after") if after else b""
+
+        def go() -> tuple[list[bytes], bool]:
+            conn = self._reader()
+            cid = cid_of(conn, coll)
+            rows = [r[0] for r in conn.execute(
+                "SELECT oid FROM objects WHERE cid=? AND oid > ? ORDER BY oid LIMIT ?",
+                (cid, after_b, max_items + 1))]
+            return rows[:max_items], len(rows) > max_items
+        return await self._q(go)
+
+    async def list_collections(self) -> list[str]:
+        return await self._q(lambda: [r[0] for r in self._reader().execute(
+            "SELECT name FROM colls ORDER BY name")])
+
+    async def log_read(self, coll: str, after: int = 0,
+                       max_items: int = 1000) -> list[tuple[int, bytes]]:
+        check_page(max_items)
+
+        def go() -> list[tuple[int, bytes]]:
+            conn = self._reader()
+            cid = cid_of(conn, coll)
+            return [tuple(r) for r in conn.execute(
+                "SELECT seq, entry FROM pglog WHERE cid=? AND seq > ? ORDER BY seq LIMIT ?",
+                (cid, after, max_items))]
+        return await self._q(go)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        while self._committer is not None and not self._committer.done():
+            await self._committer
+        self._closed = True
+        self._writer.shutdown(wait=True)
+        self._syncers.shutdown(wait=True)
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+        self._w.close()
+        os.close(self._lock_fd)
+
+
+__all__ = ["INLINE_MAX", "DurableStore", "map_error"]
