@@ -95,7 +95,8 @@ def _map_rows(cm: CompiledMap, rule: int, xs: range, nr: int, weights: list[int]
               pool_id: int | None) -> list[list[int]]:
     if pool_id is None:
         return cm.map_range(rule, xs.start, len(xs), nr, weights)
-    # crushtool --pool-id mixes the pool into x, as Ceph does for PGs of a HASHPSPOOL pool
+    # crushtool --pool-id mixes the pool into x, as Ceph does for PGs of a HASHPSPOOL pool (it
+    # still maps with the default choose_args, as crushtool does; the OSDMap uses the pool's)
     return cm.map_inputs(rule, (_placement.hash32(x, pool_id) for x in xs), nr, weights)
 
 

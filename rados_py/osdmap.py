@@ -167,7 +167,7 @@ class OSDMap:
     def pg_to_raw_osds(self, pgid: PgId) -> list[int]:
         pool = self.pool(pgid.pool)
         raw = self.crush.do_rule(pool.crush_rule, pool.raw_pg_to_pps(pgid.seed), pool.size,
-                                 self.crush_weights())
+                                 self.crush_weights(), choose_args=pool.id)
         return self._remove_nonexistent(pool, raw)
 
     def _remove_nonexistent(self, pool: Pool, raw: list[int]) -> list[int]:
@@ -195,7 +195,7 @@ class OSDMap:
     def pg_to_up_acting(self, pgid: PgId) -> Placement:
         pool = self.pool(pgid.pool)
         raw = self.crush.do_rule(pool.crush_rule, pool.raw_pg_to_pps(pgid.seed), pool.size,
-                                 self.crush_weights())
+                                 self.crush_weights(), choose_args=pool.id)
         return self._placement(pgid, raw)
 
     def map_object(self, pool_id: int, name: bytes, nspace: bytes = b"") -> tuple[

@@ -76,10 +76,12 @@ def generate(seed: int, classes: bool | None = None) -> GeneratedMap:
 
     next_id = -2
     bucket_names: list[str] = []
+    bucket_sizes: dict[int, tuple[str, int]] = {}  # id -> (alg, items)
 
     def bucket(kind: str, name: str, items: list[tuple[str, str | None]]) -> None:
         nonlocal next_id
         alg = rng.choice(algs)
+        bucket_sizes[next_id] = (alg, len(items))
         body = [f"{kind} {name} {{", f"\tid {next_id}", f"\talg {alg}", "\thash 0"]
         next_id -= 1
         same = _weight(rng, zero=False)  # crushtool crashes on an all-zero uniform bucket
@@ -106,8 +108,9 @@ def generate(seed: int, classes: bool | None = None) -> GeneratedMap:
                                   for h in members])
             rack_names.append(name)
         top_items = rack_names
-    lines += ["root default {", "\tid -1", f"\talg {rng.choice(['straw2', 'straw2', 'straw'])}",
-              "\thash 0"]
+    root_alg = rng.choice(["straw2", "straw2", "straw"])
+    bucket_sizes[-1] = (root_alg, len(top_items))
+    lines += ["root default {", "\tid -1", f"\talg {root_alg}", "\thash 0"]
     lines += [f"\titem {t}" + (f" weight {_weight(rng)}" if rng.random() < 0.2 else "")
               for t in top_items]
     lines.append("}")
@@ -133,5 +136,30 @@ def generate(seed: int, classes: bool | None = None) -> GeneratedMap:
         rules[rid] = rtype
         lines += [f"rule r{rid} {{", f"\tid {rid}", f"\ttype {rtype}", "\tmin_size 1",
                   "\tmax_size 10", *[f"\t{s}" for s in steps], "}"]
+    if not use_classes and rng.random() < 0.4:
+        lines += _choose_args(rng, bucket_sizes)
     lines.append("# end crush map")
     return GeneratedMap("\n".join(lines) + "\n", num_devices, rules)
+
+
+def _choose_args(rng: random.Random, bucket_sizes: dict[int, tuple[str, int]]) -> list[str]:
+    """choose_args sets (the default one and/or per pool) for some straw2 buckets: weight sets
+    of 1 to 3 positions and/or ids to hash instead of the items'."""
+    out = []
+    for index in rng.sample([18446744073709551615, 1, 3], rng.randint(1, 2)):
+        out.append(f"choose_args {index} {{")
+        for bucket_id, (alg, size) in sorted(bucket_sizes.items(), reverse=True):
+            if alg != "straw2" or size == 0 or rng.random() < 0.4:
+                continue
+            out += ["  {", f"    bucket_id {bucket_id}"]
+            if rng.random() < 0.8:
+                out.append("    weight_set [")
+                for _ in range(rng.randint(1, 3)):
+                    out.append("      [ " + " ".join(_weight(rng) for _ in range(size)) + " ]")
+                out.append("    ]")
+            if rng.random() < 0.5:
+                ids = rng.sample(range(-1000, 1000), size)
+                out.append("    ids [ " + " ".join(map(str, ids)) + " ]")
+            out.append("  }")
+        out.append("}")
+    return out

@@ -38,7 +38,15 @@ def initial_map(failure_domain: str = "host") -> CrushMap:
 
 def _copy(m: CrushMap) -> CrushMap:
     """A copy whose dicts can change without touching `m` (the values are immutable)."""
-    return CrushMap(dict(m.devices), dict(m.types), dict(m.buckets), dict(m.rules), m.tunables)
+    return CrushMap(dict(m.devices), dict(m.types), dict(m.buckets), dict(m.rules), m.tunables,
+                    {index: dict(args) for index, args in m.choose_args.items()})
+
+
+def _items_changed(m: CrushMap, bucket_id: int) -> None:
+    """A bucket gained or lost an item: its choose_args (one weight per item) no longer fit and
+    are dropped, so it maps by its own weights until the balancer computes new ones."""
+    for args in m.choose_args.values():
+        args.pop(bucket_id, None)
 
 
 def _replace_items(b: Bucket, items: list[BucketItem]) -> Bucket:
@@ -81,6 +89,7 @@ def ensure_host(m: CrushMap, host: str, root: str = DEFAULT_ROOT) -> tuple[Crush
     out.buckets[bid] = Bucket(bid, host, out.type_id("host"), ALG_STRAW2)
     r = out.buckets[root_id]
     out.buckets[root_id] = _replace_items(r, [*r.items, BucketItem(bid, 0)])
+    _items_changed(out, root_id)
     return out, bid
 
 
@@ -94,6 +103,7 @@ def add_device(m: CrushMap, osd: int, host: str, weight: int,
     out.devices[osd] = Device(osd, f"osd.{osd}", device_class)
     h = out.buckets[host_id]
     out.buckets[host_id] = _replace_items(h, [*h.items, BucketItem(osd, weight)])
+    _items_changed(out, host_id)
     _propagate(out, host_id)
     return out
 
@@ -117,6 +127,7 @@ def remove_device(m: CrushMap, osd: int) -> CrushMap:
     if parent is not None:
         p = out.buckets[parent]
         out.buckets[parent] = _replace_items(p, [i for i in p.items if i.id != osd])
+        _items_changed(out, parent)
         _propagate(out, parent)
     return out
 

@@ -53,12 +53,15 @@ RULE_TYPE_ERASURE = 3
 RULE_TYPE_NAMES = {RULE_TYPE_REPLICATED: "replicated", RULE_TYPE_ERASURE: "erasure"}
 
 ITEM_NONE = 0x7FFFFFFF  # CRUSH_ITEM_NONE: an empty position in an indep result
+# The choose_args set used when there is none for the pool at hand (Ceph's index -1 as u64).
+DEFAULT_CHOOSE_ARGS = (1 << 64) - 1
 
 MAX_DEVICES = 1 << 20
 MAX_BUCKETS = 1 << 16
 MAX_BUCKET_SIZE = 1 << 16
 MAX_RULES = 256
 MAX_RULE_STEPS = 1024
+MAX_WEIGHT_SET_POSITIONS = 256  # result positions a choose_args weight_set may cover
 MAX_WEIGHT = 0x7FFFFFFF  # weights are signed 32-bit in Ceph's tools
 
 
@@ -122,6 +125,16 @@ class Bucket:
 
 
 @dataclass(frozen=True)
+class ChooseArg:
+    """A bucket's alternative straw2 inputs (Ceph's choose_args, as the balancer's weight-sets
+    use them): weights per result position (the last row serves positions beyond it), and ids
+    to hash instead of the items' own."""
+
+    weight_set: tuple[tuple[int, ...], ...] = ()  # positions x items, 16.16
+    ids: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
 class Step:
     op: int
     arg1: int = 0
@@ -150,6 +163,8 @@ class CrushMap:
     buckets: dict[int, Bucket] = field(default_factory=dict)
     rules: dict[int, Rule] = field(default_factory=dict)
     tunables: Tunables = field(default_factory=Tunables)
+    # choose_args sets by index (a pool id, or DEFAULT_CHOOSE_ARGS): bucket id -> ChooseArg
+    choose_args: dict[int, dict[int, ChooseArg]] = field(default_factory=dict)
 
     # --- lookups -------------------------------------------------------------------------------
     def item_name(self, item: int) -> str:

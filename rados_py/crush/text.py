@@ -186,14 +186,22 @@ def parse(text: str) -> CrushMap:
     header = {"tunable": _parse_tunable, "device": _parse_device, "type": _parse_type}
     raw_buckets: list[_RawBucket] = []
     in_rules = False  # crushtool resolves the buckets (and their classes) at the first rule
+    in_args = False  # choose_args sections close the map
     while (word := cur.peek()) is not None:
         if word in header:
-            if raw_buckets or in_rules:
+            if raw_buckets or in_rules or in_args:
                 raise CrushMapError(f"'{word}' lines must come before buckets and rules", cur.line)
             cur.i += 1
             header[word](cur, m)
         elif word == "choose_args":
-            raise CrushMapError("choose_args sections are not supported yet", cur.line)
+            if not in_rules and not in_args:
+                _add_buckets(m, raw_buckets, has_rules=False)
+            in_args = True
+            cur.i += 1
+            _parse_choose_args(cur, m)
+        elif in_args:
+            raise CrushMapError(f"only choose_args sections may follow one (found "
+                                f"'{word[:40]}')", cur.line)
         elif word == "rule":
             if not in_rules:
                 _add_buckets(m, raw_buckets, has_rules=True)
@@ -205,9 +213,65 @@ def parse(text: str) -> CrushMap:
                                 cur.line)
         else:
             raw_buckets.append(_parse_bucket(cur, m))
-    if not in_rules:
+    if not in_rules and not in_args:
         _add_buckets(m, raw_buckets, has_rules=False)
     return m
+
+
+def _bracketed(cur: _Cursor, what: str, item) -> list:
+    """`[ a b c ]` (brackets separated by white space, as crushtool -d writes them)."""
+    cur.expect("[", f" to open {what}")
+    values = []
+    while cur.peek() not in ("]", None):
+        values.append(item())
+    cur.expect("]", f" to close {what}")
+    return values
+
+
+def _parse_choose_args(cur: _Cursor, m: CrushMap) -> None:
+    """`choose_args INDEX { { bucket_id -N  weight_set [ [ w ... ] ... ]  ids [ i ... ] } ... }`"""
+    tok, index_line = cur.next("choose_args index")
+    # an unsigned 64-bit index: a pool id, or 18446744073709551615 (Ceph's -1) for the default
+    if not tok.isdigit() or len(tok) > 20 or int(tok) >= 1 << 64:
+        raise CrushMapError(f"bad choose_args index '{tok[:40]}': expected 0..2^64-1",
+                            index_line)
+    index = int(tok)
+    if index in m.choose_args:
+        raise CrushMapError(f"choose_args {index} is defined twice", index_line)
+    args: dict[int, cm.ChooseArg] = {}
+    cur.expect("{", " after the choose_args index")
+    while not cur.accept("}"):
+        cur.expect("{", " to open a choose_args entry")
+        line = cur.expect("bucket_id", " first in a choose_args entry")
+        bucket_id = cur.number("bucket_id", -cm.MAX_BUCKETS, -1)
+        bucket = m.buckets.get(bucket_id)
+        if bucket is None:
+            raise CrushMapError(f"choose_args for unknown bucket {bucket_id}", line)
+        if bucket_id in args:
+            raise CrushMapError(f"choose_args for bucket {bucket_id} given twice", line)
+        weight_set: list[tuple[int, ...]] = []
+        ids: tuple[int, ...] | None = None
+        while not cur.accept("}"):
+            word, line = cur.next("weight_set, ids or '}'")
+            if word == "weight_set":
+                rows = _bracketed(cur, "the weight_set",
+                                  lambda: tuple(_bracketed(cur, "a weight_set row",
+                                                           lambda: _weight(cur))))
+                for row in rows:
+                    if len(row) != len(bucket.items):
+                        raise CrushMapError(f"weight_set row of {len(row)} weights for bucket "
+                                            f"{bucket.name} of {len(bucket.items)} items", line)
+                weight_set = rows
+            elif word == "ids":
+                ids = tuple(_bracketed(cur, "ids", lambda: cur.number("id", -(1 << 31),
+                                                                         (1 << 31) - 1)))
+                if len(ids) != len(bucket.items):
+                    raise CrushMapError(f"{len(ids)} ids for bucket {bucket.name} of "
+                                        f"{len(bucket.items)} items", line)
+            else:
+                raise CrushMapError(f"unknown choose_args field '{word[:40]}'", line)
+        args[bucket_id] = cm.ChooseArg(tuple(weight_set), ids)
+    m.choose_args[index] = args
 
 
 def _parse_tunable(cur: _Cursor, m: CrushMap) -> None:
@@ -545,8 +609,32 @@ def format(m: CrushMap) -> str:
     out += ["", "# rules"]
     for rule_id in sorted(m.rules):
         out += _format_rule(m, m.rules[rule_id])
+    if m.choose_args:
+        out += ["", "# choose_args"]
+        # crushtool keeps them by signed 64-bit index: the default set (-1) comes first
+        for index in sorted(m.choose_args, key=lambda i: i - (1 << 64) if i >> 63 else i):
+            out += _format_choose_args(index, m.choose_args[index])
     out += ["", "# end crush map"]
     return "\n".join(out) + "\n"
+
+
+def _format_choose_args(index: int, args: dict[int, cm.ChooseArg]) -> list[str]:
+    out = [f"choose_args {index} {{"]
+    for bucket_id in sorted(args, reverse=True):
+        arg = args[bucket_id]
+        if not arg.weight_set and arg.ids is None:
+            continue  # an entry with nothing in it changes nothing: crushtool drops it
+        out += ["  {", f"    bucket_id {bucket_id}"]
+        if arg.weight_set:
+            out.append("    weight_set [")
+            out += ["      [ " + " ".join(format_weight(w) for w in row) + " ]"
+                    for row in arg.weight_set]
+            out.append("    ]")
+        if arg.ids is not None:
+            out.append("    ids [ " + " ".join(str(i) for i in arg.ids) + " ]")
+        out.append("  }")
+    out.append("}")
+    return out
 
 
 def _children_first(m: CrushMap) -> list[int]:

@@ -47,6 +47,29 @@ def validate_map(m: CrushMap) -> None:
     _check_class_ids(m)
     for rule_id, rule in m.rules.items():
         _check_rule(m, rule_id, rule)
+    _check_choose_args(m)
+
+
+def _check_choose_args(m: CrushMap) -> None:
+    """Every weight set row and id list must match its bucket item for item."""
+    for index, args in m.choose_args.items():
+        if not _is_int(index, 0, (1 << 64) - 1):
+            raise CrushMapError(f"choose_args index {index!r} is not a 64-bit unsigned integer")
+        for bucket_id, arg in args.items():
+            where = f"choose_args {index} bucket {bucket_id}"
+            bucket = m.buckets.get(bucket_id)
+            if bucket is None:
+                raise CrushMapError(f"{where}: no such bucket")
+            size = len(bucket.items)
+            if len(arg.weight_set) > cm.MAX_WEIGHT_SET_POSITIONS:
+                raise CrushMapError(f"{where}: too many weight_set positions")
+            for row in arg.weight_set:
+                if len(row) != size or not all(_is_int(w, 0, cm.MAX_WEIGHT) for w in row):
+                    raise CrushMapError(f"{where}: a weight_set row needs {size} weights in "
+                                        f"0..{cm.MAX_WEIGHT}")
+            if arg.ids is not None and (len(arg.ids) != size or not all(
+                    _is_int(i, -(1 << 31), (1 << 31) - 1) for i in arg.ids)):
+                raise CrushMapError(f"{where}: ids need {size} 32-bit integers")
 
 
 def _check_tunables(m: CrushMap) -> None:

@@ -9,6 +9,7 @@ from rados_py.crush.model import (
     TUNABLE_NAMES,
     Bucket,
     BucketItem,
+    ChooseArg,
     CrushMap,
     Device,
     Rule,
@@ -41,6 +42,14 @@ def to_proto(m: CrushMap) -> maps_pb2.CrushMap:
                            max_size=r.max_size)
         for s in r.steps:
             pr.steps.add(op=s.op, arg1=s.arg1, arg2=s.arg2, item_class=s.item_class or "")
+    for index in sorted(m.choose_args):
+        pa = msg.choose_args.add(index=index)
+        for bucket_id in sorted(m.choose_args[index], reverse=True):
+            arg = m.choose_args[index][bucket_id]
+            entry = pa.args.add(bucket_id=bucket_id, has_ids=arg.ids is not None,
+                                ids=list(arg.ids or ()))
+            for row in arg.weight_set:
+                entry.weight_set.add(weights=list(row))
     return msg
 
 
@@ -61,6 +70,11 @@ def from_proto(msg: maps_pb2.CrushMap) -> CrushMap:
         m.rules[r.id] = Rule(r.id, r.name, r.type, r.min_size, r.max_size,
                              tuple(Step(s.op, s.arg1, s.arg2, s.item_class or None)
                                    for s in r.steps))
+    for pa in msg.choose_args:
+        m.choose_args[pa.index] = {
+            a.bucket_id: ChooseArg(tuple(tuple(row.weights) for row in a.weight_set),
+                                   tuple(a.ids) if a.has_ids else None)
+            for a in pa.args}
     return m
 
 

@@ -83,6 +83,21 @@ struct crush_map {
 	uint8_t straw_calc_version;
 };
 
+/* choose_args: per-bucket alternative straw2 weights (one set per result position) and ids to
+ * hash instead of the items' own, as the balancer's weight-sets use them. An array of these,
+ * indexed like map->buckets, is one choose_args set. */
+struct crush_weight_set {
+	uint32_t *weights; /* one per item, 16.16 */
+	uint32_t size;
+};
+
+struct crush_choose_arg {
+	int32_t *ids;      /* NULL: hash the items themselves */
+	uint32_t ids_size;
+	struct crush_weight_set *weight_set; /* NULL: the bucket's own weights */
+	uint32_t weight_set_positions;
+};
+
 /* Per-bucket permutation state of bucket_perm_choose (uniform buckets, local fallback). */
 struct crush_work_bucket {
 	uint32_t perm_x;
@@ -113,6 +128,7 @@ size_t crush_work_size(const struct crush_map *map, int result_max);
 void crush_init_workspace(const struct crush_map *map, void *v);
 
 int crush_do_rule(const struct crush_map *map, int ruleno, int x, int *result, int result_max,
-		  const uint32_t *weight, int weight_max, void *cwin);
+		  const uint32_t *weight, int weight_max, void *cwin,
+		  const struct crush_choose_arg *choose_args);
 
 #endif

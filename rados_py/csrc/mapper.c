@@ -258,17 +258,40 @@ uint64_t crush_ln(unsigned int xin)
 	return result;
 }
 
+/* The weights straw2 draws with: a choose_args weight set for this result position (the last
+ * set for positions beyond it), else the bucket's own. */
+static const uint32_t *choose_arg_weights(const struct crush_bucket *bucket,
+					  const struct crush_choose_arg *arg, int position)
+{
+	if (arg == NULL || arg->weight_set == NULL)
+		return bucket->item_weights;
+	if ((uint32_t)position >= arg->weight_set_positions)
+		position = arg->weight_set_positions - 1;
+	return arg->weight_set[position].weights;
+}
+
+static const int32_t *choose_arg_ids(const struct crush_bucket *bucket,
+				     const struct crush_choose_arg *arg)
+{
+	if (arg == NULL || arg->ids == NULL)
+		return bucket->items;
+	return arg->ids;
+}
+
 /* straw2: each item draws ln(u)/weight; the highest draw wins (exponential races). */
-static int bucket_straw2_choose(const struct crush_bucket *bucket, int x, int r)
+static int bucket_straw2_choose(const struct crush_bucket *bucket, int x, int r,
+				const struct crush_choose_arg *arg, int position)
 {
 	unsigned int i, high = 0;
 	int64_t draw, high_draw = 0;
+	const uint32_t *weights = choose_arg_weights(bucket, arg, position);
+	const int32_t *ids = choose_arg_ids(bucket, arg);
 
 	for (i = 0; i < bucket->size; i++) {
-		uint32_t w = bucket->item_weights[i];
+		uint32_t w = weights[i];
 
 		if (w) {
-			unsigned int u = crush_hash32_3(x, bucket->items[i], r) & 0xffff;
+			unsigned int u = crush_hash32_3(x, ids[i], r) & 0xffff;
 			int64_t ln = (int64_t)crush_ln(u) - 0x1000000000000ll;
 
 			draw = ln / (int64_t)w;
@@ -284,7 +307,8 @@ static int bucket_straw2_choose(const struct crush_bucket *bucket, int x, int r)
 }
 
 static int crush_bucket_choose(const struct crush_bucket *in, struct work_state *ws,
-			       struct crush_work_bucket *work, int x, int r)
+			       struct crush_work_bucket *work, int x, int r,
+			       const struct crush_choose_arg *arg, int position)
 {
 	if (in->hash != CRUSH_HASH_RJENKINS1)
 		return in->items[0]; /* Ceph's hash returns 0 for unknown hashes; refused earlier */
@@ -298,7 +322,7 @@ static int crush_bucket_choose(const struct crush_bucket *in, struct work_state 
 	case CRUSH_BUCKET_STRAW:
 		return bucket_straw_choose(in, x, r);
 	case CRUSH_BUCKET_STRAW2:
-		return bucket_straw2_choose(in, x, r);
+		return bucket_straw2_choose(in, x, r, arg, position);
 	default:
 		return in->items[0];
 	}
@@ -326,7 +350,14 @@ struct choose_ctx {
 	const uint32_t *weight;
 	int weight_max;
 	int x;
+	const struct crush_choose_arg *choose_args; /* indexed like map->buckets, or NULL */
 };
+
+static const struct crush_choose_arg *bucket_arg(const struct choose_ctx *c,
+						 const struct crush_bucket *b)
+{
+	return c->choose_args ? &c->choose_args[-1 - b->id] : NULL;
+}
 
 static struct crush_work_bucket *bucket_work(const struct choose_ctx *c,
 					     const struct crush_bucket *b)
@@ -378,7 +409,8 @@ static int crush_choose_firstn(const struct choose_ctx *c, const struct crush_bu
 				    flocal > local_fallback_retries)
 					item = bucket_perm_choose(in, c->ws, bucket_work(c, in), c->x, r);
 				else
-					item = crush_bucket_choose(in, c->ws, bucket_work(c, in), c->x, r);
+					item = crush_bucket_choose(in, c->ws, bucket_work(c, in), c->x, r,
+								   bucket_arg(c, in), outpos);
 				if (item >= map->max_devices) {
 					skip_rep = 1;
 					break;
@@ -518,7 +550,8 @@ static void crush_choose_indep(const struct choose_ctx *c, const struct crush_bu
 				if (in->size == 0)
 					break;
 
-				item = crush_bucket_choose(in, c->ws, bucket_work(c, in), c->x, r);
+				item = crush_bucket_choose(in, c->ws, bucket_work(c, in), c->x, r,
+							   bucket_arg(c, in), outpos);
 				if (item >= map->max_devices) {
 					out[rep] = CRUSH_ITEM_NONE;
 					if (out2)
@@ -596,9 +629,10 @@ static void crush_choose_indep(const struct choose_ctx *c, const struct crush_bu
  * crush_init_workspace for at least result_max. Returns the number of items in result.
  */
 int crush_do_rule(const struct crush_map *map, int ruleno, int x, int *result, int result_max,
-		  const uint32_t *weight, int weight_max, void *cwin)
+		  const uint32_t *weight, int weight_max, void *cwin,
+		  const struct crush_choose_arg *choose_args)
 {
-	struct choose_ctx c = {map, (struct work_state *)cwin, weight, weight_max, x};
+	struct choose_ctx c = {map, (struct work_state *)cwin, weight, weight_max, x, choose_args};
 	int result_len;
 	int *a = c.ws->scratch;
 	int *b = a + result_max;

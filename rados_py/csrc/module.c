@@ -27,6 +27,10 @@ typedef struct {
 	PyObject_HEAD
 	struct crush_map map;
 	uint32_t *default_weights; /* every device in (0x10000) */
+	/* choose_args sets: each an array of max_buckets crush_choose_arg, in one allocation */
+	struct crush_choose_arg **arg_sets;
+	void **arg_memory;
+	Py_ssize_t n_arg_sets;
 } CrushMapObject;
 
 /* ---- buffer reading --------------------------------------------------------------------- */
@@ -308,19 +312,164 @@ static int read_rules(struct crush_map *map, struct reader *rd)
 	return 0;
 }
 
+static void free_arg_sets(CrushMapObject *self)
+{
+	Py_ssize_t i;
+
+	for (i = 0; i < self->n_arg_sets; i++)
+		free(self->arg_memory[i]);
+	free(self->arg_sets);
+	free(self->arg_memory);
+	self->arg_sets = NULL;
+	self->arg_memory = NULL;
+	self->n_arg_sets = 0;
+}
+
+/*
+ * One choose_args set from int32 words: [n], then per entry: bucket_id, positions, size,
+ * positions*size weights, has_ids, and size ids when has_ids. Everything lives in one block so
+ * one free() releases it; sizes must match the buckets they refer to.
+ */
+static int read_arg_set(CrushMapObject *self, const int32_t *w, Py_ssize_t n_words,
+			struct crush_choose_arg **out, void **memory)
+{
+	struct reader rd = {w, n_words, 0};
+	struct crush_map *map = &self->map;
+	int32_t n, e, bucket_id, positions, size, has_ids, v, p, i;
+	size_t slots = (size_t)(map->max_buckets ? map->max_buckets : 1);
+	size_t need = sizeof(struct crush_choose_arg) * slots;
+	char *block, *cursor;
+	struct crush_choose_arg *args;
+
+	/* first pass: validate and size */
+	if (take_range(&rd, &n, 0, map->max_buckets, "choose_args entries") < 0)
+		return -1;
+	for (e = 0; e < n; e++) {
+		if (take(&rd, &bucket_id) < 0 ||
+		    take_range(&rd, &positions, 0, MAX_RESULT, "weight_set positions") < 0 ||
+		    take_range(&rd, &size, 0, MAX_BUCKET_SIZE, "choose_args size") < 0)
+			return -1;
+		if (bucket_id >= 0 || -1 - bucket_id >= map->max_buckets ||
+		    !map->buckets[-1 - bucket_id] ||
+		    map->buckets[-1 - bucket_id]->size != (uint32_t)size) {
+			PyErr_Format(PyExc_ValueError, "choose_args for bucket %d do not match it",
+				     bucket_id);
+			return -1;
+		}
+		for (i = 0; i < positions * size; i++)
+			if (take_range(&rd, &v, 0, INT32_MAX, "weight_set weight") < 0)
+				return -1;
+		if (take_range(&rd, &has_ids, 0, 1, "choose_args ids flag") < 0)
+			return -1;
+		for (i = 0; has_ids && i < size; i++)
+			if (take(&rd, &v) < 0)
+				return -1;
+		need += 8 + /* slack to align the weight_set array */
+			sizeof(struct crush_weight_set) * (size_t)positions +
+			sizeof(uint32_t) * (size_t)positions * (size_t)size +
+			(has_ids ? sizeof(int32_t) * (size_t)size : 0);
+	}
+	if (rd.pos != rd.n) {
+		PyErr_SetString(PyExc_ValueError, "trailing data after the choose_args");
+		return -1;
+	}
+	block = calloc(1, need);
+	if (!block) {
+		PyErr_NoMemory();
+		return -1;
+	}
+	/* second pass: fill (the input was validated above) */
+	args = (struct crush_choose_arg *)block;
+	cursor = block + sizeof(struct crush_choose_arg) * slots;
+	rd.pos = 1;
+	for (e = 0; e < n; e++) {
+		struct crush_choose_arg *a;
+
+		bucket_id = w[rd.pos++];
+		positions = w[rd.pos++];
+		size = w[rd.pos++];
+		a = &args[-1 - bucket_id];
+		if (positions > 0) {
+			cursor = block + (((size_t)(cursor - block) + 7) & ~(size_t)7);
+			a->weight_set = (struct crush_weight_set *)cursor;
+			cursor += sizeof(struct crush_weight_set) * (size_t)positions;
+			a->weight_set_positions = positions;
+			for (p = 0; p < positions; p++) {
+				a->weight_set[p].weights = (uint32_t *)cursor;
+				a->weight_set[p].size = size;
+				cursor += sizeof(uint32_t) * (size_t)size;
+				for (i = 0; i < size; i++)
+					a->weight_set[p].weights[i] = (uint32_t)w[rd.pos++];
+			}
+		}
+		has_ids = w[rd.pos++];
+		if (has_ids) {
+			a->ids = (int32_t *)cursor;
+			a->ids_size = size;
+			cursor += sizeof(int32_t) * (size_t)size;
+			for (i = 0; i < size; i++)
+				a->ids[i] = w[rd.pos++];
+		}
+	}
+	*out = args;
+	*memory = block;
+	return 0;
+}
+
+static int read_arg_sets(CrushMapObject *self, PyObject *sets)
+{
+	PyObject *seq = PySequence_Fast(sets, "choose_args must be a sequence of buffers");
+	Py_ssize_t n, i;
+	int ret = -1;
+
+	if (!seq)
+		return -1;
+	n = PySequence_Fast_GET_SIZE(seq);
+	self->arg_sets = calloc(n ? n : 1, sizeof(*self->arg_sets));
+	self->arg_memory = calloc(n ? n : 1, sizeof(*self->arg_memory));
+	if (!self->arg_sets || !self->arg_memory) {
+		PyErr_NoMemory();
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		Py_buffer b;
+		int r;
+
+		if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(seq, i), &b, PyBUF_SIMPLE) < 0)
+			goto out;
+		if (b.len % 4) {
+			PyBuffer_Release(&b);
+			PyErr_SetString(PyExc_ValueError, "choose_args buffers hold int32 words");
+			goto out;
+		}
+		r = read_arg_set(self, b.buf, b.len / 4, &self->arg_sets[i], &self->arg_memory[i]);
+		PyBuffer_Release(&b);
+		if (r < 0)
+			goto out;
+		self->n_arg_sets = i + 1;
+	}
+	ret = 0;
+out:
+	Py_DECREF(seq);
+	return ret;
+}
+
 static int CrushMap_init(CrushMapObject *self, PyObject *args, PyObject *kwds)
 {
-	static char *kwlist[] = {"max_devices", "tunables", "buckets", "rules", NULL};
+	static char *kwlist[] = {"max_devices", "tunables", "buckets", "rules", "choose_args", NULL};
 	int max_devices;
 	unsigned int t[7];
 	Py_buffer bb = {0}, rb = {0};
+	PyObject *arg_sets = NULL;
 	struct reader rd;
 	int32_t slot, present, nb;
 	int ret = -1;
 
-	if (!PyArg_ParseTupleAndKeywords(args, kwds, "i(IIIIIII)y*y*", kwlist, &max_devices, &t[0],
-					 &t[1], &t[2], &t[3], &t[4], &t[5], &t[6], &bb, &rb))
+	if (!PyArg_ParseTupleAndKeywords(args, kwds, "i(IIIIIII)y*y*|O", kwlist, &max_devices, &t[0],
+					 &t[1], &t[2], &t[3], &t[4], &t[5], &t[6], &bb, &rb,
+					 &arg_sets))
 		return -1;
+	free_arg_sets(self);
 	free_map(&self->map);
 	free(self->default_weights);
 	self->default_weights = NULL;
@@ -382,6 +531,8 @@ static int CrushMap_init(CrushMapObject *self, PyObject *args, PyObject *kwds)
 		goto out;
 	}
 
+	if (arg_sets != NULL && arg_sets != Py_None && read_arg_sets(self, arg_sets) < 0)
+		goto out;
 	self->default_weights = malloc(sizeof(uint32_t) * (max_devices ? max_devices : 1));
 	if (!self->default_weights) {
 		PyErr_NoMemory();
@@ -391,8 +542,10 @@ static int CrushMap_init(CrushMapObject *self, PyObject *args, PyObject *kwds)
 		self->default_weights[slot] = 0x10000;
 	ret = 0;
 out:
-	if (ret < 0)
+	if (ret < 0) {
+		free_arg_sets(self);
 		free_map(&self->map);
+	}
 	PyBuffer_Release(&bb);
 	PyBuffer_Release(&rb);
 	return ret;
@@ -400,6 +553,7 @@ out:
 
 static void CrushMap_dealloc(CrushMapObject *self)
 {
+	free_arg_sets(self);
 	free_map(&self->map);
 	free(self->default_weights);
 	Py_TYPE(self)->tp_free((PyObject *)self);
@@ -412,6 +566,8 @@ struct mapping_args {
 	const uint32_t *weights;
 	int weight_max;
 	Py_buffer wbuf;
+	int arg_set; /* index into the map's choose_args sets, -1 for none */
+	const struct crush_choose_arg *choose_args;
 };
 
 static int ready(CrushMapObject *self)
@@ -432,6 +588,11 @@ static int mapping_setup(CrushMapObject *self, struct mapping_args *a, PyObject 
 		PyErr_Format(PyExc_KeyError, "no crush rule %d", a->rule);
 		return -1;
 	}
+	if (a->arg_set < -1 || a->arg_set >= self->n_arg_sets) {
+		PyErr_Format(PyExc_ValueError, "no choose_args set %d", a->arg_set);
+		return -1;
+	}
+	a->choose_args = a->arg_set >= 0 ? self->arg_sets[a->arg_set] : NULL;
 	if (a->result_max < 1 || a->result_max > MAX_RESULT) {
 		PyErr_Format(PyExc_ValueError, "result_max %d out of range [1, %d]", a->result_max,
 			     MAX_RESULT);
@@ -462,16 +623,16 @@ static void mapping_done(struct mapping_args *a)
 
 static PyObject *CrushMap_do_rule(CrushMapObject *self, PyObject *args, PyObject *kwds)
 {
-	static char *kwlist[] = {"rule", "x", "result_max", "weights", NULL};
-	struct mapping_args a = {0};
+	static char *kwlist[] = {"rule", "x", "result_max", "weights", "choose_args", NULL};
+	struct mapping_args a = {.arg_set = -1};
 	PyObject *weights = NULL, *list = NULL;
 	unsigned int x;
 	int n, i;
 	int result[MAX_RESULT];
 	void *work;
 
-	if (!PyArg_ParseTupleAndKeywords(args, kwds, "iIi|O", kwlist, &a.rule, &x, &a.result_max,
-					 &weights))
+	if (!PyArg_ParseTupleAndKeywords(args, kwds, "iIi|Oi", kwlist, &a.rule, &x, &a.result_max,
+					 &weights, &a.arg_set))
 		return NULL;
 	if (mapping_setup(self, &a, weights) < 0)
 		return NULL;
@@ -482,7 +643,7 @@ static PyObject *CrushMap_do_rule(CrushMapObject *self, PyObject *args, PyObject
 	}
 	crush_init_workspace(&self->map, work);
 	n = crush_do_rule(&self->map, a.rule, (int)x, result, a.result_max, a.weights, a.weight_max,
-			  work);
+			  work, a.choose_args);
 	free(work);
 	mapping_done(&a);
 	list = PyList_New(n);
@@ -532,7 +693,7 @@ static void *run_batch(void *arg)
 			x = (int)(bt->first + i);
 		}
 		bt->len[i] = crush_do_rule(bt->map, a->rule, x, row, a->result_max, a->weights,
-					   a->weight_max, bt->work);
+					   a->weight_max, bt->work, a->choose_args);
 		for (j = bt->len[i]; j < a->result_max; j++)
 			row[j] = CRUSH_ITEM_NONE;
 	}
@@ -626,15 +787,15 @@ out:
 static PyObject *CrushMap_map_range(CrushMapObject *self, PyObject *args, PyObject *kwds)
 {
 	static char *kwlist[] = {"rule", "first", "count", "result_max", "weights", "threads",
-				 NULL};
-	struct mapping_args a = {0};
+				 "choose_args", NULL};
+	struct mapping_args a = {.arg_set = -1};
 	PyObject *weights = NULL, *ret;
 	long long first;
 	Py_ssize_t count;
 	int threads = 0;
 
-	if (!PyArg_ParseTupleAndKeywords(args, kwds, "iLni|Oi", kwlist, &a.rule, &first, &count,
-					 &a.result_max, &weights, &threads))
+	if (!PyArg_ParseTupleAndKeywords(args, kwds, "iLni|Oii", kwlist, &a.rule, &first, &count,
+					 &a.result_max, &weights, &threads, &a.arg_set))
 		return NULL;
 	if (first < INT32_MIN || first + count - 1 > INT32_MAX) {
 		PyErr_SetString(PyExc_ValueError, "x range must fit a signed 32-bit integer");
@@ -650,15 +811,16 @@ static PyObject *CrushMap_map_range(CrushMapObject *self, PyObject *args, PyObje
 static PyObject *CrushMap_map_pgs(CrushMapObject *self, PyObject *args, PyObject *kwds)
 {
 	static char *kwlist[] = {"rule", "pool", "pg_num", "pgp_num", "result_max", "hashpspool",
-				 "weights", "threads", NULL};
-	struct mapping_args a = {0};
+				 "weights", "threads", "choose_args", NULL};
+	struct mapping_args a = {.arg_set = -1};
 	PyObject *weights = NULL, *ret;
 	long long pool;
 	unsigned int pg_num, pgp_num;
 	int hashpspool = 1, threads = 0;
 
-	if (!PyArg_ParseTupleAndKeywords(args, kwds, "iLIIi|pOi", kwlist, &a.rule, &pool, &pg_num,
-					 &pgp_num, &a.result_max, &hashpspool, &weights, &threads))
+	if (!PyArg_ParseTupleAndKeywords(args, kwds, "iLIIi|pOii", kwlist, &a.rule, &pool, &pg_num,
+					 &pgp_num, &a.result_max, &hashpspool, &weights, &threads,
+					 &a.arg_set))
 		return NULL;
 	if (pg_num < 1 || pgp_num < 1 || pgp_num > pg_num || pg_num > (1u << 26)) {
 		PyErr_SetString(PyExc_ValueError, "need 1 <= pgp_num <= pg_num <= 2^26");

@@ -80,3 +80,15 @@ def test_utilization_and_statistics_match_crushtool(seed: int, tmp_path: Path) -
     expected = crushtool("-i", str(binary), "--test", *args)
     got = loligo("crush", "test", "-i", str(src), *args)
     assert got == expected, first_difference(expected, got)
+
+
+@pytest.mark.parametrize("seed", [s for s in range(40) if "choose_args" in generate(s).text][:8])
+def test_choose_args_decompile_like_crushtool(seed: int, tmp_path: Path) -> None:
+    from rados_py.crush import text
+
+    src, binary = tmp_path / "map.txt", tmp_path / "map.bin"
+    src.write_text(generate(seed).text)
+    crushtool("-c", str(src), "-o", str(binary))
+    expected = crushtool("-d", str(binary))
+    got = text.format(text.parse(src.read_text()))
+    assert got == expected, first_difference(expected, got)

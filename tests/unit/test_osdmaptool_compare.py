@@ -81,3 +81,55 @@ def test_every_pg_and_objects_match_osdmaptool(tmp_path: Path, crush_binary: Pat
         assert m, line
         _, pgid, placement = osdmap.map_object(1, name.encode())
         assert (pgid, placement.up) == (PgId(1, int(m.group(2), 16)), ints(m.group(3))), name
+
+
+CHOOSE_ARGS = """
+choose_args 1 {
+  {
+    bucket_id -1
+    weight_set [
+      [ 1.2 0.333333 2 4.5 ]
+      [ 3 1 0.5 1 ]
+    ]
+  }
+  {
+    bucket_id -2
+    ids [ -20 -21 -22 ]
+  }
+}
+choose_args 18446744073709551615 {
+  {
+    bucket_id -3
+    weight_set [
+      [ 1 1 1 ]
+      [ 0.5 0.25 7 ]
+    ]
+    ids [ 5 6 7 ]
+  }
+}
+"""
+
+
+@pytest.mark.parametrize("pool_set", [1, 7], ids=["pool-weight-set", "default-weight-set"])
+def test_choose_args_of_the_pool_or_the_default_match_osdmaptool(tmp_path: Path,
+                                                                 pool_set: int) -> None:
+    """The OSDMap maps a pool with its own choose_args set (the balancer's per-pool weight set),
+    else with the default set, as Ceph does."""
+    text_map = (vectors_dir() / "b_hosts.txt").read_text() + CHOOSE_ARGS.replace(
+        "choose_args 1 {", f"choose_args {pool_set} {{")
+    src, binary, om = tmp_path / "map.txt", tmp_path / "map.bin", tmp_path / "om.bin"
+    src.write_text(text_map)
+    subprocess.run([CRUSHTOOL, "-c", str(src), "-o", str(binary)], check=True)
+    tool("--createsimple", "12", "--with-default-pool", "--pg-bits", "3", "--pgp-bits", "3",
+         str(om), "--clobber")
+    tool(str(om), "--import-crush", str(binary))
+    expected = {}
+    for line in tool(str(om), "--mark-up-in", "--test-map-pgs-dump-all", "--pool", "1"
+                     ).splitlines():
+        m = LINE.match(line)
+        if m:
+            expected[int(m.group(2), 16)] = ints(m.group(5))
+    cm = CompiledMap(text.parse(text_map))
+    osdmap = OSDMap(crush=cm, pools={1: Pool(1, "rbd", pg_num=len(expected))},
+                    osds={i: OsdState(i) for i in range(12)})
+    assert {seed: p.up for seed, p in enumerate(osdmap.map_pool(1))} == expected
