@@ -35,12 +35,13 @@ def _cluster(args: argparse.Namespace) -> launcher.LocalCluster:
 def format_info(info: dict[str, Any], leader: str = "") -> str:
     """The endpoints and credentials, readable (`cluster up` and `cluster info`)."""
     lines = []
-    width = max(len(f"mon.{m['name']}") for m in info["mons"]) if info["mons"] else 5
-    for m in info["mons"]:
-        state = f"pid {m['pid']}" if m["running"] else "not running"
-        mark = "  (leader)" if m["name"] == leader else ""
-        label = "mon." + m["name"]
-        lines.append(f"  {label:<{width}}  {m['addr']:<21} {state}{mark}")
+    daemons = [(f"mon.{m['name']}", m, m["name"] == leader) for m in info["mons"]]
+    daemons += [(f"osd.{o['id']}", o, False) for o in info.get("osds", ())]
+    width = max((len(label) for label, _, _ in daemons), default=5)
+    for label, d, is_leader in daemons:
+        state = f"pid {d['pid']}" if d["running"] else "not running"
+        mark = "  (leader)" if is_leader else ""
+        lines.append(f"  {label:<{width}}  {d['addr']:<21} {state}{mark}")
     conf = info["conf"]
     lines += ["", f"  config:   {conf}", f"  keyring:  {info['keyring']}  (as {info['entity']})",
               f"  logs:     {info['log_dir']}"]
@@ -57,7 +58,8 @@ def format_info(info: dict[str, Any], leader: str = "") -> str:
 def cmd_up(args: argparse.Namespace) -> int:
     directory = (Path(args.dir) if args.dir
                  else config_mod.DEFAULT_CONF.expanduser().parent)
-    cluster = launcher.up(directory, args.mons, args.base_port, timeout=args.timeout)
+    cluster = launcher.up(directory, args.mons, args.base_port, timeout=args.timeout,
+                          osds=args.osds)
     info = cluster.info()
     print(f"\nLoligo cluster {info['fsid']} is up:")
     print(format_info(info, cluster.leader))
@@ -74,7 +76,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
     else:
         running = sum(m["running"] for m in info["mons"])
-        print(f"Loligo cluster {info['fsid']}: {running}/{len(info['mons'])} monitors running")
+        osds = info.get("osds", [])
+        print(f"Loligo cluster {info['fsid']}: {running}/{len(info['mons'])} monitors, "
+              f"{sum(o['running'] for o in osds)}/{len(osds)} OSDs running")
         print(format_info(info))
     return 0
 
@@ -130,6 +134,8 @@ def register(sub: Any) -> None:
                    f"{config_mod.DEFAULT_CONF.parent})")
     p.add_argument("--mons", type=int, choices=launcher.MON_COUNTS,
                    help="monitors (default 3; a restarted cluster keeps its count)")
+    p.add_argument("--osds", type=int, metavar="N",
+                   help=f"OSDs of a new cluster (default {launcher.DEFAULT_OSDS})")
     p.add_argument("--base-port", type=int, metavar="P",
                    help=f"first port to try for the monitors (default {launcher.MON_BASE_PORT})")
     p.add_argument("--timeout", type=float, default=60.0,

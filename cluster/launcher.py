@@ -38,6 +38,9 @@ CONF_NAME = "loligo.toml"
 MON_NAMES = "abcde"
 MON_COUNTS = (1, 3, 5)
 MON_BASE_PORT = 6789  # Ceph's; below Linux's ephemeral range, so a restart finds it free
+OSD_BASE_PORT = 6800  # Ceph's OSD range starts here too
+DEFAULT_OSDS = 3
+DEFAULT_POOL = "data"  # created with a new cluster so that `loligo rados -p data` just works
 ROOT = Path(__file__).resolve().parents[1]  # so `python -m cluster` works uninstalled
 POLL = 0.05  # how often a wait re-checks its condition
 Out = Callable[[str], None]
@@ -62,9 +65,10 @@ DaemonArgv = Callable[[Daemon, Path], list[str]]
 
 
 def daemon_argv(daemon: Daemon, conf: Path) -> list[str]:
-    """`loligo <kind> --conf CONF --id ID` with this interpreter (tests substitute a fake)."""
-    return [sys.executable, "-m", "cluster", daemon.kind, "--conf", str(conf),
-            "--id", daemon.id]
+    """`loligo <kind> --conf CONF --id ID` with this interpreter (tests substitute a fake);
+    OSDs run as `loligo osd run --conf CONF --id N` (`osd` alone is the OSD admin command)."""
+    kind = [daemon.kind, "run"] if daemon.kind == "osd" else [daemon.kind]
+    return [sys.executable, "-m", "cluster", *kind, "--conf", str(conf), "--id", daemon.id]
 
 
 # --- creating a cluster directory ---------------------------------------------------------------
@@ -110,7 +114,8 @@ def _write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
         raise
 
 
-def create(directory: Path, mons: int = 3, base_port: int | None = None) -> Path:
+def create(directory: Path, mons: int = 3, base_port: int | None = None,
+           osds: int = 0) -> Path:
     """Write a new cluster's config and keyring into `directory`; the config's path.
 
     Paths in the config are relative (to the config's directory), so the files explain
@@ -126,11 +131,16 @@ def create(directory: Path, mons: int = 3, base_port: int | None = None) -> Path
                               f"({CONF_NAME}): choose a new or empty directory")
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     offset = config_mod.SCHEMA["metrics_port_offset"].default
+    if not 0 <= osds <= 64:
+        raise InvalidArgument(f"--osds {osds}: a local cluster has 0 to 64 OSDs")
     ports = pick_ports(mons, MON_BASE_PORT if base_port is None else base_port, offset)
+    osd_base = OSD_BASE_PORT if base_port is None else base_port + 11
+    osd_ports = [p for p in pick_ports(osds + len(ports), osd_base) if p not in ports][:osds]
     fsid = str(uuid.uuid4())
     # client.admin (the operator, everything) and mon. (shared by the monitors, as in Ceph);
     # each later daemon kind adds its entities here (osd.N, mds.X...)
-    Keyring.create(directory / "keyring", {e: default_caps(e) for e in ("client.admin", "mon.")})
+    entities = ("client.admin", "mon.", *(f"osd.{i}" for i in range(osds)))
+    Keyring.create(directory / "keyring", {e: default_caps(e) for e in entities})
     settings = {"fsid": fsid,
                 "mon_host": [f"{n}=127.0.0.1:{p}" for n, p in zip(MON_NAMES, ports,
                                                                    strict=False)],
@@ -140,7 +150,10 @@ def create(directory: Path, mons: int = 3, base_port: int | None = None) -> Path
     head = (f"# Loligo local cluster {fsid}, written by `loligo cluster up` on "
             f"{time.strftime('%Y-%m-%d %H:%M:%S')}.\n# Relative paths are relative to this "
             "file's directory.\n\n")
-    _write_atomic(conf, head + config_mod.format_toml({"global": settings}))
+    sections: dict[str, dict[str, Any]] = {"global": settings}
+    for i, port in enumerate(osd_ports):  # a fixed port: a restarted OSD keeps its address
+        sections[f"osd.{i}"] = {"osd_port": port}
+    _write_atomic(conf, head + config_mod.format_toml(sections))
     for sub in ("data", "log", "run"):
         (directory / sub).mkdir(mode=0o700, exist_ok=True)
     return conf
@@ -188,7 +201,22 @@ class LocalCluster:
 
     @property
     def daemons(self) -> list[Daemon]:
-        return [Daemon("mon", m.name, m.addr) for m in self.config.mon_host]
+        return [Daemon("mon", m.name, m.addr) for m in self.config.mon_host] + self.osds
+
+    @property
+    def osds(self) -> list[Daemon]:
+        """The OSDs of the config: one [osd.N] section each (written by `create`)."""
+        import tomllib
+
+        with open(self.conf, "rb") as f:
+            data = tomllib.load(f)
+        found = []
+        sections = data.get("osd", {})  # TOML nests [osd.0] as osd -> 0
+        for ident, values in sections.items() if isinstance(sections, dict) else ():
+            if ident.isdigit() and isinstance(values, dict):
+                port = values.get("osd_port", 0)
+                found.append(Daemon("osd", ident, f"127.0.0.1:{port}" if port else ""))
+        return sorted(found, key=lambda d: int(d.id))
 
     def daemon(self, name: str) -> Daemon:
         for d in self.daemons:
@@ -372,6 +400,14 @@ class LocalCluster:
         self.out(f"killed {name} (pid {pid})")
         return pid
 
+    async def create_pool(self, name: str) -> None:
+        """Create a replicated pool with the configured defaults (min(size, OSDs) replicas)."""
+        from rados_py.proto.loligo import mon_pb2
+
+        size = min(self.config.osd_pool_default_size, len(self.osds))
+        async with MonClient(self.config, Keyring.load(self.config.keyring)) as client:
+            await client.command(pool_create=mon_pb2.PoolCreate(name=name, size=size))
+
     # --- describing -----------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
         """Endpoints and credentials as data (`cluster info --format json`)."""
@@ -380,7 +416,10 @@ class LocalCluster:
                 "log_dir": str(self.config.log_dir),
                 "mons": [{"name": d.id, "addr": d.addr, "pid": self.pid(d),
                           "running": self.pid(d) is not None, "log": str(self.log_file(d))}
-                         for d in self.daemons],
+                         for d in self.daemons if d.kind == "mon"],
+                "osds": [{"id": int(d.id), "addr": d.addr, "pid": self.pid(d),
+                          "running": self.pid(d) is not None, "log": str(self.log_file(d))}
+                         for d in self.osds],
                 "gateway": None}
 
 
@@ -397,7 +436,7 @@ def _wait_dead(pid: int, timeout: float) -> None:
 
 def up(directory: Path, mons: int | None = None, base_port: int | None = None, *,
        timeout: float = 60.0, argv: DaemonArgv = daemon_argv, out: Out = print,
-       wait: bool = True) -> LocalCluster:
+       wait: bool = True, osds: int | None = None) -> LocalCluster:
     """Create the cluster in `directory` (or reuse the one there) and start its daemons.
 
     Refuses while any daemon of that cluster runs; restarting a stopped cluster keeps its
@@ -418,9 +457,15 @@ def up(directory: Path, mons: int | None = None, base_port: int | None = None, *
                                   f"monitors, not {mons}: omit --mons to restart it, or use "
                                   "a new directory")
         out(f"Restarting the cluster in {directory} (fsid {cluster.config.fsid})")
+        new = False
     else:
-        conf = create(directory, 3 if mons is None else mons, base_port)
+        conf = create(directory, 3 if mons is None else mons, base_port,
+                      DEFAULT_OSDS if osds is None else osds)
         cluster = LocalCluster(conf, argv=argv, out=out)
         out(f"Created cluster {cluster.config.fsid} in {directory}")
+        new = True
     cluster.start(timeout=timeout, wait=wait)
+    if new and wait and cluster.osds:
+        asyncio.run(cluster.create_pool(DEFAULT_POOL))
+        out(f"  created pool {DEFAULT_POOL!r}")
     return cluster

@@ -194,6 +194,13 @@ def cmd_osd_boot(args: argparse.Namespace) -> int:
     return run_command(args, osd_boot=_boot(args))
 
 
+def cmd_osd_run(args: argparse.Namespace) -> int:
+    """`loligo osd run --id N`: the OSD daemon, in the foreground."""
+    from osd import daemon  # the daemon and its dependencies only when running one
+
+    return int(daemon.main(str(config_mod.find_conf(getattr(args, "conf", None))), args.id))
+
+
 def cmd_osd_create(args: argparse.Namespace) -> int:
     """Allocate an OSD id for a disk (its uuid); the OSD is down and out until it boots."""
     create = mon_pb2.OsdCreate(uuid=args.uuid or str(uuid.uuid4()))
@@ -368,6 +375,9 @@ def register(sub: Any, crush_sub: Any | None = None) -> None:
     p.add_argument("weight", type=reweight, metavar="WEIGHT")
     p = command(osub, "rm", cmd_osd_rm, "remove OSDs that are down and out", common)
     p.add_argument("ids", nargs="+", type=osd_id, metavar="OSD")
+    p = command(osub, "run", cmd_osd_run, "run an OSD daemon: osd run --conf FILE --id N",
+                common)
+    p.add_argument("--id", type=osd_id, required=True, help="the OSD's id")
     command(osub, "tree", cmd_osd_show, "the CRUSH hierarchy with states", common, fmt=True)
     command(osub, "dump", cmd_osd_show, "the OSD map: pools and OSDs", common, fmt=True)
     for name in ("set", "unset"):

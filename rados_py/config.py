@@ -322,6 +322,10 @@ SCHEMA: Mapping[str, Option] = MappingProxyType({o.name: o for o in (
     Option("osd_crush_chooseleaf_type", "str", "host", "Failure domain of the default CRUSH "
            "rule, set when the cluster is created: host, or osd for a one-machine cluster.",
            ("mon",), choices=("osd", "host", "rack", "row", "room", "datacenter")),
+    Option("osd_port", "int", 0, "The OSD's gRPC port (set per daemon, [osd.N]); 0 picks a "
+           "free one, which the OSD registers with the monitors.", ("osd",), min=0, max=65535),
+    Option("osd_capacity", "size", 1 << 40, "Capacity an OSD reports at boot; its CRUSH weight "
+           "is this in TiB.", ("osd",), min=1 << 20, max=1 << 60),
     Option("osd_pool_default_size", "int", 3, "Replicas of a new pool.", ("mon", "client"),
            min=1, max=10),
     Option("osd_pool_default_pg_num", "int", 32, "Placement groups of a new pool.",

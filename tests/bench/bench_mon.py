@@ -99,7 +99,8 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        cluster = launcher.up(Path(tmp) / "cluster", mons=3, timeout=60, out=lambda *_: None)
+        cluster = launcher.up(Path(tmp) / "cluster", mons=3, osds=0, timeout=60,
+                              out=lambda *_: None)
         try:
             asyncio.run(main_async(args, cluster))
         finally:

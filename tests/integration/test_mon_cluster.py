@@ -50,7 +50,8 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     c = Cluster(directory, env)
     try:
         port = str(20000 + uuid.uuid4().int % 20000)
-        c.ok("cluster", "up", "--dir", str(directory), "--mons", "3", "--base-port", port,
+        c.ok("cluster", "up", "--dir", str(directory), "--mons", "3", "--osds", "0",
+             "--base-port", port,
              timeout=120)
         yield c
     finally:

@@ -20,7 +20,7 @@ from tests.waiting import wait_for_async
 
 @pytest.fixture
 def cluster(tmp_path: Path):
-    c = launcher.up(tmp_path / "cluster", mons=3, timeout=60, out=lambda *_: None)
+    c = launcher.up(tmp_path / "cluster", mons=3, osds=0, timeout=60, out=lambda *_: None)
     try:
         yield c
     finally:

@@ -134,7 +134,7 @@ def test_pick_ports_skips_taken_ports() -> None:
 # --- processes ----------------------------------------------------------------------------------
 
 def test_up_down_and_refusing_a_second_up(cluster_dir: Path) -> None:
-    cluster = launcher.up(cluster_dir, 3, base_port(), argv=fake(), out=quiet(), wait=False)
+    cluster = launcher.up(cluster_dir, 3, base_port(), argv=fake(), out=quiet(), wait=False, osds=0)
     running = cluster.running()
     assert sorted(running) == ["mon.a", "mon.b", "mon.c"]
     for name, pid in running.items():
@@ -159,7 +159,7 @@ def test_up_down_and_refusing_a_second_up(cluster_dir: Path) -> None:
 
 
 def test_kill_start_restart_one_daemon(cluster_dir: Path) -> None:
-    cluster = launcher.up(cluster_dir, 3, base_port(), argv=fake(), out=quiet(), wait=False)
+    cluster = launcher.up(cluster_dir, 3, base_port(), argv=fake(), out=quiet(), wait=False, osds=0)
     pid_b = cluster.running()["mon.b"]
     assert cluster.kill("mon.b") == pid_b
     assert not launcher._alive(pid_b) and "mon.b" not in cluster.running()
@@ -199,7 +199,7 @@ def test_stale_pid_file_never_signals_a_foreign_process(cluster_dir: Path) -> No
 
 def test_stop_kills_a_daemon_that_ignores_term(cluster_dir: Path) -> None:
     cluster = launcher.up(cluster_dir, 1, base_port(), argv=fake("stubborn"), out=quiet(),
-                          wait=False)
+                          wait=False, osds=0)
     pid = cluster.running()["mon.a"]
     start = time.monotonic()
     report = cluster.stop(grace=0.3)
@@ -211,7 +211,8 @@ def test_stop_kills_a_daemon_that_ignores_term(cluster_dir: Path) -> None:
 def test_start_reports_a_crashing_daemon_with_its_log(cluster_dir: Path) -> None:
     with pytest.raises(LoligoError, match=r"mon.a exited with status 3: fake failure: cannot "
                                           r"open the store \(log .*mon.a.log\)"):
-        launcher.up(cluster_dir, 1, base_port(), argv=fake("crash"), out=quiet(), wait=False)
+        launcher.up(cluster_dir, 1, base_port(), argv=fake("crash"), out=quiet(), wait=False,
+                    osds=0)
 
 
 def test_start_gives_up_on_a_daemon_without_pid_file(cluster_dir: Path) -> None:

@@ -1,0 +1,192 @@
+"""The OSD daemon: a DurableStore, a gRPC server, and the monitors' maps.
+
+    loligo osd run --conf FILE --id N
+
+Start-up, in order: open the store under <data_dir>/osd.N (its uuid persisted there, so a
+restart boots with the same id), listen (port from `[osd.N] osd_port`, or 0 = any free port),
+boot with the monitors (OsdBoot: id, uuid, address, host), fetch maps until the map shows us up
+at our address, then follow the maps by subscription. The pid file is written last, so "pid
+file present" means "serving". SIGTERM stops the server (running ops get rpc_stop_grace),
+then the subscription, then closes the store.
+
+After a restart the OSD serves what its store holds; writes it missed while down are not
+copied to it (peering/recovery: issue 5).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from osd.objectstore import DurableStore
+from osd.service import OsdService, server_auth
+from rados_py import auth, rpc
+from rados_py.auth import Keyring
+from rados_py.config import Config, load
+from rados_py.errors import Timeout
+from rados_py.monclient import MonClient
+from rados_py.osdmap import OSDMap
+from rados_py.proto.loligo import mon_pb2, osd_pb2_grpc
+
+__all__ = ["OsdDaemon", "main"]
+
+log = logging.getLogger(__name__)
+
+
+class OsdDaemon:
+    """One OSD: `start()`, `stop()`; the servicer does the work."""
+
+    def __init__(self, config: Config, osd_id: int) -> None:
+        self.config = config
+        self.id = osd_id
+        self.name = f"osd.{osd_id}"
+        self.keyring = Keyring.load(config.keyring)
+        self.secret = self.keyring.service_secret
+        self.data_dir = Path(config.data_dir) / self.name
+        self.store: DurableStore | None = None
+        self.mon: MonClient | None = None
+        self.server = None
+        self.service: OsdService | None = None
+        self.osdmap: OSDMap | None = None
+        self.addr = ""
+        self._map_changed = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _disk_uuid(self) -> str:
+        """The uuid of this OSD's disk, created once: the monitors recognise a restart by it."""
+        path = self.data_dir / "uuid"
+        try:
+            return path.read_text().strip()
+        except FileNotFoundError:
+            value = str(uuid.uuid4())
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(value + "\n")
+            os.replace(tmp, path)
+            return value
+
+    async def _own_ticket(self) -> str:
+        """Tickets for talking to peer OSDs, signed with the service secret (as monitors do)."""
+        ticket = auth.issue_ticket(self.secret, self.name, auth.default_caps(self.name),
+                                   self.config.ticket_ttl, time.time())
+        return ticket.token
+
+    def current_map(self) -> OSDMap:
+        assert self.osdmap is not None
+        return self.osdmap
+
+    def _set_map(self, osdmap: OSDMap) -> None:
+        if self.osdmap is None or osdmap.epoch > self.osdmap.epoch:
+            self.osdmap = osdmap
+            self._map_changed.set()
+            self._map_changed = asyncio.Event()
+
+    async def wait_epoch(self, epoch: int) -> None:
+        """Fetch maps until we have `epoch` (a client or the primary saw a newer one)."""
+        if self.osdmap is not None and self.osdmap.epoch >= epoch:
+            return
+        assert self.mon is not None
+        try:
+            maps = await self.mon.get_maps(min_epoch=epoch, timeout=self.config.rpc_timeout)
+        except Timeout:
+            raise Timeout(f"{self.name}: could not get osdmap epoch {epoch} from the "
+                          "monitors") from None
+        self._set_map(maps.osdmap)
+
+    async def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        disk = self._disk_uuid()
+        self.store = await DurableStore.open(self.data_dir / "store")
+        port = self.config.osd_port
+        self.service = OsdService(self.id, self.store, self.config, self.current_map,
+                                  self.wait_epoch, self._own_ticket)
+        self.server = rpc.make_server(f"127.0.0.1:{port}", self.config,
+                                      server_auth(self.secret))
+        osd_pb2_grpc.add_OsdServicer_to_server(self.service, self.server)
+        await self.server.start()
+        self.addr = f"127.0.0.1:{rpc.server_port(self.server)}"
+        self.mon = MonClient(self.config, self.keyring)
+        boot = mon_pb2.OsdBoot(id=self.id, uuid=disk, addr=self.addr,
+                               host=socket.gethostname().split(".")[0],
+                               capacity_bytes=self.config.osd_capacity)
+        await self.mon.command(osd_boot=boot, timeout=60.0)
+        maps = await self.mon.get_maps(timeout=60.0)
+        self._set_map(maps.osdmap)
+        log.info("%s booted at %s, osdmap epoch %d, disk %s", self.name, self.addr,
+                 maps.osdmap.epoch, disk)
+        self._tasks.append(asyncio.create_task(self._follow_maps(), name="follow-maps"))
+
+    async def _follow_maps(self) -> None:
+        assert self.mon is not None
+        async for maps in self.mon.subscribe():
+            if self.osdmap is None or maps.osdmap.epoch > self.osdmap.epoch:
+                log.info("%s: osdmap epoch %d", self.name, maps.osdmap.epoch)
+            self._set_map(maps.osdmap)
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await rpc.stop_server(self.server, self.config.rpc_stop_grace)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.service is not None:
+            await self.service.close()
+        if self.mon is not None:
+            await self.mon.close()
+        if self.store is not None:
+            await self.store.close()
+        log.info("%s stopped", self.name)
+
+
+def _setup_logging(config: Config, name: str) -> None:
+    log_dir = Path(config.log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log_dir / f"{name}.log")
+    handler.setFormatter(logging.Formatter(
+        f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(config.log_level)
+
+
+async def _serve(config: Config, osd_id: int) -> int:
+    daemon = OsdDaemon(config, osd_id)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    pid_file = Path(config.run_dir) / f"osd.{osd_id}.pid"
+    try:
+        await daemon.start()
+        pid_file.parent.mkdir(parents=True, exist_ok=True)
+        pid_file.write_text(f"{os.getpid()}\n")
+        await stop.wait()
+    finally:
+        await daemon.stop()
+        with contextlib.suppress(FileNotFoundError):
+            pid_file.unlink()
+    return 0
+
+
+def main(conf: str | Path, osd_id: int) -> int:
+    """`loligo osd run --conf FILE --id N`: run one OSD until SIGTERM."""
+    config = load(Path(conf), entity=f"osd.{osd_id}")
+    _setup_logging(config, f"osd.{osd_id}")
+    try:
+        return asyncio.run(_serve(config, osd_id))
+    except Exception:
+        log.exception("osd.%d failed", osd_id)
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], int(sys.argv[2])))

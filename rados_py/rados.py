@@ -1,0 +1,542 @@
+"""The client library (librados-like): `Rados` (cluster handle) and `IoCtx` (object ops).
+
+The client computes placement itself from the OSDMap its MonClient caches and sends each
+request straight to the PG's acting primary. A request keeps its (client id, tid) across every
+resend, so an OSD that applied it already answers from its dedup table instead of applying it
+twice. Until the request's deadline (`op_timeout`, default rpc_timeout x 3) it is resent when:
+the OSD has a newer map (STALE_EPOCH: fetch it), the OSD is not the primary (NOT_PRIMARY:
+fetch maps), the PG is below min_size (UNDERSIZED), a replica did not confirm
+(REPLICA_FAILED), or the OSD cannot be reached (fetch maps: it may be marked down). The final
+error says what was last seen.
+
+Size limit: one request's data must fit in one message (rpc_max_message_size - 64 KiB, so just
+under 64 MiB by default): a bigger write is refused with InvalidArgument before anything is
+sent; reads of any size are split into ranges by the client (a read bigger than one message is
+therefore not atomic against concurrent writers).
+
+`Rados`/`IoCtx` are async; `SyncRados`/`SyncIoctx` below mirror python-rados' names and
+signatures (exported as `rados_py.Rados`), each call run on the wrapper's own event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno as E
+import itertools
+import logging
+import random
+import uuid
+from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+import grpc.aio
+
+from rados_py import rpc
+from rados_py.auth import Keyring
+from rados_py.config import Config, load
+from rados_py.errors import (
+    AlreadyExists,
+    ChecksumError,
+    InvalidArgument,
+    LoligoError,
+    NotFound,
+    StoreFull,
+    Timeout,
+)
+from rados_py.monclient import MonClient
+from rados_py.osdmap import OSDMap, PgId
+from rados_py.proto.loligo import mon_pb2, osd_pb2, osd_pb2_grpc
+
+__all__ = ["CompareFailed", "IoCtx", "ObjectOp", "Rados", "Stat", "SyncIoctx", "SyncRados"]
+
+log = logging.getLogger(__name__)
+K = osd_pb2.OsdOp
+R = osd_pb2.OpReply
+ENVELOPE = 64 * 1024
+T = TypeVar("T")
+
+
+class CompareFailed(LoligoError):
+    """A guard of a compound op failed (cmpxattr: ECANCELED, assert_version: ERANGE)."""
+
+
+_ERRNO: dict[int, type[LoligoError]] = {E.ENOENT: NotFound, E.ENODATA: NotFound,
+                                        E.EEXIST: AlreadyExists, E.EIO: ChecksumError,
+                                        E.ENOSPC: StoreFull, E.EINVAL: InvalidArgument,
+                                        E.ECANCELED: CompareFailed, E.ERANGE: CompareFailed}
+
+
+def _b(value: bytes | str) -> bytes:
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
+class Stat(tuple):
+    """(size, version, mtime) of an object."""
+
+    size = property(lambda self: self[0])
+    version = property(lambda self: self[1])
+    mtime = property(lambda self: self[2])
+
+
+class ObjectOp:
+    """A compound op on one object: guards and reads see the object before the op; the
+    mutations are applied in order, all or nothing. Build, then `IoCtx.operate`."""
+
+    def __init__(self) -> None:
+        self.ops: list[osd_pb2.OsdOp] = []
+
+    def _add(self, **fields: Any) -> ObjectOp:
+        self.ops.append(K(**fields))
+        return self
+
+    def write_full(self, data: bytes) -> ObjectOp:
+        return self._add(kind=K.WRITE_FULL, data=bytes(data))
+
+    def write(self, data: bytes, offset: int = 0) -> ObjectOp:
+        return self._add(kind=K.WRITE, data=bytes(data), offset=offset)
+
+    def append(self, data: bytes) -> ObjectOp:
+        return self._add(kind=K.APPEND, data=bytes(data))
+
+    def truncate(self, size: int) -> ObjectOp:
+        return self._add(kind=K.TRUNCATE, offset=size)
+
+    def zero(self, offset: int, length: int) -> ObjectOp:
+        return self._add(kind=K.ZERO, offset=offset, length=length)
+
+    def remove(self) -> ObjectOp:
+        return self._add(kind=K.REMOVE)
+
+    def create(self, exclusive: bool = True) -> ObjectOp:
+        return self._add(kind=K.CREATE if exclusive else K.TOUCH)
+
+    def set_xattr(self, name: bytes | str, value: bytes) -> ObjectOp:
+        return self._add(kind=K.SETXATTR, name=_b(name), data=bytes(value))
+
+    def rm_xattr(self, name: bytes | str) -> ObjectOp:
+        return self._add(kind=K.RMXATTR, name=_b(name))
+
+    def omap_set(self, items: Mapping[bytes | str, bytes]) -> ObjectOp:
+        return self._add(kind=K.OMAP_SET, pairs=[osd_pb2.KeyValue(key=_b(k), value=bytes(v))
+                                                 for k, v in items.items()])
+
+    def omap_rm(self, keys: Iterable[bytes | str]) -> ObjectOp:
+        return self._add(kind=K.OMAP_RM, keys=[_b(k) for k in keys])
+
+    def omap_clear(self) -> ObjectOp:
+        return self._add(kind=K.OMAP_CLEAR)
+
+    def read(self, offset: int = 0, length: int = 0) -> ObjectOp:
+        return self._add(kind=K.READ, offset=offset, length=length)
+
+    def stat(self) -> ObjectOp:
+        return self._add(kind=K.STAT)
+
+    def get_xattr(self, name: bytes | str) -> ObjectOp:
+        return self._add(kind=K.GETXATTR, name=_b(name))
+
+    def assert_exists(self) -> ObjectOp:
+        return self._add(kind=K.ASSERT_EXISTS)
+
+    def assert_version(self, version: int) -> ObjectOp:
+        return self._add(kind=K.ASSERT_VERSION, version=version)
+
+    def cmpxattr(self, name: bytes | str, value: bytes, cmp: str = "eq") -> ObjectOp:
+        op = getattr(K, cmp.upper(), None)
+        if op is None or cmp.upper() not in ("EQ", "NE", "GT", "GTE", "LT", "LTE"):
+            raise InvalidArgument(f"bad comparison {cmp!r}: eq, ne, gt, gte, lt or lte")
+        return self._add(kind=K.CMPXATTR, name=_b(name), data=bytes(value), cmp=op)
+
+
+class Rados:
+    """A connection to the cluster: maps from the monitors, channels to the OSDs."""
+
+    def __init__(self, conf: Config | str | Path | None = None, *, keyring: Keyring | None = None,
+                 op_timeout: float | None = None) -> None:
+        if conf is None or isinstance(conf, str | Path):
+            from rados_py.config import find_conf
+
+            conf = load(find_conf(conf), "client.admin")
+        self.config = conf
+        self.keyring = keyring or Keyring.load(conf.keyring)
+        self.op_timeout = op_timeout or conf.rpc_timeout * 3
+        self.mon = MonClient(conf, self.keyring)
+        self.client_id = uuid.uuid4().hex
+        self._tids = itertools.count(1)
+        self._creds = rpc.ClientCredentials(conf.fsid, self.mon._creds.ticket,
+                                            epoch=self.mon._epoch)
+        self._channels: dict[str, tuple[grpc.aio.Channel, osd_pb2_grpc.OsdStub]] = {}
+        self.max_data = conf.rpc_max_message_size - ENVELOPE
+
+    async def connect(self) -> Rados:
+        await self.mon.connect()
+        await self.mon.get_maps(latest=True)
+        return self
+
+    async def close(self) -> None:
+        for channel, _ in self._channels.values():
+            await channel.close()
+        self._channels.clear()
+        await self.mon.close()
+
+    async def __aenter__(self) -> Rados:
+        return await self.connect()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def osdmap(self) -> OSDMap:
+        maps = self.mon.maps
+        if maps is None:
+            raise InvalidArgument("not connected: call connect() first")
+        return maps.osdmap
+
+    # --- pools ---------------------------------------------------------------------------
+    async def pool_create(self, name: str, pg_num: int = 0, size: int = 0,
+                          min_size: int = 0) -> None:
+        await self.mon.command(pool_create=mon_pb2.PoolCreate(name=name, pg_num=pg_num,
+                                                              size=size, min_size=min_size))
+        await self.mon.get_maps()
+
+    async def pool_delete(self, name: str) -> None:
+        await self.mon.command(pool_remove=mon_pb2.PoolRemove(name=name))
+        await self.mon.get_maps()
+
+    async def pool_list(self) -> list[str]:
+        await self.mon.get_maps(latest=True)
+        return [p.name for p in self.osdmap.pools.values()]
+
+    def pool_id(self, name: str) -> int:
+        for p in self.osdmap.pools.values():
+            if p.name == name:
+                return p.id
+        raise NotFound(f"no pool {name!r}")
+
+    async def open_ioctx(self, pool: str, nspace: bytes | str = b"") -> IoCtx:
+        try:
+            pool_id = self.pool_id(pool)
+        except NotFound:
+            await self.mon.get_maps(latest=True)
+            pool_id = self.pool_id(pool)
+        return IoCtx(self, pool_id, _b(nspace))
+
+    # --- sending -------------------------------------------------------------------------
+    def _stub(self, addr: str) -> osd_pb2_grpc.OsdStub:
+        entry = self._channels.get(addr)
+        if entry is None:
+            channel = rpc.open_channel(addr, self.config, self._creds)
+            entry = (channel, osd_pb2_grpc.OsdStub(channel))
+            self._channels[addr] = entry
+        return entry[1]
+
+    async def _refresh(self, min_epoch: int, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        remaining = max(0.1, min(deadline - loop.time(), 5.0))
+        try:
+            await self.mon.get_maps(min_epoch=min_epoch, timeout=remaining)
+        except LoligoError as exc:
+            log.debug("map refresh: %s", exc)
+
+    async def _send(self, what: str, build: Any, call: str, pool_id: int,
+                    pgid_of: Any) -> Any:
+        """Send a request to the PG's primary until it is answered for good or time runs out.
+
+        `build(epoch, seed)` makes the request for the current map; `pgid_of(osdmap)` says
+        which PG it is for. Returns the reply (status OK or FAILED).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.op_timeout
+        pause = self.config.rpc_retry_initial
+        last = "no attempt"
+        while True:
+            osdmap = self.osdmap
+            pgid: PgId = pgid_of(osdmap)
+            primary = osdmap.pg_to_up_acting(pgid).acting_primary
+            state = osdmap.osds.get(primary)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise Timeout(f"{what}: no answer within {self.op_timeout:g}s; last: {last}")
+            if primary < 0 or state is None or not state.addr:
+                last = f"PG {pgid} has no primary at epoch {osdmap.epoch}"
+            else:
+                try:
+                    reply = await getattr(self._stub(state.addr), call)(
+                        build(osdmap.epoch, pgid.seed), timeout=remaining)
+                except grpc.aio.AioRpcError as err:
+                    if err.code() not in (grpc.StatusCode.UNAVAILABLE,
+                                          grpc.StatusCode.DEADLINE_EXCEEDED):
+                        raise rpc.from_grpc_error(err, f"osd.{primary}") from None
+                    last = f"osd.{primary} ({state.addr}): {err.code().name}"
+                else:
+                    if reply.status in (R.OK, R.FAILED):
+                        return reply
+                    last = f"osd.{primary}: {R.Status.Name(reply.status)}: {reply.message}"
+                    if reply.status in (R.STALE_EPOCH, R.NOT_PRIMARY):
+                        await self._refresh(reply.epoch if reply.status == R.STALE_EPOCH
+                                            else osdmap.epoch + 1, deadline)
+                        if self.osdmap.epoch > osdmap.epoch:
+                            continue
+            await asyncio.sleep(min(pause * random.uniform(0.5, 1.0),
+                                    max(0.0, deadline - loop.time())))
+            pause = min(pause * 2, self.config.rpc_retry_max)
+            await self._refresh(0, deadline)
+
+    async def execute(self, pool_id: int, nspace: bytes, name: bytes,
+                      ops: list[osd_pb2.OsdOp]) -> osd_pb2.OpReply:
+        """Run a compound op; the reply (OK), or the typed error of the op that failed."""
+        size = sum(len(op.data) + sum(len(p.key) + len(p.value) for p in op.pairs)
+                   for op in ops)
+        if size > self.max_data:
+            raise InvalidArgument(f"request carries {size} bytes, more than one message holds "
+                                  f"({self.max_data}; rpc_max_message_size): write it in parts "
+                                  "at offsets")
+        tid = next(self._tids)  # kept across every resend of this request
+
+        def build(epoch: int, seed: int) -> osd_pb2.OpRequest:
+            return osd_pb2.OpRequest(epoch=epoch, pool=pool_id, pg_seed=seed, name=name,
+                                     nspace=nspace, client=self.client_id, tid=tid, ops=ops)
+
+        reply = await self._send(f"op on {name[:80]!r}", build, "Op", pool_id,
+                                 lambda m: m.object_to_pg(pool_id, name, nspace)[1])
+        if reply.status == R.FAILED:
+            cls = _ERRNO.get(reply.errno, LoligoError)
+            exc = cls(f"{name[:200]!r}: {reply.message or E.errorcode.get(reply.errno, '')}")
+            exc.errno = reply.errno  # type: ignore[attr-defined]
+            raise exc
+        return reply
+
+    async def list_pg(self, pool_id: int, seed: int, nspace: bytes, all_ns: bool,
+                      after: bytes, max_items: int) -> osd_pb2.ListReply:
+        def build(epoch: int, _seed: int) -> osd_pb2.ListRequest:
+            return osd_pb2.ListRequest(epoch=epoch, pool=pool_id, pg_seed=seed, after=after,
+                                       max=max_items, nspace=nspace, all_namespaces=all_ns)
+
+        return await self._send(f"list of PG {pool_id}.{seed:x}", build, "List", pool_id,
+                                lambda m: PgId(pool_id, seed))
+
+
+class IoCtx:
+    """Object ops in one pool and namespace."""
+
+    def __init__(self, rados: Rados, pool_id: int, nspace: bytes = b"") -> None:
+        self.rados = rados
+        self.pool_id = pool_id
+        self.nspace = nspace
+
+    async def operate(self, name: bytes | str, op: ObjectOp) -> list[osd_pb2.OsdOpResult]:
+        reply = await self.rados.execute(self.pool_id, self.nspace, _b(name), op.ops)
+        return list(reply.results)
+
+    async def _run(self, oid: bytes | str, /, **fields: Any) -> osd_pb2.OpReply:
+        return await self.rados.execute(self.pool_id, self.nspace, _b(oid), [K(**fields)])
+
+    async def write_full(self, name: bytes | str, data: bytes) -> int:
+        """Replace the object's data; returns the new version."""
+        return (await self._run(name, kind=K.WRITE_FULL, data=bytes(data))).version
+
+    async def write(self, name: bytes | str, data: bytes, offset: int = 0) -> int:
+        return (await self._run(name, kind=K.WRITE, data=bytes(data), offset=offset)).version
+
+    async def append(self, name: bytes | str, data: bytes) -> int:
+        return (await self._run(name, kind=K.APPEND, data=bytes(data))).version
+
+    async def truncate(self, name: bytes | str, size: int) -> int:
+        return (await self._run(name, kind=K.TRUNCATE, offset=size)).version
+
+    async def zero(self, name: bytes | str, offset: int, length: int) -> int:
+        return (await self._run(name, kind=K.ZERO, offset=offset, length=length)).version
+
+    async def remove(self, name: bytes | str) -> None:
+        await self._run(name, kind=K.REMOVE)
+
+    async def read(self, name: bytes | str, offset: int = 0, length: int | None = None
+                   ) -> bytes:
+        """Up to `length` bytes from `offset` (None: to the end), in ranges of one message."""
+        chunk = self.rados.max_data
+        parts: list[bytes] = []
+        while length is None or length > 0:
+            want = chunk if length is None else min(length, chunk)
+            data = (await self._run(name, kind=K.READ, offset=offset, length=want)).results[0]
+            parts.append(data.data)
+            offset += len(data.data)
+            if length is not None:
+                length -= len(data.data)
+            if len(data.data) < want:
+                break
+        return b"".join(parts)
+
+    async def stat(self, name: bytes | str) -> Stat:
+        res = (await self._run(name, kind=K.STAT)).results[0]
+        return Stat((res.size, res.version, res.mtime))
+
+    async def get_xattr(self, name: bytes | str, key: bytes | str) -> bytes:
+        return (await self._run(name, kind=K.GETXATTR, name=_b(key))).results[0].data
+
+    async def set_xattr(self, name: bytes | str, key: bytes | str, value: bytes) -> int:
+        return (await self._run(name, kind=K.SETXATTR, name=_b(key), data=bytes(value))).version
+
+    async def rm_xattr(self, name: bytes | str, key: bytes | str) -> int:
+        return (await self._run(name, kind=K.RMXATTR, name=_b(key))).version
+
+    async def get_xattrs(self, name: bytes | str) -> dict[bytes, bytes]:
+        res = (await self._run(name, kind=K.GETXATTRS)).results[0]
+        return {p.key: p.value for p in res.pairs}
+
+    async def omap_set(self, name: bytes | str, items: Mapping[bytes | str, bytes]) -> int:
+        return (await self.rados.execute(self.pool_id, self.nspace, _b(name),
+                                         ObjectOp().omap_set(items).ops)).version
+
+    async def omap_get(self, name: bytes | str, keys: Iterable[bytes | str]
+                       ) -> dict[bytes, bytes]:
+        res = (await self._run(name, kind=K.OMAP_GET, keys=[_b(k) for k in keys])).results[0]
+        return {p.key: p.value for p in res.pairs}
+
+    async def omap_rm(self, name: bytes | str, keys: Iterable[bytes | str]) -> int:
+        return (await self._run(name, kind=K.OMAP_RM, keys=[_b(k) for k in keys])).version
+
+    async def omap_list(self, name: bytes | str, after: bytes | str = b"",
+                        prefix: bytes | str = b"", max_items: int = 1000
+                        ) -> tuple[list[tuple[bytes, bytes]], bool]:
+        """One page of (key, value) with key > after and the prefix; and whether more follow."""
+        res = (await self._run(name, kind=K.OMAP_LIST, name=_b(after), prefix=_b(prefix),
+                               max=max_items)).results[0]
+        return [(p.key, p.value) for p in res.pairs], res.more
+
+    async def list_objects(self, all_namespaces: bool = False, page: int = 1000
+                           ) -> AsyncIterator[tuple[bytes, bytes]]:
+        """(nspace, name) of every object of the pool (this namespace unless all), PG by PG."""
+        pool = self.rados.osdmap.pool(self.pool_id)
+        for seed in range(pool.pg_num):
+            after = b""
+            while True:
+                reply = await self.rados.list_pg(self.pool_id, seed, self.nspace,
+                                                 all_namespaces, after, page)
+                for entry in reply.entries:
+                    yield entry.nspace, entry.name
+                if not reply.next:
+                    break
+                after = reply.next
+
+
+class SyncRados:
+    """python-rados' `Rados`: `Rados(conffile=...)`, `connect()`, `open_ioctx(pool)`,
+    `create_pool`, `list_pools`, `delete_pool`, `shutdown()`. Not for use inside a running
+    event loop (use the async `Rados` there)."""
+
+    def __init__(self, conffile: str | Path | None = None, conf: Config | None = None,
+                 **kwargs: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._conf: Config | str | Path | None = conf if conf is not None else conffile
+        self._kwargs = kwargs
+        self.rados: Rados | None = None
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self._loop.run_until_complete(coro)
+
+    def connect(self, timeout: float = 0) -> None:
+        async def go() -> Rados:
+            return await Rados(self._conf, **self._kwargs).connect()
+        self.rados = self._run(go())
+
+    def _r(self) -> Rados:
+        if self.rados is None:
+            raise InvalidArgument("not connected: call connect() first")
+        return self.rados
+
+    def create_pool(self, pool_name: str) -> None:
+        self._run(self._r().pool_create(pool_name))
+
+    def delete_pool(self, pool_name: str) -> None:
+        self._run(self._r().pool_delete(pool_name))
+
+    def list_pools(self) -> list[str]:
+        return self._run(self._r().pool_list())
+
+    def pool_exists(self, pool_name: str) -> bool:
+        return pool_name in self.list_pools()
+
+    def open_ioctx(self, ioctx_name: str) -> SyncIoctx:
+        return SyncIoctx(self, self._run(self._r().open_ioctx(ioctx_name)))
+
+    def shutdown(self) -> None:
+        if self.rados is not None:
+            self._run(self.rados.close())
+            self.rados = None
+        if not self._loop.is_closed():
+            self._loop.close()
+
+    close = shutdown
+
+    def __enter__(self) -> SyncRados:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+
+class SyncIoctx:
+    """python-rados' `Ioctx` (the names and argument orders where they overlap)."""
+
+    def __init__(self, owner: SyncRados, ioctx: IoCtx) -> None:
+        self._owner = owner
+        self.io = ioctx
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self._owner._run(coro)
+
+    def set_namespace(self, nspace: str) -> None:
+        self.io.nspace = _b(nspace)
+
+    def write_full(self, key: str, data: bytes) -> None:
+        self._run(self.io.write_full(key, data))
+
+    def write(self, key: str, data: bytes, offset: int = 0) -> None:
+        self._run(self.io.write(key, data, offset))
+
+    def append(self, key: str, data: bytes) -> None:
+        self._run(self.io.append(key, data))
+
+    def read(self, key: str, length: int = 8192, offset: int = 0) -> bytes:
+        return self._run(self.io.read(key, offset, length))
+
+    def trunc(self, key: str, size: int) -> None:
+        self._run(self.io.truncate(key, size))
+
+    def stat(self, key: str) -> tuple[int, float]:
+        """(size, mtime) as python-rados gives (mtime as seconds here, not a struct_time)."""
+        st = self._run(self.io.stat(key))
+        return st.size, st.mtime
+
+    def remove_object(self, key: str) -> bool:
+        self._run(self.io.remove(key))
+        return True
+
+    def get_xattr(self, key: str, xattr_name: str) -> bytes:
+        return self._run(self.io.get_xattr(key, xattr_name))
+
+    def set_xattr(self, key: str, xattr_name: str, xattr_value: bytes) -> bool:
+        self._run(self.io.set_xattr(key, xattr_name, xattr_value))
+        return True
+
+    def rm_xattr(self, key: str, xattr_name: str) -> bool:
+        self._run(self.io.rm_xattr(key, xattr_name))
+        return True
+
+    def get_xattrs(self, oid: str) -> Iterator[tuple[str, bytes]]:
+        return iter([(k.decode(errors="surrogateescape"), v)
+                     for k, v in self._run(self.io.get_xattrs(oid)).items()])
+
+    def list_objects(self) -> Iterator[str]:
+        async def names() -> list[bytes]:
+            return [name async for _, name in self.io.list_objects()]
+        return iter([n.decode(errors="surrogateescape") for n in self._run(names())])
+
+    def operate(self, key: str, op: ObjectOp) -> list[osd_pb2.OsdOpResult]:
+        return self._run(self.io.operate(key, op))
+
+    def close(self) -> None:
+        """Nothing to release per ioctx (python-rados compatibility)."""

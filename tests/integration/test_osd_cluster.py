@@ -1,0 +1,287 @@
+"""Real processes via the launcher (1 monitor, 3 OSDs, pool size 3) driven through the client
+library: every op, object sizes, awkward names, resends, concurrent writers, replica
+equality read from each OSD (DumpPg), and a kill -9 of a replica. The fixture stops every
+process it started, and kills whatever `stop` missed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import uuid
+from collections.abc import Coroutine, Iterator
+from typing import Any, TypeVar
+
+import pytest
+
+from cluster import launcher
+from rados_py import rpc
+from rados_py.errors import AlreadyExists, InvalidArgument, NotFound, Timeout
+from rados_py.proto.loligo import mon_pb2, osd_pb2, osd_pb2_grpc
+from rados_py.rados import CompareFailed, ObjectOp, Rados, SyncRados
+from tests.unit.test_launcher import _procs_mentioning
+from tests.waiting import wait_for_async
+
+T = TypeVar("T")
+MiB = 1 << 20
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[launcher.LocalCluster]:
+    directory = tmp_path_factory.mktemp("osd") / "cluster"
+    c = None
+    try:
+        port = 20000 + uuid.uuid4().int % 20000
+        c = launcher.up(directory, mons=1, base_port=port, out=lambda _: None, timeout=120)
+        yield c
+    finally:
+        if c is not None:
+            c.stop(grace=10)
+        for pid in _procs_mentioning(str(directory)):
+            os.kill(pid, signal.SIGKILL)
+            launcher._wait_dead(pid, 5)
+
+
+async def connect(c: launcher.LocalCluster, **kw: Any) -> Rados:
+    return await Rados(c.config, **kw).connect()
+
+
+def test_every_op_through_the_client(cluster: launcher.LocalCluster) -> None:
+    async def go() -> None:
+        async with await connect(cluster) as r:
+            io = await r.open_ioctx("data")
+            v1 = await io.write_full("o", b"hello world")
+            assert await io.read("o") == b"hello world"
+            v2 = await io.write("o", b"HELLO", 0)
+            assert v2 > v1 and await io.read("o", 0, 5) == b"HELLO"
+            await io.append("o", b"!")
+            await io.truncate("o", 8)
+            await io.zero("o", 1, 2)
+            assert await io.read("o") == b"H\0\0LO wo"
+            st = await io.stat("o")
+            assert st.size == 8 and st.version > v2
+            await io.set_xattr("o", "a", b"1")
+            await io.set_xattr("o", b"b\xff", b"2")
+            assert await io.get_xattr("o", "a") == b"1"
+            assert await io.get_xattrs("o") == {b"a": b"1", b"b\xff": b"2"}
+            await io.rm_xattr("o", "a")
+            with pytest.raises(NotFound):
+                await io.get_xattr("o", "a")
+            await io.omap_set("o", {f"k{i:03}": str(i).encode() for i in range(25)})
+            await io.omap_set("o", {"other": b"x"})
+            assert await io.omap_get("o", ["k001", "nope"]) == {b"k001": b"1"}
+            page, more = await io.omap_list("o", prefix="k", max_items=10)
+            assert len(page) == 10 and more
+            page2, more2 = await io.omap_list("o", after=page[-1][0], prefix="k", max_items=100)
+            assert len(page2) == 15 and not more2
+            await io.omap_rm("o", ["k000"])
+            assert b"k000" not in dict((await io.omap_list("o"))[0])
+            # compound with guards: all or nothing
+            ver = (await io.stat("o")).version
+            await io.operate("o", ObjectOp().assert_version(ver).cmpxattr(b"b\xff", b"2")
+                             .write_full(b"new").set_xattr("c", b"3"))
+            assert await io.read("o") == b"new"
+            with pytest.raises(CompareFailed):
+                await io.operate("o", ObjectOp().cmpxattr("c", b"9").write_full(b"lost"))
+            with pytest.raises(CompareFailed):
+                await io.operate("o", ObjectOp().assert_version(ver).append(b"lost"))
+            assert await io.read("o") == b"new"
+            with pytest.raises(AlreadyExists):
+                await io.operate("o", ObjectOp().create())
+            await io.operate("fresh", ObjectOp().create().omap_set({"a": b"b"}))
+            with pytest.raises(NotFound):
+                await io.operate("missing", ObjectOp().assert_exists().write_full(b"x"))
+            with pytest.raises(NotFound):
+                await io.stat("missing")
+            await io.remove("o")
+            with pytest.raises(NotFound):
+                await io.read("o")
+            with pytest.raises(NotFound):
+                await io.remove("o")
+            names = {n async for _, n in io.list_objects()}
+            assert b"fresh" in names and b"o" not in names
+            # namespaces are separate
+            ns = await r.open_ioctx("data", "ns1")
+            await ns.write_full("fresh", b"in ns1")
+            assert await ns.read("fresh") == b"in ns1"
+            assert {n async for _, n in ns.list_objects()} == {b"fresh"}
+    run(go())
+
+
+def test_sizes_0_4k_4m_and_64m_in_parts(cluster: launcher.LocalCluster) -> None:
+    async def go() -> None:
+        async with await connect(cluster) as r:
+            io = await r.open_ioctx("data")
+            for size in (0, 4096, 4 * MiB):
+                data = os.urandom(size)
+                await io.write_full(f"size-{size}", data)
+                assert await io.read(f"size-{size}") == data
+                assert (await io.stat(f"size-{size}")).size == size
+            big = os.urandom(64 * MiB)
+            with pytest.raises(InvalidArgument, match="message"):
+                await io.write_full("big", big)  # more than one message: refused up front
+            for off in range(0, len(big), 16 * MiB):
+                await io.write("big", big[off:off + 16 * MiB], off)
+            assert await io.read("big") == big
+    run(go())
+
+
+def test_awkward_names(cluster: launcher.LocalCluster) -> None:
+    names = [b"a/b/c", b"..", b"../../etc/passwd", b"\xff\xfe\x01binary\x7f", b"n" * 2048,
+             "snowman \u2603".encode()]
+
+    async def go() -> None:
+        async with await connect(cluster) as r:
+            io = await r.open_ioctx("data")
+            for i, name in enumerate(names):
+                await io.write_full(name, str(i).encode())
+            for i, name in enumerate(names):
+                assert await io.read(name) == str(i).encode()
+            listed = {n async for _, n in io.list_objects()}
+            assert set(names) <= listed
+    run(go())
+
+
+def test_sync_wrapper_mirrors_python_rados(cluster: launcher.LocalCluster) -> None:
+    from rados_py import Rados as PyRados
+
+    assert PyRados is SyncRados
+    r = PyRados(conffile=str(cluster.conf))
+    r.connect()
+    try:
+        assert "data" in r.list_pools()
+        io = r.open_ioctx("data")
+        io.write_full("sync", b"abc")
+        io.append("sync", b"def")
+        io.write("sync", b"X", 1)
+        assert io.read("sync") == b"aXcdef" and io.read("sync", 2, 1) == b"Xc"
+        assert io.stat("sync")[0] == 6
+        io.set_xattr("sync", "k", b"v")
+        assert io.get_xattr("sync", "k") == b"v"
+        assert "sync" in list(io.list_objects())
+        assert io.remove_object("sync")
+    finally:
+        r.shutdown()
+
+
+async def _op(r: Rados, addr: str, req: osd_pb2.OpRequest) -> osd_pb2.OpReply:
+    return await r._stub(addr).Op(req, timeout=10)
+
+
+def test_resent_request_is_applied_once(cluster: launcher.LocalCluster) -> None:
+    async def go() -> None:
+        async with await connect(cluster) as r:
+            io = await r.open_ioctx("data")
+            await io.write_full("resend", b"")
+            osdmap = r.osdmap
+            _, pgid, placement = osdmap.map_object(io.pool_id, b"resend")
+            addr = osdmap.osds[placement.acting_primary].addr
+            req = osd_pb2.OpRequest(epoch=osdmap.epoch, pool=io.pool_id, pg_seed=pgid.seed,
+                                    name=b"resend", client="resender", tid=1,
+                                    ops=[osd_pb2.OsdOp(kind=osd_pb2.OsdOp.APPEND, data=b"x")])
+            first = await _op(r, addr, req)
+            second = await _op(r, addr, req)
+            assert first.status == second.status == osd_pb2.OpReply.OK
+            assert not first.replayed and second.replayed
+            assert first.version == second.version
+            assert await io.read("resend") == b"x"
+            # a stale epoch is answered with the OSD's epoch, not served
+            stale = osd_pb2.OpRequest()
+            stale.CopyFrom(req)
+            stale.epoch, stale.tid = 1, 2
+            reply = await _op(r, addr, stale)
+            assert reply.status == osd_pb2.OpReply.STALE_EPOCH and reply.epoch == osdmap.epoch
+            # a replica says it is not the primary
+            other = osdmap.osds[placement.acting[1]].addr
+            reply = await _op(r, other, req)
+            assert reply.status == osd_pb2.OpReply.NOT_PRIMARY
+            assert await io.read("resend") == b"x"
+    run(go())
+
+
+def test_concurrent_writers_serialise(cluster: launcher.LocalCluster) -> None:
+    async def go() -> None:
+        clients = [await connect(cluster) for _ in range(3)]
+        try:
+            ios = [await c.open_ioctx("data") for c in clients]
+            await ios[0].write_full("conc", b"")
+            chunks = [bytes([65 + i]) * 7 for i in range(24)]
+            await asyncio.gather(*(ios[i % 3].append("conc", ch) for i, ch in enumerate(chunks)))
+            data = await ios[0].read("conc")
+            parts = [data[i:i + 7] for i in range(0, len(data), 7)]
+            assert sorted(parts) == sorted(chunks)  # each append once, none torn
+            fulls = [bytes([97 + i]) * 1000 for i in range(12)]
+            await asyncio.gather(*(ios[i % 3].write_full("conc2", f)
+                                   for i, f in enumerate(fulls)))
+            assert await ios[1].read("conc2") in fulls
+        finally:
+            for c in clients:
+                await c.close()
+    run(go())
+
+
+async def _dumps(r: Rados, pool_id: int) -> dict[str, dict[int, osd_pb2.DumpPgReply]]:
+    """PG -> OSD -> what that OSD holds for the PG, for every PG of the pool."""
+    out: dict[str, dict[int, osd_pb2.DumpPgReply]] = {}
+    osdmap = r.osdmap
+    stubs = {o: osd_pb2_grpc.OsdStub(rpc.open_channel(s.addr, r.config, r._creds))
+             for o, s in osdmap.osds.items() if s.up}
+    for seed in range(osdmap.pool(pool_id).pg_num):
+        pgid = f"{pool_id}.{seed:x}"
+        acting = osdmap.pg_to_up_acting(osdmap.object_to_pg(pool_id, b"x")[1]._replace(
+            seed=seed)).acting
+        out[pgid] = {o: await stubs[o].DumpPg(osd_pb2.DumpPgRequest(pgid=pgid), timeout=30)
+                     for o in acting}
+    return out
+
+
+def test_every_replica_holds_identical_data_and_versions(
+        cluster: launcher.LocalCluster) -> None:
+    async def go() -> None:
+        async with await connect(cluster) as r:
+            io = await r.open_ioctx("data")
+            for i in range(40):
+                await io.write_full(f"rep-{i}", os.urandom(i * 100))
+                if i % 3 == 0:
+                    await io.append(f"rep-{i}", b"tail")
+            dumps = await _dumps(r, io.pool_id)
+            objects = 0
+            for pgid, by_osd in dumps.items():
+                assert len(by_osd) == 3, pgid
+                views = [[(o.oid, o.size, o.version, o.digest) for o in d.objects]
+                         for d in by_osd.values()]
+                assert all(v == views[0] for v in views), f"replicas of {pgid} differ"
+                assert len({d.last_seq for d in by_osd.values()}) == 1
+                objects += len(views[0])
+            assert objects >= 40
+    run(go())
+
+
+def test_kill_replica_writes_fail_then_continue_once_marked_down(
+        cluster: launcher.LocalCluster) -> None:
+    """Runs last: it leaves one OSD dead (the fixture then stops the rest)."""
+    async def go() -> None:
+        async with await connect(cluster, op_timeout=4.0) as r:
+            io = await r.open_ioctx("data")
+            await io.write_full("victim", b"before")
+            _, _, placement = r.osdmap.map_object(io.pool_id, b"victim")
+            replica = placement.acting[-1]
+            cluster.kill(f"osd.{replica}")
+            # the monitors do not yet detect OSD failures: the replica stays "up" in the map,
+            # so a write that needs it fails cleanly at the deadline, with no silent loss
+            with pytest.raises(Timeout, match=r"REPLICA_FAILED|UNAVAILABLE|DEADLINE_EXCEEDED"):
+                await io.write_full("victim", b"during")
+            await r.mon.command(osd_mark=mon_pb2.OsdMark(ids=[replica],
+                                                         state=mon_pb2.OsdMark.DOWN))
+
+            async def down() -> bool:
+                maps = await r.mon.get_maps(latest=True)
+                return not maps.osdmap.osds[replica].up
+            await wait_for_async(down, 20, f"osd.{replica} marked down")
+            await io.write_full("victim", b"after")  # 2 acting >= min_size 2
+            assert await io.read("victim") == b"after"
+    run(go())
