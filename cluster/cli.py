@@ -30,7 +30,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def build_parser() -> ArgumentParser:
-    from cluster import cluster_cli, crush_cli, mon_cli, osdmap_cli
+    from cluster import cluster_cli, crush_cli, mon_cli, osdmap_cli, rados_cli
 
     parser = ArgumentParser(prog="loligo", description="Loligo: a Ceph-like storage system.")
     parser.add_argument("--version", action="version", version="loligo 0.1.0")
@@ -39,6 +39,7 @@ def build_parser() -> ArgumentParser:
     crush_sub = crush_cli.register(sub)
     mon_cli.register(sub)
     osdmap_cli.register(sub, crush_sub)
+    rados_cli.register(sub)
     cluster_cli.register(sub)
     return parser
 
