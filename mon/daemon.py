@@ -15,9 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import random
-import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -43,7 +41,7 @@ from mon.raft import (
 )
 from mon.raft_log import EntryKind, PersistEntries, PersistSnapshot, PersistState
 from mon.store import MonStore
-from rados_py import auth, rpc
+from rados_py import auth, daemon_runner, rpc
 from rados_py.config import Config, ConfigError, load
 from rados_py.errors import Timeout
 from rados_py.proto.loligo import mon_pb2, raft_pb2_grpc
@@ -397,46 +395,10 @@ class MonDaemon:
 
 # --- the process ------------------------------------------------------------------------------
 
-def _setup_logging(config: Config, name: str) -> None:
-    log_dir = Path(config.log_dir)
-    log_dir.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(log_dir / f"mon.{name}.log")
-    handler.setFormatter(logging.Formatter(
-        f"%(asctime)s mon.{name} %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(config.log_level)
-
-
-async def _serve(config: Config, name: str) -> int:
-    daemon = MonDaemon(config, name)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await daemon.start()
-    run_dir = Path(config.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    pid_file = run_dir / f"mon.{name}.pid"
-    pid_file.write_text(f"{os.getpid()}\n")
-    try:
-        await stop.wait()
-    finally:
-        await daemon.stop()
-        with contextlib.suppress(FileNotFoundError):
-            pid_file.unlink()
-    return 0
-
-
 def main(conf: str | Path, name: str) -> int:
     """`loligo mon --conf FILE --id NAME`: run one monitor until SIGTERM."""
     config = load(Path(conf), entity=f"mon.{name}")
-    _setup_logging(config, name)
-    try:
-        return asyncio.run(_serve(config, name))
-    except Exception:
-        log.exception("mon.%s failed", name)
-        raise
+    return daemon_runner.run(lambda: MonDaemon(config, name), config, f"mon.{name}")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import socket
 import sys
 import time
@@ -28,7 +27,7 @@ from pathlib import Path
 
 from osd.objectstore import DurableStore
 from osd.service import OsdService, server_auth
-from rados_py import auth, rpc
+from rados_py import auth, daemon_runner, rpc
 from rados_py.auth import Keyring
 from rados_py.config import Config, load
 from rados_py.errors import Timeout
@@ -147,45 +146,10 @@ class OsdDaemon:
         log.info("%s stopped", self.name)
 
 
-def _setup_logging(config: Config, name: str) -> None:
-    log_dir = Path(config.log_dir)
-    log_dir.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(log_dir / f"{name}.log")
-    handler.setFormatter(logging.Formatter(
-        f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(config.log_level)
-
-
-async def _serve(config: Config, osd_id: int) -> int:
-    daemon = OsdDaemon(config, osd_id)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    pid_file = Path(config.run_dir) / f"osd.{osd_id}.pid"
-    try:
-        await daemon.start()
-        pid_file.parent.mkdir(parents=True, exist_ok=True)
-        pid_file.write_text(f"{os.getpid()}\n")
-        await stop.wait()
-    finally:
-        await daemon.stop()
-        with contextlib.suppress(FileNotFoundError):
-            pid_file.unlink()
-    return 0
-
-
 def main(conf: str | Path, osd_id: int) -> int:
     """`loligo osd run --conf FILE --id N`: run one OSD until SIGTERM."""
     config = load(Path(conf), entity=f"osd.{osd_id}")
-    _setup_logging(config, f"osd.{osd_id}")
-    try:
-        return asyncio.run(_serve(config, osd_id))
-    except Exception:
-        log.exception("osd.%d failed", osd_id)
-        raise
+    return daemon_runner.run(lambda: OsdDaemon(config, osd_id), config, f"osd.{osd_id}")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from rados_py.auth import Keyring  # noqa: E402
 from rados_py.config import load  # noqa: E402
 from rados_py.monclient import MonClient  # noqa: E402
 from rados_py.proto.loligo import mon_pb2  # noqa: E402
+from tests.waiting import wait_for_async  # noqa: E402
 
 
 def pct(values: list[float], p: float) -> float:
@@ -58,12 +59,11 @@ async def throughput(client: MonClient, seconds: float, concurrency: int, tag: s
 
 
 async def leader_of(client: MonClient) -> str:
-    while True:
+    async def leader() -> str:
         with contextlib.suppress(Exception):  # an election is in progress: ask again
-            status = await client.status(timeout=1)
-            if status.leader:
-                return status.leader
-        await asyncio.sleep(0.02)
+            return (await client.status(timeout=1)).leader
+        return ""
+    return await wait_for_async(leader, 30, "a monitor leader")
 
 
 async def failovers(cluster: launcher.LocalCluster, client: MonClient, kills: int) -> None:

@@ -15,11 +15,12 @@ from rados_py.auth import Keyring
 from rados_py.config import load
 from rados_py.monclient import MonClient
 from rados_py.proto.loligo import mon_pb2
+from tests.integration import random_base_port
 
 
 @pytest.fixture
 def cluster(tmp_path: Path):
-    conf = launcher.create(tmp_path / "cluster", mons=3)
+    conf = launcher.create(tmp_path / "cluster", mons=3, base_port=random_base_port())
     conf.write_text(conf.read_text().replace(
         "[global]\n", "[global]\nmds_beacon_interval = 0.2\nmds_beacon_grace = 1.5\n"))
     c = launcher.LocalCluster(conf, out=lambda *_: None)

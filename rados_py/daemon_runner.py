@@ -1,0 +1,63 @@
+"""What every daemon process does around its own work: one log file named after the daemon,
+a pid file while it serves, SIGTERM/SIGINT for a clean stop (Swift's daemon base; each daemon
+keeps a tiny `main`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import Protocol
+
+from rados_py.config import Config
+
+log = logging.getLogger(__name__)
+
+
+class Daemon(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+def setup_logging(config: Config, name: str) -> None:
+    """Every line of this process to <log_dir>/<name>.log, each carrying the daemon's name."""
+    log_dir = Path(config.log_dir)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log_dir / f"{name}.log")
+    handler.setFormatter(logging.Formatter(
+        f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(config.log_level)
+
+
+async def serve(daemon: Daemon, config: Config, name: str) -> int:
+    """Start `daemon`, write its pid file once it serves, stop it on SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    pid_file = Path(config.run_dir) / f"{name}.pid"
+    try:
+        await daemon.start()
+        pid_file.parent.mkdir(parents=True, exist_ok=True)
+        pid_file.write_text(f"{os.getpid()}\n")
+        await stop.wait()
+    finally:
+        await daemon.stop()
+        with contextlib.suppress(FileNotFoundError):
+            pid_file.unlink()
+    return 0
+
+
+def run(daemon_factory, config: Config, name: str) -> int:
+    """The whole life of a daemon process: logging, serve until told to stop, a logged crash."""
+    setup_logging(config, name)
+    try:
+        return asyncio.run(serve(daemon_factory(), config, name))
+    except Exception:
+        log.exception("%s failed", name)
+        raise
