@@ -78,6 +78,8 @@ class MonDaemon:
         self.leader: str | None = None
         self.peer_seen: dict[str, float] = {}
         self.mds_seen: dict[str, float] = {}  # leader only: last beacon of each MDS
+        self.osd_seen: dict[int, float] = {}  # leader only: last beacon of each OSD
+        self.osd_down_since: dict[int, float] = {}  # leader only: when it saw each OSD down
         self._next_failure_check = 0.0
         self.pending: dict[bytes, _Pending] = {}
         self.maps_changed = asyncio.Condition()
@@ -199,7 +201,10 @@ class MonDaemon:
                 case ProposalResult(request_id=rid, error=error) if error is not None:
                     self._resolve(rid, None)
                 case LeaderChanged(leader_id=leader, term=term):
-                    self.mds_seen.clear()  # a new leader gives every daemon a full grace
+                    # a new leader gives every daemon a full grace
+                    self.mds_seen.clear()
+                    self.osd_seen.clear()
+                    self.osd_down_since.clear()
                     if leader != self.leader:
                         log.info("mon.%s: leader is now %s (term %d)", self.name,
                                  f"mon.{leader}" if leader else "unknown", term)
@@ -247,12 +252,20 @@ class MonDaemon:
         return self.maps.osdmap.epoch, self.maps.mdsmap.epoch
 
     # --- failure detection (leader) -------------------------------------------------------------
+    def _propose_once(self, request_id: str, **command) -> None:
+        """Propose a command of the leader's own; the request id makes a repeat a no-op."""
+        msg = mon_pb2.MonCommand(request_id=request_id.encode(), **command)
+        if msg.request_id not in self.maps.applied:
+            self._events.put_nowait(Propose(msg.SerializeToString(), msg.request_id))
+
     def _check_failures(self) -> None:
-        """Declare failed any MDS silent for mds_beacon_grace (the leader's job)."""
+        """The leader's watch: fail any MDS silent for mds_beacon_grace, mark down any OSD
+        silent for mon_osd_report_grace, and out any OSD down for mon_osd_down_out_interval."""
         now = time.monotonic()
         if not self.is_leader or now < self._next_failure_check:
             return
         self._next_failure_check = now + min(0.25, self.config.mds_beacon_interval)
+        self._check_osds(now)
         mdsmap = self.maps.mdsmap
         for mds in mdsmap.daemons:
             seen = self.mds_seen.setdefault(mds.name, now)
@@ -265,9 +278,39 @@ class MonDaemon:
                 self._events.put_nowait(Propose(fail.SerializeToString(), fail.request_id))
                 self.mds_seen[mds.name] = now  # do not propose again before the grace
 
+    def _check_osds(self, now: float) -> None:
+        osdmap = self.maps.osdmap
+        c = self.config
+        for osd in osdmap.osds.values():
+            if osd.up:
+                self.osd_down_since.pop(osd.id, None)
+                seen = self.osd_seen.setdefault(osd.id, now)
+                if now - seen > c.mon_osd_report_grace and "nodown" not in osdmap.flags:
+                    log.warning("mon.%s: osd.%d sent no beacon for %.1f s: marking it down",
+                                self.name, osd.id, now - seen)
+                    self._propose_once(f"osd-down:{osd.id}:{osdmap.epoch}",
+                                       osd_mark=mon_pb2.OsdMark(ids=[osd.id],
+                                                                state=mon_pb2.OsdMark.DOWN))
+            elif osd.is_in and osd.up_from:  # down, still in: out after the interval
+                since = self.osd_down_since.setdefault(osd.id, now)
+                interval = c.mon_osd_down_out_interval
+                if interval and now - since > interval and "noout" not in osdmap.flags:
+                    log.warning("mon.%s: osd.%d down for %.0f s: marking it out", self.name,
+                                osd.id, now - since)
+                    self._propose_once(f"osd-out:{osd.id}:{osdmap.epoch}",
+                                       osd_mark=mon_pb2.OsdMark(ids=[osd.id],
+                                                                state=mon_pb2.OsdMark.OUT))
+
     async def beacon(self, request: mon_pb2.BeaconRequest, timeout: float
                      ) -> mon_pb2.BeaconReply:
-        """An MDS is alive; register it (or its new address) through the log when needed."""
+        """A daemon is alive. An OSD learns whether the map holds it up; an MDS is registered
+        (or its new address is) through the log when needed."""
+        if request.HasField("osd"):
+            osd = self.maps.osdmap.osds.get(request.osd.id)
+            self.osd_seen[request.osd.id] = time.monotonic()
+            state = "unknown" if osd is None else ("up" if osd.up and osd.addr ==
+                                                   request.osd.addr else "down")
+            return mon_pb2.BeaconReply(state=state, mdsmap_epoch=self.maps.mdsmap.epoch)
         mds = request.mds
         self.mds_seen[mds.name] = time.monotonic()
         known = self.maps.mdsmap.get(mds.name)

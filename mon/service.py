@@ -97,7 +97,10 @@ class MonService(mon_pb2_grpc.MonServicer):
         return self.d.epochs() != epochs
 
     async def Beacon(self, request: mon_pb2.BeaconRequest, context) -> mon_pb2.BeaconReply:
-        if not request.mds.name or not request.mds.addr:
+        if request.HasField("osd"):
+            if request.osd.id < 0 or not request.osd.addr:
+                raise InvalidArgument("an OSD beacon needs the OSD's id and address")
+        elif not request.mds.name or not request.mds.addr:
             raise InvalidArgument("a beacon needs the daemon's name and address")
         if not self.d.is_leader:
             redirect = self._redirect()

@@ -30,7 +30,7 @@ from osd.service import OsdService, server_auth
 from rados_py import auth, daemon_runner, rpc
 from rados_py.auth import Keyring
 from rados_py.config import Config, load
-from rados_py.errors import Timeout
+from rados_py.errors import LoligoError, Timeout
 from rados_py.monclient import MonClient
 from rados_py.osdmap import OSDMap
 from rados_py.proto.loligo import mon_pb2, osd_pb2_grpc
@@ -58,6 +58,7 @@ class OsdDaemon:
         self.addr = ""
         self._map_changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._boot = mon_pb2.OsdBoot()
 
     def _disk_uuid(self) -> str:
         """The uuid of this OSD's disk, created once: the monitors recognise a restart by it."""
@@ -112,15 +113,34 @@ class OsdDaemon:
         await self.server.start()
         self.addr = f"127.0.0.1:{rpc.server_port(self.server)}"
         self.mon = MonClient(self.config, self.keyring)
-        boot = mon_pb2.OsdBoot(id=self.id, uuid=disk, addr=self.addr,
-                               host=socket.gethostname().split(".")[0],
-                               capacity_bytes=self.config.osd_capacity)
-        await self.mon.command(osd_boot=boot, timeout=60.0)
+        self._boot = mon_pb2.OsdBoot(id=self.id, uuid=disk, addr=self.addr,
+                                     host=socket.gethostname().split(".")[0],
+                                     capacity_bytes=self.config.osd_capacity)
+        await self.mon.command(osd_boot=self._boot, timeout=60.0)
         maps = await self.mon.get_maps(timeout=60.0)
         self._set_map(maps.osdmap)
         log.info("%s booted at %s, osdmap epoch %d, disk %s", self.name, self.addr,
                  maps.osdmap.epoch, disk)
         self._tasks.append(asyncio.create_task(self._follow_maps(), name="follow-maps"))
+        self._tasks.append(asyncio.create_task(self._beacons(), name="beacons"))
+
+    async def _beacons(self) -> None:
+        """Tell the leader monitor we are alive every osd_beacon_interval; silence past
+        mon_osd_report_grace gets us marked down. Held down while alive: boot again."""
+        assert self.mon is not None
+        interval = self.config.osd_beacon_interval
+        while True:
+            epoch = self.osdmap.epoch if self.osdmap is not None else 0
+            try:
+                reply = await self.mon.beacon(mon_pb2.BeaconRequest(osd=mon_pb2.OsdBeacon(
+                    id=self.id, addr=self.addr, osdmap_epoch=epoch)), timeout=interval * 3)
+                if reply.state == "down":
+                    log.warning("%s: the monitors hold me down, but I am alive: booting again",
+                                self.name)
+                    await self.mon.command(osd_boot=self._boot, timeout=interval * 5)
+            except LoligoError as e:  # no quorum for now: the next beacon tries again
+                log.info("%s: beacon not delivered: %s", self.name, e)
+            await asyncio.sleep(interval)
 
     async def _follow_maps(self) -> None:
         assert self.mon is not None

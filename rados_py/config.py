@@ -305,8 +305,10 @@ SCHEMA: Mapping[str, Option] = MappingProxyType({o.name: o for o in (
     Option("mon_osd_down_out_interval", "duration", 60.0, "An OSD down this long is marked out "
            "and its data re-replicated; 0 never marks out automatically.", ("mon",),
            min=0, max=7 * 86400),
-    Option("mon_osd_report_grace", "duration", 15.0, "An OSD that sends no beacon for this "
+    Option("mon_osd_report_grace", "duration", 6.0, "An OSD that sends no beacon for this "
            "long is marked down.", ("mon",), min=0.01, max=3600),
+    Option("osd_beacon_interval", "duration", 1.0, "How often an OSD tells the monitors it is "
+           "alive.", ("osd", "mon"), min=0.01, max=600),
     Option("osd_heartbeat_interval", "duration", 1.0, "How often an OSD pings its peers.",
            ("osd", "mon"), min=0.01, max=60),
     Option("osd_heartbeat_grace", "duration", 5.0, "Peers unanswered this long are reported "
@@ -337,6 +339,7 @@ _ORDERED = (("mon_election_timeout_min", "mon_election_timeout_max", False),
             ("mon_heartbeat_interval", "mon_election_timeout_min", True),
             ("osd_heartbeat_interval", "osd_heartbeat_grace", True),
             ("mds_beacon_interval", "mds_beacon_grace", True),
+            ("osd_beacon_interval", "mon_osd_report_grace", True),
             ("rpc_retry_initial", "rpc_retry_max", False))
 
 
