@@ -209,11 +209,15 @@ def _osd_boot(state: ClusterMaps, cmd: mon_pb2.OsdBoot) -> Outcome:
         crush = edit.add_device(crush, osd, cmd.host, weight)
     # a new disk comes in (unless noin); one that was created or marked out keeps its weight,
     # except that a never-booted created OSD (down, out, never up) comes in on first boot
+    # ... and one the monitors marked out for being down too long comes back in (Ceph's
+    # mon_osd_auto_mark_auto_out_in); one an operator marked out stays out
     first_boot = old is None or (old.up_from == 0 and old.weight == 0)
-    weight = (0 if "noin" in osdmap.flags else WEIGHT_ONE) if first_boot else old.weight
+    comes_in = first_boot or old.auto_out
+    weight = (0 if "noin" in osdmap.flags else WEIGHT_ONE) if comes_in else old.weight
     osds = {**osdmap.osds, osd: OsdState(osd, up=True, weight=weight, addr=cmd.addr,
                                          up_from=_next_epoch(state),
-                                         down_at=old.down_at if old else 0)}
+                                         down_at=old.down_at if old else 0,
+                                         auto_out=weight == 0 and bool(old and old.auto_out))}
     new = dataclasses.replace(osdmap, osds=osds)
     if crush is not osdmap.crush.crush_map:
         new = _with_crush(new, crush)
@@ -230,9 +234,11 @@ def _osd_mark(state: ClusterMaps, cmd: mon_pb2.OsdMark) -> Outcome:
         if cmd.state == mon_pb2.OsdMark.DOWN:
             new = dataclasses.replace(old, up=False, down_at=_next_epoch(state)) if old.up else old
         elif cmd.state == mon_pb2.OsdMark.OUT:
-            new = dataclasses.replace(old, weight=0)
+            if cmd.automatic and (old.weight == 0 or old.up):
+                continue  # the monitors' decision is stale: out already, or back up
+            new = dataclasses.replace(old, weight=0, auto_out=cmd.automatic)
         elif cmd.state == mon_pb2.OsdMark.IN:
-            new = dataclasses.replace(old, weight=WEIGHT_ONE)
+            new = dataclasses.replace(old, weight=WEIGHT_ONE, auto_out=False)
         else:
             raise InvalidArgument("osd mark needs a state: down, out or in")
         osds[osd] = new

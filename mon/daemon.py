@@ -299,7 +299,8 @@ class MonDaemon:
                                 osd.id, now - since)
                     self._propose_once(f"osd-out:{osd.id}:{osdmap.epoch}",
                                        osd_mark=mon_pb2.OsdMark(ids=[osd.id],
-                                                                state=mon_pb2.OsdMark.OUT))
+                                                                state=mon_pb2.OsdMark.OUT,
+                                                                automatic=True))
 
     async def beacon(self, request: mon_pb2.BeaconRequest, timeout: float
                      ) -> mon_pb2.BeaconReply:

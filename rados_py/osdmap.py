@@ -109,6 +109,7 @@ class OsdState:
     addr: str = ""
     up_from: int = 0  # epoch it last came up
     down_at: int = 0  # epoch it last went down
+    auto_out: bool = False  # out by the monitors' decision: in again when it boots
 
     @property
     def is_in(self) -> bool:

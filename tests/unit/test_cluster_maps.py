@@ -223,3 +223,17 @@ def test_mds_beacons_make_one_active_and_a_failure_promotes_a_standby(
     state, (back,) = run(state, cmd(mds_beacon=mon_pb2.MdsBeacon(name="a", addr="h:7000")))
     assert back.message == "mds.a is standby"
     assert ClusterMaps.from_proto(state.to_proto()).mdsmap == state.mdsmap
+
+
+def test_an_osd_the_monitors_marked_out_comes_back_in_on_boot(cluster: ClusterMaps) -> None:
+    down = cmd(osd_mark=mon_pb2.OsdMark(ids=[1, 2], state=mon_pb2.OsdMark.DOWN))
+    auto_out = cmd(osd_mark=mon_pb2.OsdMark(ids=[1], state=mon_pb2.OsdMark.OUT, automatic=True))
+    admin_out = cmd(osd_mark=mon_pb2.OsdMark(ids=[2], state=mon_pb2.OsdMark.OUT))
+    state, results = run(cluster, down, auto_out, admin_out, boot(1), boot(2))
+    assert all(r.code == OK for r in results)
+    assert state.osdmap.osds[1].is_in and not state.osdmap.osds[1].auto_out  # auto-out: back in
+    assert not state.osdmap.osds[2].is_in  # an operator's out stays out
+    # a late automatic out for an OSD that is up again changes nothing
+    state2, (_late,) = run(state, cmd(osd_mark=mon_pb2.OsdMark(ids=[1], state=mon_pb2.OsdMark.OUT,
+                                                              automatic=True)))
+    assert state2.osdmap is state.osdmap
