@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from rados_py import config as config_mod
+from rados_py.atomic_file import write_atomic
 from rados_py.auth import Keyring, default_caps
 from rados_py.errors import InvalidArgument, LoligoError, NotFound, Timeout
 from rados_py.monclient import MonClient
@@ -100,20 +101,6 @@ def pick_ports(count: int, base: int = MON_BASE_PORT, also_offset: int = 0) -> l
     return ports
 
 
-def _write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def create(directory: Path, mons: int = 3, base_port: int | None = None,
            osds: int = 0) -> Path:
     """Write a new cluster's config and keyring into `directory`; the config's path.
@@ -153,7 +140,7 @@ def create(directory: Path, mons: int = 3, base_port: int | None = None,
     sections: dict[str, dict[str, Any]] = {"global": settings}
     for i, port in enumerate(osd_ports):  # a fixed port: a restarted OSD keeps its address
         sections[f"osd.{i}"] = {"osd_port": port}
-    _write_atomic(conf, head + config_mod.format_toml(sections))
+    write_atomic(conf, head + config_mod.format_toml(sections))
     for sub in ("data", "log", "run"):
         (directory / sub).mkdir(mode=0o700, exist_ok=True)
     return conf

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import socket
 import sys
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 from osd.objectstore import DurableStore
 from osd.service import OsdService, server_auth
 from rados_py import auth, daemon_runner, rpc
+from rados_py.atomic_file import write_atomic
 from rados_py.auth import Keyring
 from rados_py.config import Config, load
 from rados_py.errors import LoligoError, Timeout
@@ -67,9 +67,7 @@ class OsdDaemon:
             return path.read_text().strip()
         except FileNotFoundError:
             value = str(uuid.uuid4())
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(value + "\n")
-            os.replace(tmp, path)
+            write_atomic(path, value + "\n")  # durable: a restart must boot with the same id
             return value
 
     async def _own_ticket(self) -> str:

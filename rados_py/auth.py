@@ -39,6 +39,7 @@ from types import MappingProxyType
 
 from google.protobuf.message import DecodeError
 
+from rados_py.atomic_file import write_atomic
 from rados_py.errors import InvalidArgument, LoligoError
 from rados_py.proto.loligo import auth_pb2
 
@@ -395,22 +396,7 @@ class Keyring:
         path = Path(path)
         if path.exists() and not overwrite:
             raise AuthError(f"keyring {path} already exists: not overwriting its keys")
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(self.to_toml())
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomic(path, self.to_toml(), 0o600)
         self.path = path
 
     @classmethod

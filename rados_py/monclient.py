@@ -282,27 +282,23 @@ class MonClient:
 
     async def _send(self, msg: mon_pb2.MonCommand, timeout: float | None
                     ) -> mon_pb2.CommandResult:
-        budget, deadline = self._budget(timeout)
-        await self._ensure_ticket(deadline)
-        seen: dict[str, str] = {}
-        pause = self.config.rpc_retry_initial
-        while True:
-            for addr in self._hunt_order():
-                reply = await self._leader_call(addr, "Command", msg, deadline, budget, seen)
-                if reply is not None:
-                    return reply.result
-            pause = await self._pause(pause, deadline)
+        return (await self._to_leader("Command", msg, timeout)).result
 
     async def beacon(self, request: mon_pb2.BeaconRequest, timeout: float | None = None
                      ) -> mon_pb2.BeaconReply:
-        """Tell the leader a daemon is alive (MDS beacons); its view of the daemon back."""
+        """Tell the leader a daemon is alive (MDS and OSD beacons); its view of the daemon."""
+        return await self._to_leader("Beacon", request, timeout)
+
+    async def _to_leader(self, method: str, msg: Any, timeout: float | None) -> Any:
+        """Hunt for the leader (following redirects, backing off) until it answers `method`
+        or the deadline passes."""
         budget, deadline = self._budget(timeout)
         await self._ensure_ticket(deadline)
         seen: dict[str, str] = {}
         pause = self.config.rpc_retry_initial
         while True:
             for addr in self._hunt_order():
-                reply = await self._leader_call(addr, "Beacon", request, deadline, budget, seen)
+                reply = await self._leader_call(addr, method, msg, deadline, budget, seen)
                 if reply is not None:
                     return reply
             pause = await self._pause(pause, deadline)
