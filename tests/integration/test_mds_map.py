@@ -15,20 +15,14 @@ from rados_py.auth import Keyring
 from rados_py.config import load
 from rados_py.monclient import MonClient
 from rados_py.proto.loligo import mon_pb2
-from tests.integration import random_base_port
+from tests.integration import running_cluster
 
 
 @pytest.fixture
 def cluster(tmp_path: Path):
-    conf = launcher.create(tmp_path / "cluster", mons=3, base_port=random_base_port())
-    conf.write_text(conf.read_text().replace(
-        "[global]\n", "[global]\nmds_beacon_interval = 0.2\nmds_beacon_grace = 1.5\n"))
-    c = launcher.LocalCluster(conf, out=lambda *_: None)
-    c.start(timeout=60)
-    try:
+    with running_cluster(tmp_path / "cluster", mons=3,
+                         settings={"mds_beacon_interval": 0.2, "mds_beacon_grace": 1.5}) as c:
         yield c
-    finally:
-        c.stop(grace=5)
 
 
 def test_active_mds_failure_promotes_the_standby(cluster: launcher.LocalCluster) -> None:

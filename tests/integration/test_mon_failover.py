@@ -15,18 +15,14 @@ from rados_py.auth import Keyring
 from rados_py.config import load
 from rados_py.monclient import MonClient
 from rados_py.proto.loligo import mon_pb2
-from tests.integration import random_base_port
+from tests.integration import running_cluster
 from tests.waiting import wait_for_async
 
 
 @pytest.fixture
 def cluster(tmp_path: Path):
-    c = launcher.up(tmp_path / "cluster", mons=3, osds=0, base_port=random_base_port(),
-                    timeout=60, out=lambda *_: None)
-    try:
+    with running_cluster(tmp_path / "cluster", mons=3) as c:
         yield c
-    finally:
-        c.stop(grace=5)
 
 
 async def _leader(client: MonClient, timeout: float) -> str:

@@ -16,23 +16,16 @@ from rados_py.auth import Keyring
 from rados_py.config import load
 from rados_py.monclient import MonClient
 from rados_py.proto.loligo import mon_pb2, mon_pb2_grpc, raft_pb2, raft_pb2_grpc
-from tests.integration import random_base_port
+from tests.integration import running_cluster
 from tests.waiting import wait_for_async
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory):
-    directory = tmp_path_factory.mktemp("robust") / "cluster"
-    conf = launcher.create(directory, mons=3, base_port=random_base_port())
     # compact often, so the snapshot paths run within a short test
-    conf.write_text(conf.read_text().replace("[global]\n",
-                                             "[global]\nmon_snapshot_interval = 20\n"))
-    c = launcher.LocalCluster(conf, out=lambda *_: None)
-    c.start(timeout=60)
-    try:
+    with running_cluster(tmp_path_factory.mktemp("robust") / "cluster", mons=3,
+                         settings={"mon_snapshot_interval": 20}) as c:
         yield c
-    finally:
-        c.stop(grace=5)
 
 
 def _admin_ticket(config) -> str:

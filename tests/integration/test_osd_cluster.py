@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import uuid
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
@@ -19,7 +17,7 @@ from rados_py import rpc
 from rados_py.errors import AlreadyExists, InvalidArgument, NotFound, Timeout
 from rados_py.proto.loligo import mon_pb2, osd_pb2, osd_pb2_grpc
 from rados_py.rados import CompareFailed, ObjectOp, Rados, SyncRados
-from tests.unit.test_launcher import _procs_mentioning
+from tests.integration import running_cluster
 from tests.waiting import wait_for_async
 
 T = TypeVar("T")
@@ -32,18 +30,9 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[launcher.LocalCluster]:
-    directory = tmp_path_factory.mktemp("osd") / "cluster"
-    c = None
-    try:
-        port = 20000 + uuid.uuid4().int % 20000
-        c = launcher.up(directory, mons=1, base_port=port, out=lambda _: None, timeout=120)
+    with running_cluster(tmp_path_factory.mktemp("osd") / "cluster", osds=3,
+                         pool=launcher.DEFAULT_POOL) as c:
         yield c
-    finally:
-        if c is not None:
-            c.stop(grace=10)
-        for pid in _procs_mentioning(str(directory)):
-            os.kill(pid, signal.SIGKILL)
-            launcher._wait_dead(pid, 5)
 
 
 async def connect(c: launcher.LocalCluster, **kw: Any) -> Rados:

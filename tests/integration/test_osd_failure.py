@@ -5,8 +5,6 @@ OSD boots back up when restarted."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import time
 from pathlib import Path
 
@@ -16,8 +14,7 @@ from cluster import launcher
 from rados_py.config import load
 from rados_py.proto.loligo import mon_pb2
 from rados_py.rados import Rados
-from tests.integration import random_base_port
-from tests.unit.test_launcher import _procs_mentioning
+from tests.integration import running_cluster
 from tests.waiting import wait_for_async
 
 GRACE, OUT_AFTER = 1.5, 3.0
@@ -25,18 +22,10 @@ GRACE, OUT_AFTER = 1.5, 3.0
 
 @pytest.fixture
 def cluster(tmp_path: Path):
-    conf = launcher.create(tmp_path / "cluster", mons=1, base_port=random_base_port(), osds=3)
-    conf.write_text(conf.read_text().replace(
-        "[global]\n", f"[global]\nosd_beacon_interval = 0.2\nmon_osd_report_grace = {GRACE}\n"
-                      f"mon_osd_down_out_interval = {OUT_AFTER}\n"))
-    c = launcher.LocalCluster(conf, out=lambda *_: None)
-    try:
-        c.start(timeout=60)
+    with running_cluster(tmp_path / "cluster", osds=3,
+                         settings={"osd_beacon_interval": 0.2, "mon_osd_report_grace": GRACE,
+                                   "mon_osd_down_out_interval": OUT_AFTER}) as c:
         yield c
-    finally:
-        c.stop(grace=5)
-        for pid in _procs_mentioning(str(tmp_path)):
-            os.kill(pid, signal.SIGKILL)
 
 
 def test_a_killed_osd_is_marked_down_then_out_and_boots_back(

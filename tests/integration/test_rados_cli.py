@@ -3,35 +3,24 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from cluster import launcher
-from tests.unit.test_launcher import _procs_mentioning
+from tests.integration import running_cluster
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[launcher.LocalCluster]:
-    directory = tmp_path_factory.mktemp("rados") / "cluster"
-    c = None
-    try:
-        c = launcher.up(directory, mons=1, base_port=20000 + uuid.uuid4().int % 20000,
-                        out=lambda _: None, timeout=120)
+    with running_cluster(tmp_path_factory.mktemp("rados") / "cluster", osds=3,
+                         pool=launcher.DEFAULT_POOL) as c:
         yield c
-    finally:
-        if c is not None:
-            c.stop(grace=10)
-        for pid in _procs_mentioning(str(directory)):
-            os.kill(pid, signal.SIGKILL)
-            launcher._wait_dead(pid, 5)
 
 
 def rados(c: launcher.LocalCluster, *args: str, data: bytes | None = None
