@@ -1,0 +1,118 @@
+"""A request body as verified pieces: aws-chunked decoding, the declared length, the signed
+payload hash, Content-MD5 and x-amz-checksum-* all checked, the last of them when the body
+ends. The store consumes the pieces and commits only after the iteration finished without an
+error, so a body that fails any check (or a client that goes away) never becomes an object.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import AsyncIterator, Mapping
+
+from gateway import checksums, chunked, errors
+from gateway.sigv4 import STREAMING, STREAMING_SIGNED, STREAMING_SIGNED_TRAILER, ChunkSigner
+
+PIECE = 1 << 20
+
+
+class Body:
+    """`async for piece in body.pieces()`; then `size`, `md5`, `checksum` describe the data."""
+
+    def __init__(self, source: chunked.Source, headers: Mapping[str, str], payload_hash: str,
+                 signer: ChunkSigner | None, max_size: int) -> None:
+        self.source = source
+        self.headers = headers
+        self.payload_hash = payload_hash
+        self.signer = signer
+        self.max_size = max_size
+        self.size = 0
+        self.md5 = ""
+        self.checksum: tuple[str, str] | None = None  # (algorithm, base64) when sent
+        encoding = headers.get("content-encoding", "")
+        self.is_chunked = payload_hash in STREAMING or "aws-chunked" in encoding.lower()
+        self.expected = self._declared_length()
+        if self.expected is not None and self.expected > max_size:
+            raise errors.EntityTooLarge(ProposedSize=str(self.expected),
+                                        MaxSizeAllowed=str(max_size))
+        self.content_md5 = None
+        if "content-md5" in headers:
+            raw = checksums.decode_b64(headers["content-md5"], "Content-MD5",
+                                       errors.InvalidDigest)
+            if len(raw) != 16:
+                raise errors.InvalidDigest()
+            self.content_md5 = raw
+        self.announced = checksums.announced(dict(headers))
+        self._digest = checksums.new(self.announced[0]) if self.announced else None
+
+    def _declared_length(self) -> int | None:
+        name = "x-amz-decoded-content-length" if self.is_chunked else "content-length"
+        value = self.headers.get(name)
+        if value is None:
+            if not self.is_chunked and "transfer-encoding" not in self.headers:
+                return 0
+            return None
+        try:
+            length = int(value)
+        except ValueError:
+            raise errors.InvalidArgument(f"{name} must be a number") from None
+        if length < 0:
+            raise errors.InvalidArgument(f"{name} must not be negative")
+        return length
+
+    async def _raw(self) -> AsyncIterator[bytes]:
+        while True:
+            piece = await self.source.read(PIECE)
+            if not piece:
+                return
+            yield piece
+
+    async def pieces(self) -> AsyncIterator[bytes]:
+        trailers: dict[str, str] = {}
+        signed = self.signer if self.payload_hash in (STREAMING_SIGNED,
+                                                      STREAMING_SIGNED_TRAILER) else None
+        stream = (chunked.decode(self.source, signed, trailers) if self.is_chunked
+                  else self._raw())
+        md5 = hashlib.md5()
+        sha = hashlib.sha256() if len(self.payload_hash) == 64 else None
+        async for piece in stream:
+            self.size += len(piece)
+            if self.size > self.max_size or (self.expected is not None
+                                             and self.size > self.expected):
+                if self.size > self.max_size:
+                    raise errors.EntityTooLarge(MaxSizeAllowed=str(self.max_size))
+                raise errors.InvalidRequest("The body is longer than its declared length")
+            md5.update(piece)
+            if sha is not None:
+                sha.update(piece)
+            if self._digest is not None:
+                self._digest.update(piece)
+            yield piece
+        if self.expected is not None and self.size != self.expected:
+            raise errors.IncompleteBody()
+        if sha is not None and sha.hexdigest() != self.payload_hash:
+            raise errors.XAmzContentSHA256Mismatch(
+                ClientComputedContentSHA256=self.payload_hash,
+                S3ComputedContentSHA256=sha.hexdigest())
+        raw_md5 = md5.digest()
+        if self.content_md5 is not None and not hmac.compare_digest(raw_md5, self.content_md5):
+            raise errors.BadDigest()
+        self.md5 = raw_md5.hex()
+        self._check_checksum(trailers)
+
+    def _check_checksum(self, trailers: dict[str, str]) -> None:
+        if self.announced is None or self._digest is None:
+            return
+        algorithm, value = self.announced
+        if value is None:
+            value = trailers.get(checksums.HEADER_PREFIX + algorithm)
+            if value is None:
+                raise errors.InvalidRequest(f"The x-amz-checksum-{algorithm} trailer announced "
+                                            "by x-amz-trailer was not sent")
+        claimed = checksums.decode_b64(value, f"x-amz-checksum-{algorithm}",
+                                       errors.InvalidChecksum)
+        computed = self._digest.digest()
+        if not hmac.compare_digest(claimed, computed):
+            raise errors.BadChecksum(f"Value for x-amz-checksum-{algorithm} header is invalid.")
+        self.checksum = (algorithm, base64.b64encode(computed).decode())

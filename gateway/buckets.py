@@ -1,0 +1,212 @@
+"""Buckets and their sharded index, API-neutral: S3 buckets and Swift containers are the same
+thing here (an S3 user's buckets are the containers of its Swift account).
+
+    meta pool   bucket.<name>          the bucket as JSON: id, owner, shard count, versioning, acl
+                buckets.<uid>          omap name -> creation time: the user's buckets, in order
+    index pool  idx.<bucket id>.<n>    omap key -> object entry (JSON), n = crc32(key) % shards
+
+A bucket name is claimed by an exclusive create of `bucket.<name>`, so one of two concurrent
+creators wins. The index shards are named by the bucket's id (new at each creation), so a
+bucket deleted and created again never sees the old index.
+
+Deleting a bucket marks each shard `deleting` in the same atomic op that reads whether the shard
+is empty; every index update is guarded by that mark, so an object written concurrently either
+lands before (and the delete is refused: BucketNotEmpty) or fails with NoSuchBucket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import re
+import time
+import uuid
+import zlib
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from gateway import errors
+from gateway.listing import Listing, list_index
+from gateway.pools import Pools
+from rados_py.errors import AlreadyExists, NotFound
+from rados_py.proto.loligo import osd_pb2
+from rados_py.rados import CompareFailed, ObjectOp
+
+K = osd_pb2.OsdOp
+_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+DELETING = "loligo.deleting"
+MAX_KEY_BYTES = 1024
+
+
+@dataclass
+class Bucket:
+    name: str
+    id: str
+    owner: str
+    created: float
+    shards: int
+    versioning: str = ""  # "", "Enabled" or "Suspended"
+    acl: str = "private"  # canned ACL: private, public-read, public-read-write
+
+    def shard_oid(self, n: int) -> str:
+        return f"idx.{self.id}.{n}"
+
+    def shard_of(self, key: bytes) -> int:
+        return zlib.crc32(key) % self.shards
+
+
+def check_bucket_name(name: str) -> str:
+    """S3's rules for new buckets: 3-63 of a-z 0-9 . -, no '..', not an IP address."""
+    if (not _NAME.fullmatch(name) or ".." in name or ".-" in name or "-." in name
+            or _is_ip(name)):
+        raise errors.InvalidBucketName(BucketName=name)
+    return name
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.IPv4Address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def key_bytes(key: str) -> bytes:
+    raw = key.encode("utf-8", "surrogateescape")
+    if not raw:
+        raise errors.InvalidArgument("An object key must not be empty")
+    if len(raw) > MAX_KEY_BYTES:
+        raise errors.KeyTooLongError()
+    return raw
+
+
+class BucketStore:
+    def __init__(self, pools: Pools, index_shards: int = 11) -> None:
+        self.meta = pools.meta
+        self.index = pools.index
+        self.index_shards = index_shards
+
+    # --- buckets --------------------------------------------------------------------------
+    async def get(self, name: str) -> Bucket:
+        try:
+            raw = await self.meta.read(f"bucket.{name}")
+        except NotFound:
+            raise errors.NoSuchBucket(BucketName=name) from None
+        return Bucket(**json.loads(raw))
+
+    async def save(self, bucket: Bucket) -> None:
+        await self.meta.operate(f"bucket.{bucket.name}", ObjectOp().assert_exists().write_full(
+            json.dumps(asdict(bucket)).encode()))
+
+    async def create(self, name: str, owner: str, acl: str = "private") -> Bucket:
+        check_bucket_name(name)
+        bucket = Bucket(name, uuid.uuid4().hex[:16], owner, time.time(), self.index_shards,
+                        acl=acl)
+        # the shards first: a bucket entry never points at a missing index
+        await asyncio.gather(*(self.index.operate(bucket.shard_oid(n), ObjectOp().create(False))
+                               for n in range(bucket.shards)))
+        try:
+            await self.meta.operate(f"bucket.{name}", ObjectOp().create(True).write_full(
+                json.dumps(asdict(bucket)).encode()))
+        except AlreadyExists:
+            await self._remove_shards(bucket)
+            existing = await self.get(name)
+            if existing.owner == owner:
+                raise errors.BucketAlreadyOwnedByYou(BucketName=name) from None
+            raise errors.BucketAlreadyExists(BucketName=name) from None
+        await self.meta.omap_set(f"buckets.{owner}", {name: repr(bucket.created).encode()})
+        return bucket
+
+    async def _remove_shards(self, bucket: Bucket) -> None:
+        async def rm(n: int) -> None:
+            with contextlib.suppress(NotFound):
+                await self.index.remove(bucket.shard_oid(n))
+        await asyncio.gather(*(rm(n) for n in range(bucket.shards)))
+
+    async def delete(self, bucket: Bucket) -> None:
+        """Remove an empty bucket; BucketNotEmpty otherwise."""
+        marked = []
+        try:
+            for n in range(bucket.shards):
+                op = ObjectOp().set_xattr(DELETING, b"1")
+                op._add(kind=K.OMAP_LIST, max=1)
+                try:
+                    results = await self.index.operate(bucket.shard_oid(n), op)
+                except NotFound:
+                    continue  # a shard already gone: an earlier delete got this far
+                marked.append(n)
+                if results[1].pairs:
+                    raise errors.BucketNotEmpty(BucketName=bucket.name)
+        except BaseException:
+            await asyncio.gather(*(self.index.set_xattr(bucket.shard_oid(n), DELETING, b"")
+                                   for n in marked), return_exceptions=True)
+            raise
+        with contextlib.suppress(NotFound):
+            await self.meta.remove(f"bucket.{bucket.name}")
+        await self.meta.omap_rm(f"buckets.{bucket.owner}", [bucket.name])
+        await self._remove_shards(bucket)
+
+    async def list_for(self, owner: str) -> list[tuple[str, float]]:
+        out: list[tuple[str, float]] = []
+        after = b""
+        while True:
+            try:
+                page, more = await self.meta.omap_list(f"buckets.{owner}", after=after)
+            except NotFound:
+                return out
+            out += [(k.decode(), float(v.decode() or 0)) for k, v in page]
+            if not more or not page:
+                return out
+            after = page[-1][0]
+
+    # --- the index ------------------------------------------------------------------------
+    async def entry(self, bucket: Bucket, key: bytes) -> dict[str, Any] | None:
+        try:
+            found = await self.index.omap_get(bucket.shard_oid(bucket.shard_of(key)), [key])
+        except NotFound:
+            raise errors.NoSuchBucket(BucketName=bucket.name) from None
+        raw = found.get(key)
+        return json.loads(raw) if raw is not None else None
+
+    async def _update(self, bucket: Bucket, key: bytes, op: ObjectOp) -> dict[str, Any] | None:
+        """Apply a guarded update that first reads the key's entry; the entry it replaced."""
+        try:
+            results = await self.index.operate(bucket.shard_oid(bucket.shard_of(key)), op)
+        except (NotFound, CompareFailed):
+            raise errors.NoSuchBucket(BucketName=bucket.name) from None
+        pairs = results[1].pairs
+        return json.loads(pairs[0].value) if pairs else None
+
+    def _guarded(self, key: bytes) -> ObjectOp:
+        op = ObjectOp().cmpxattr(DELETING, b"", "eq")
+        return op._add(kind=K.OMAP_GET, keys=[key])
+
+    async def swap(self, bucket: Bucket, key: bytes, entry: dict[str, Any]
+                   ) -> dict[str, Any] | None:
+        """Make `entry` the key's entry in one atomic op; the entry it replaced, if any."""
+        op = self._guarded(key).omap_set({key: json.dumps(entry, separators=(",", ":"))
+                                          .encode()})
+        return await self._update(bucket, key, op)
+
+    async def unlink(self, bucket: Bucket, key: bytes) -> dict[str, Any] | None:
+        """Remove the key's entry atomically; the entry removed, if any."""
+        return await self._update(bucket, key, self._guarded(key).omap_rm([key]))
+
+    async def list(self, bucket: Bucket, *, prefix: bytes = b"", marker: bytes = b"",
+                   delimiter: bytes = b"", max_keys: int = 1000) -> Listing:
+        async def fetch(shard: int, after: bytes, pfx: bytes, count: int
+                        ) -> tuple[list[tuple[bytes, bytes]], bool]:
+            try:
+                return await self.index.omap_list(bucket.shard_oid(shard), after=after,
+                                                  prefix=pfx, max_items=count)
+            except NotFound:
+                raise errors.NoSuchBucket(BucketName=bucket.name) from None
+
+        return await list_index(fetch, bucket.shards, prefix=prefix, marker=marker,
+                                delimiter=delimiter, max_keys=max_keys)
+
+    async def is_empty(self, bucket: Bucket) -> bool:
+        listing = await self.list(bucket, max_keys=1)
+        return not listing.entries

@@ -1,0 +1,128 @@
+"""The gateway process: `loligo gateway --conf FILE --id N`.
+
+Start-up is ordered: connect to the cluster (retrying while the monitors elect a leader), open
+or create the gateway's pools, build the stores, then serve HTTP; the pid file is written only
+once requests can be answered. The GC worker runs beside the server and stops with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+from gateway.buckets import BucketStore
+from gateway.context import Services
+from gateway.gc import GarbageCollector
+from gateway.objects import ObjectStore
+from gateway.pools import Pools, open_pools
+from gateway.s3_auth import UserCache
+from gateway.server import build_app
+from gateway.users import UserStore
+from rados_py import daemon_runner
+from rados_py.config import Config, load
+from rados_py.errors import LoligoError
+from rados_py.rados import Rados
+
+log = logging.getLogger(__name__)
+CONNECT_TIMEOUT = 120.0
+
+
+async def connect(conf: Config, rados_conf: Config, timeout: float = CONNECT_TIMEOUT
+                  ) -> tuple[Rados, Pools]:
+    """A connected client and the gateway's pools, retrying until the cluster answers."""
+    deadline = time.monotonic() + timeout
+    pause = 0.2
+    while True:
+        rados = Rados(rados_conf)
+        try:
+            await rados.connect()
+            pools = await open_pools(rados, conf.gateway_pool_prefix, conf.gateway_pool_pg_num)
+            return rados, pools
+        except LoligoError as exc:
+            await rados.close()
+            if time.monotonic() > deadline:
+                raise
+            log.info("cluster not ready (%s); retrying", exc)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 2.0)
+
+
+def build_services(conf: Config, pools: Pools) -> Services:
+    users = UserStore(pools.users)
+    buckets = BucketStore(pools, conf.gateway_bucket_index_shards)
+    gc = GarbageCollector(pools.meta, pools.data, conf.gateway_gc_min_wait)
+    objects = ObjectStore(pools.data, buckets, gc, conf.gateway_stripe_size)
+    dns = tuple(n.strip().lower() for n in conf.gateway_dns_name.split(",") if n.strip())
+    return Services(users, UserCache(users, conf.gateway_user_cache_ttl), buckets, objects, gc,
+                    conf.gateway_region, dns, conf.gateway_max_skew, pools.meta)
+
+
+class GatewayDaemon:
+    def __init__(self, conf: Config, rados_conf: Config, name: str) -> None:
+        self.conf = conf
+        self.rados_conf = rados_conf
+        self.name = name
+        self.rados: Rados | None = None
+        self.runner: web.AppRunner | None = None
+        self.services: Services | None = None
+        self.port = 0
+        self._gc_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.rados, pools = await connect(self.conf, self.rados_conf)
+        self.services = build_services(self.conf, pools)
+        self.runner = web.AppRunner(build_app(self.services), access_log=log,
+                                    access_log_format='%a "%r" %s %b %Tfs',
+                                    handler_cancellation=False)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.conf.gateway_host, self.conf.gateway_port,
+                           reuse_address=True)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else self.conf.gateway_port
+        self._gc_task = asyncio.create_task(self._gc_worker(), name=f"{self.name}.gc")
+        log.info("%s serving S3 on http://%s:%d", self.name, self.conf.gateway_host, self.port)
+
+    async def tick(self) -> int:
+        """One GC round (the worker's loop body; tests call it directly)."""
+        assert self.services is not None
+        return await self.services.gc.collect()
+
+    async def _gc_worker(self) -> None:
+        while True:
+            await asyncio.sleep(self.conf.gateway_gc_interval)
+            try:
+                removed = await self.tick()
+                if removed:
+                    log.info("GC removed the data of %d entries", removed)
+            except Exception:  # a failed round is retried at the next interval
+                log.exception("GC round failed")
+
+    async def stop(self) -> None:
+        if self._gc_task is not None:
+            self._gc_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._gc_task
+        if self.runner is not None:
+            await self.runner.cleanup()
+        if self.rados is not None:
+            await self.rados.close()
+
+
+def main(conf_path: str | Path, ident: str) -> int:
+    """`loligo gateway --conf FILE --id N`: serve until SIGTERM."""
+    name = f"gateway.{ident}"
+    conf = load(Path(conf_path), name)
+    rados_conf = load(Path(conf_path), conf.gateway_rados_user)
+    return daemon_runner.run(lambda: GatewayDaemon(conf, rados_conf, name), conf, name)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], sys.argv[2]))

@@ -1,0 +1,298 @@
+"""S3 multipart uploads: parts are written as their own striped segments, and completing the
+upload writes one index entry whose manifest lists the parts' segments in order: no data is
+copied.
+
+    meta pool   mp.<bucket id>                  omap "<key>\\0<upload id>" -> upload (JSON)
+                mp.<bucket id>.<upload id>      the upload; omap "<part, 5 digits>" -> part
+
+Complete and abort first *claim* the upload (remove its object, guarded by the version read
+with its parts), so of two concurrent completions exactly one links the parts; the other gets
+NoSuchUpload. A part uploaded again replaces the earlier one, whose data goes to GC.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+
+from gateway import errors, s3_xml
+from gateway.buckets import Bucket, key_bytes
+from gateway.context import S3Request
+from gateway.s3_buckets import owner_node, xml_response
+from gateway.s3_objects import check_conditions, describe_upload, parse_copy_source, parse_range
+from gateway.s3_xml import Node, document, iso8601
+from rados_py.errors import NotFound
+from rados_py.proto.loligo import osd_pb2
+from rados_py.rados import CompareFailed, ObjectOp
+
+K = osd_pb2.OsdOp
+MIN_PART = 5 << 20
+MAX_PARTS = 10000
+
+
+def _index_oid(bucket: Bucket) -> str:
+    return f"mp.{bucket.id}"
+
+
+def _upload_oid(bucket: Bucket, upload_id: str) -> str:
+    return f"mp.{bucket.id}.{upload_id}"
+
+
+def _upload_key(key: str, upload_id: str) -> bytes:
+    return key.encode("utf-8", "surrogateescape") + b"\0" + upload_id.encode()
+
+
+async def create_upload(req: S3Request) -> web.Response:
+    bucket = await req.bucket("write")
+    key_bytes(req.key)
+    upload_id = uuid.uuid4().hex
+    upload = {"key": req.key, "upload_id": upload_id, "initiated": time.time(),
+              "owner": req.user.user_id if req.user else bucket.owner,
+              "fields": describe_upload(req, req.headers)}
+    raw = json.dumps(upload).encode()
+    meta = req.svc.meta
+    await meta.operate(_upload_oid(bucket, upload_id), ObjectOp().create(True).write_full(raw))
+    await meta.omap_set(_index_oid(bucket), {_upload_key(req.key, upload_id): raw})
+    return xml_response(document("InitiateMultipartUploadResult", [
+        ("Bucket", bucket.name), ("Key", req.key), ("UploadId", upload_id)]))
+
+
+async def _upload(req: S3Request, bucket: Bucket) -> dict[str, Any]:
+    upload_id = req.query.get("uploadId", "")
+    try:
+        raw = await req.svc.meta.read(_upload_oid(bucket, upload_id))
+    except NotFound:
+        raise errors.NoSuchUpload(UploadId=upload_id) from None
+    upload = json.loads(raw)
+    if upload["key"] != req.key:
+        raise errors.NoSuchUpload(UploadId=upload_id)
+    return upload
+
+
+def _part_number(req: S3Request) -> int:
+    raw = req.query.get("partNumber", "")
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PARTS:
+        raise errors.InvalidArgument("Part number must be an integer between 1 and 10000, "
+                                     "inclusive", ArgumentName="partNumber", ArgumentValue=raw)
+    return int(raw)
+
+
+async def upload_part(req: S3Request) -> web.Response:
+    bucket = await req.bucket("write")
+    number = _part_number(req)
+    upload = await _upload(req, bucket)
+    objects = req.svc.objects
+    prefix = f"{bucket.id}.{upload['upload_id']}.{number}.{uuid.uuid4().hex[:8]}"
+    copy = "x-amz-copy-source" in req.headers
+    if copy:
+        md5 = hashlib.md5()
+        pieces = _copy_source(req, md5)
+        seg, gc_key = await objects.write_segment(prefix, await pieces)
+        etag = md5.hexdigest()
+        checksum = None
+    else:
+        body = req.body()
+        seg, gc_key = await objects.write_segment(prefix, body.pieces())
+        etag = body.md5
+        checksum = body.checksum
+    part = {"etag": etag, "size": seg[1], "seg": seg, "mtime": time.time()}
+    op = ObjectOp().assert_exists()
+    op._add(kind=K.OMAP_GET, keys=[f"{number:05d}".encode()])
+    op.omap_set({f"{number:05d}": json.dumps(part).encode()})
+    try:
+        results = await req.svc.meta.operate(_upload_oid(bucket, upload["upload_id"]), op)
+    except NotFound:
+        await req.svc.gc.remove_segments([seg])
+        await req.svc.gc.cancel(gc_key)
+        raise errors.NoSuchUpload(UploadId=upload["upload_id"]) from None
+    await req.svc.gc.cancel(gc_key)
+    if results[1].pairs:
+        await req.svc.gc.defer([json.loads(results[1].pairs[0].value)["seg"]])
+    if copy:
+        return xml_response(document("CopyPartResult", [
+            ("LastModified", iso8601(part["mtime"])), ("ETag", f'"{etag}"')]))
+    headers = {"ETag": f'"{etag}"'}
+    if checksum is not None:
+        headers[f"x-amz-checksum-{checksum[0]}"] = checksum[1]
+    return web.Response(status=200, headers=headers)
+
+
+async def _copy_source(req: S3Request, md5: Any) -> AsyncIterator[bytes]:
+    src_bucket_name, src_key = parse_copy_source(req.headers["x-amz-copy-source"])
+    src_bucket = await req.svc.buckets.get(src_bucket_name)
+    entry = await req.svc.buckets.entry(src_bucket, key_bytes(src_key))
+    if entry is None:
+        raise errors.NoSuchKey(Key=src_key)
+    if not req.can_read_object(src_bucket, entry):
+        raise errors.AccessDenied()
+    check_conditions(req.headers, entry, prefix="x-amz-copy-source-if-", copy=True)
+    size = entry["size"]
+    rng = req.headers.get("x-amz-copy-source-range")
+    first, last = 0, size - 1
+    if rng is not None:
+        parsed = parse_range(rng, size)
+        if parsed is None:
+            raise errors.InvalidArgument("The x-amz-copy-source-range value must be of the form "
+                                         "bytes=first-last", ArgumentName="x-amz-copy-source-range")
+        first, last = parsed
+
+    async def pieces() -> AsyncIterator[bytes]:
+        if size == 0:
+            return
+        async for piece in req.svc.objects.read(entry, first, last):
+            md5.update(piece)
+            yield piece
+    return pieces()
+
+
+async def _claim(req: S3Request, bucket: Bucket, upload_id: str
+                 ) -> tuple[int, dict[int, dict[str, Any]]]:
+    """(version, parts) of the upload, read in one op."""
+    op = ObjectOp().stat()
+    op._add(kind=K.OMAP_LIST, max=MAX_PARTS)
+    try:
+        results = await req.svc.meta.operate(_upload_oid(bucket, upload_id), op)
+    except NotFound:
+        raise errors.NoSuchUpload(UploadId=upload_id) from None
+    parts = {int(p.key): json.loads(p.value) for p in results[1].pairs}
+    return results[0].version, parts
+
+
+async def _take(req: S3Request, bucket: Bucket, upload: dict[str, Any], version: int) -> None:
+    """Remove the upload if it is still as read at `version`; NoSuchUpload otherwise."""
+    upload_id = upload["upload_id"]
+    try:
+        await req.svc.meta.operate(_upload_oid(bucket, upload_id),
+                                   ObjectOp().assert_version(version).remove())
+    except (NotFound, CompareFailed):
+        raise errors.NoSuchUpload(UploadId=upload_id) from None
+    await req.svc.meta.omap_rm(_index_oid(bucket), [_upload_key(upload["key"], upload_id)])
+
+
+async def complete_upload(req: S3Request) -> web.Response:
+    bucket = await req.bucket("write")
+    upload = await _upload(req, bucket)
+    root = s3_xml.parse(await req.small_body(s3_xml.MAX_BODY))
+    if root.tag != "CompleteMultipartUpload":
+        raise errors.MalformedXML()
+    wanted: list[tuple[int, str]] = []
+    for el in root.findall("Part"):
+        number, etag = s3_xml.text(el, "PartNumber"), s3_xml.text(el, "ETag")
+        if number is None or not number.strip().isdigit() or etag is None:
+            raise errors.MalformedXML()
+        wanted.append((int(number), etag.strip().strip('"')))
+    if not wanted:
+        raise errors.MalformedXML("You must specify at least one part")
+    if [n for n, _ in wanted] != sorted({n for n, _ in wanted}):
+        raise errors.InvalidPartOrder()
+    version, parts = await _claim(req, bucket, upload["upload_id"])
+    chosen = []
+    for i, (number, etag) in enumerate(wanted):
+        part = parts.get(number)
+        if part is None or part["etag"] != etag:
+            raise errors.InvalidPart(PartNumber=str(number), ETag=etag)
+        if i < len(wanted) - 1 and part["size"] < MIN_PART:
+            raise errors.EntityTooSmall(PartNumber=str(number),
+                                        ProposedSize=str(part["size"]),
+                                        MinSizeAllowed=str(MIN_PART))
+        chosen.append(part)
+    await _take(req, bucket, upload, version)
+    digest = hashlib.md5(b"".join(bytes.fromhex(p["etag"]) for p in chosen)).hexdigest()
+    entry = {**upload["fields"], "size": sum(p["size"] for p in chosen),
+             "mtime": time.time(), "etag": f"{digest}-{len(chosen)}", "cksum": None,
+             "owner": upload["owner"], "parts": len(chosen),
+             "segs": [p["seg"] for p in chosen if p["size"]]}
+    await req.svc.objects.commit(bucket, key_bytes(req.key), entry, [])
+    unused = [p["seg"] for n, p in parts.items() if n not in {w for w, _ in wanted}]
+    await req.svc.gc.defer(unused, wait=0)
+    return xml_response(document("CompleteMultipartUploadResult", [
+        ("Location", f"/{bucket.name}/{req.key}"), ("Bucket", bucket.name), ("Key", req.key),
+        ("ETag", f'"{entry["etag"]}"')]))
+
+
+async def abort_upload(req: S3Request) -> web.Response:
+    bucket = await req.bucket("write")
+    upload = await _upload(req, bucket)
+    version, parts = await _claim(req, bucket, upload["upload_id"])
+    await _take(req, bucket, upload, version)
+    await req.svc.gc.defer([p["seg"] for p in parts.values()], wait=0)
+    return web.Response(status=204)
+
+
+def _int_param(req: S3Request, name: str, default: int, top: int) -> int:
+    raw = req.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit():
+        raise errors.InvalidArgument(f"{name} must be a non-negative integer", ArgumentName=name,
+                                     ArgumentValue=raw)
+    return min(int(raw), top)
+
+
+async def list_parts(req: S3Request) -> web.Response:
+    bucket = await req.bucket("write")
+    upload = await _upload(req, bucket)
+    max_parts = _int_param(req, "max-parts", 1000, 1000)
+    marker = _int_param(req, "part-number-marker", 0, MAX_PARTS)
+    try:
+        page, more = await req.svc.meta.omap_list(_upload_oid(bucket, upload["upload_id"]),
+                                                  after=f"{marker:05d}" if marker else b"",
+                                                  max_items=max(max_parts, 1))
+    except NotFound:
+        raise errors.NoSuchUpload(UploadId=upload["upload_id"]) from None
+    page = page[:max_parts]
+    parts: list[Node] = []
+    for key, value in page:
+        p = json.loads(value)
+        parts.append(("Part", [("PartNumber", int(key)), ("LastModified", iso8601(p["mtime"])),
+                               ("ETag", f'"{p["etag"]}"'), ("Size", p["size"])]))
+    truncated = bool(more) or (max_parts == 0 and bool(page))
+    head: list[Node] = [
+        ("Bucket", bucket.name), ("Key", req.key), ("UploadId", upload["upload_id"]),
+        ("Initiator", [("ID", upload["owner"]), ("DisplayName", upload["owner"])]),
+        owner_node(upload["owner"]), ("StorageClass", "STANDARD"),
+        ("PartNumberMarker", marker),
+        ("NextPartNumberMarker", int(page[-1][0]) if page else marker),
+        ("MaxParts", max_parts), ("IsTruncated", truncated)]
+    return xml_response(document("ListPartsResult", head + parts))
+
+
+async def list_uploads(req: S3Request) -> web.Response:
+    bucket = await req.bucket("write")
+    max_uploads = _int_param(req, "max-uploads", 1000, 1000)
+    prefix = req.query.get("prefix", "")
+    key_marker = req.query.get("key-marker", "")
+    id_marker = req.query.get("upload-id-marker", "")
+    after = b""
+    if key_marker:
+        after = _upload_key(key_marker, id_marker) if id_marker else (
+            key_marker.encode() + b"\0\xff")
+    try:
+        page, more = await req.svc.meta.omap_list(_index_oid(bucket), after=after,
+                                                  prefix=prefix.encode(),
+                                                  max_items=max(max_uploads, 1))
+    except NotFound:
+        page, more = [], False
+    page = page[:max_uploads]
+    uploads: list[Node] = []
+    for _, value in page:
+        u = json.loads(value)
+        uploads.append(("Upload", [
+            ("Key", u["key"]), ("UploadId", u["upload_id"]),
+            ("Initiator", [("ID", u["owner"]), ("DisplayName", u["owner"])]),
+            owner_node(u["owner"]), ("StorageClass", "STANDARD"),
+            ("Initiated", iso8601(u["initiated"]))]))
+    last = json.loads(page[-1][1]) if page else None
+    head: list[Node] = [
+        ("Bucket", bucket.name), ("KeyMarker", key_marker), ("UploadIdMarker", id_marker),
+        ("NextKeyMarker", last["key"] if last else None),
+        ("NextUploadIdMarker", last["upload_id"] if last else None),
+        ("Prefix", prefix or None), ("MaxUploads", max_uploads),
+        ("IsTruncated", bool(more))]
+    return xml_response(document("ListMultipartUploadsResult", head + uploads))

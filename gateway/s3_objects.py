@@ -1,0 +1,275 @@
+"""S3 object operations: Put, Get (ranges, conditions, response-* overrides), Head, Delete,
+Copy, and the object's canned ACL."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import AsyncIterator
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import unquote
+
+from aiohttp import web
+
+from gateway import errors, s3_xml
+from gateway.buckets import Bucket, key_bytes
+from gateway.context import S3Request
+from gateway.s3_buckets import acl_document, requested_acl, xml_response
+from gateway.s3_xml import document, http_date, iso8601
+
+META_PREFIX = "x-amz-meta-"
+MAX_META = 2048  # S3's limit on user metadata (names and values)
+STORED_HEADERS = ("content-disposition", "cache-control", "expires", "content-language")
+OVERRIDES = {"response-content-type": "Content-Type",
+             "response-content-language": "Content-Language",
+             "response-expires": "Expires", "response-cache-control": "Cache-Control",
+             "response-content-disposition": "Content-Disposition",
+             "response-content-encoding": "Content-Encoding"}
+
+
+def _metadata(headers: dict[str, str]) -> dict[str, str]:
+    meta = {k[len(META_PREFIX):]: v for k, v in headers.items() if k.startswith(META_PREFIX)}
+    if sum(len(k) + len(v) for k, v in meta.items()) > MAX_META:
+        raise MetadataTooLarge()
+    return meta
+
+
+MetadataTooLarge = type("MetadataTooLarge", (errors.S3Error,), {
+    "code": "MetadataTooLarge", "status": 400,
+    "default": "Your metadata headers exceed the maximum allowed metadata size."})
+
+
+def describe_upload(req: S3Request, headers: dict[str, str]) -> dict[str, Any]:
+    """The entry fields a PUT (or a copy that replaces metadata) takes from its headers."""
+    encoding = ",".join(e for e in (x.strip() for x in headers.get(
+        "content-encoding", "").split(",")) if e and e.lower() != "aws-chunked")
+    stored = {h: headers[h] for h in STORED_HEADERS if h in headers}
+    if encoding:
+        stored["content-encoding"] = encoding
+    return {"ctype": headers.get("content-type") or "binary/octet-stream",
+            "meta": _metadata(headers), "headers": stored, "acl": req.canned_acl()}
+
+
+def entry_headers(entry: dict[str, Any]) -> dict[str, str]:
+    headers = {"ETag": f'"{entry["etag"]}"', "Last-Modified": http_date(entry["mtime"]),
+               "Content-Type": entry.get("ctype", "binary/octet-stream"),
+               "Accept-Ranges": "bytes"}
+    for name, value in entry.get("headers", {}).items():
+        headers[name.title()] = value
+    for name, value in entry.get("meta", {}).items():
+        headers[META_PREFIX + name] = value
+    if entry.get("parts"):
+        headers["x-amz-mp-parts-count"] = str(entry["parts"])
+    return headers
+
+
+async def put_object(req: S3Request) -> web.Response:
+    if "x-amz-copy-source" in req.headers:
+        return await copy_object(req)
+    bucket = await req.bucket("write")
+    key = key_bytes(req.key)
+    if "content-length" not in req.headers and "transfer-encoding" not in req.headers:
+        raise errors.MissingContentLength()
+    fields = describe_upload(req, req.headers)
+    body = req.body()
+
+    def describe() -> dict[str, Any]:
+        return {**fields, "etag": body.md5, "cksum": body.checksum,
+                "owner": req.user.user_id if req.user else bucket.owner}
+
+    await req.svc.objects.put(bucket, key, body.pieces(), describe)
+    headers = {"ETag": f'"{body.md5}"'}
+    if body.checksum is not None:
+        headers[f"x-amz-checksum-{body.checksum[0]}"] = body.checksum[1]
+    return web.Response(status=200, headers=headers)
+
+
+def _parse_time(value: str) -> float | None:
+    try:
+        return parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def _etag_matches(header: str, etag: str) -> bool:
+    tags = [t.strip().strip('"') for t in header.split(",")]
+    return "*" in tags or etag in tags
+
+
+def check_conditions(headers: dict[str, str], entry: dict[str, Any], prefix: str = "if-",
+                     copy: bool = False) -> None:
+    """If-Match, If-None-Match, If-Modified-Since, If-Unmodified-Since as S3 applies them."""
+    etag, mtime = entry["etag"], int(entry["mtime"])
+    match = headers.get(prefix + "match")
+    none_match = headers.get(prefix + "none-match")
+    since = headers.get(prefix + "modified-since")
+    unmodified = headers.get(prefix + "unmodified-since")
+    if match is not None and not _etag_matches(match, etag):
+        raise errors.PreconditionFailed(Condition=prefix.title() + "Match")
+    if match is None and unmodified is not None:
+        when = _parse_time(unmodified)
+        if when is not None and mtime > when:
+            raise errors.PreconditionFailed(Condition=prefix.title() + "Unmodified-Since")
+    not_modified = errors.PreconditionFailed if copy else errors.NotModified
+    if none_match is not None and _etag_matches(none_match, etag):
+        raise not_modified(Condition=prefix.title() + "None-Match")
+    if none_match is None and since is not None:
+        when = _parse_time(since)
+        if when is not None and mtime <= when:
+            raise not_modified(Condition=prefix.title() + "Modified-Since")
+
+
+def parse_range(value: str | None, size: int) -> tuple[int, int] | None:
+    """(first, last) of a single `bytes=` range; None for no (or an ignorable) range."""
+    if not value or not value.startswith("bytes=") or "," in value:
+        return None
+    first, dash, last = value[6:].strip().partition("-")
+    if not dash:
+        return None
+    try:
+        if not first:
+            n = int(last)
+            if n <= 0:
+                raise errors.InvalidRange(ActualObjectSize=str(size))
+            return max(0, size - n), size - 1
+        start = int(first)
+        end = int(last) if last else size - 1
+    except ValueError:
+        return None
+    if start < 0 or (end < start and last):
+        return None
+    if start >= size:
+        raise errors.InvalidRange(ActualObjectSize=str(size))
+    return start, min(end, size - 1)
+
+
+async def _readable_entry(req: S3Request) -> tuple[Bucket, dict[str, Any]]:
+    bucket = await req.svc.buckets.get(req.bucket_name)
+    entry = await req.svc.buckets.entry(bucket, key_bytes(req.key))
+    if entry is None:
+        if not req.is_owner(bucket) and bucket.acl not in ("public-read", "public-read-write"):
+            raise errors.AccessDenied()  # a stranger learns nothing about which keys exist
+        raise errors.NoSuchKey(Key=req.key)
+    if not req.can_read_object(bucket, entry):
+        raise errors.AccessDenied()
+    return bucket, entry
+
+
+async def get_object(req: S3Request, head: bool = False) -> web.StreamResponse:
+    _, entry = await _readable_entry(req)
+    headers = entry_headers(entry)
+    if "partNumber" in req.query:
+        raise errors.NotImplementedError_("GET by partNumber is not supported yet")
+    try:
+        check_conditions(req.headers, entry)
+    except errors.NotModified:
+        return web.Response(status=304, headers={k: v for k, v in headers.items()
+                                                 if k in ("ETag", "Last-Modified")})
+    size = entry["size"]
+    rng = parse_range(req.headers.get("range"), size)
+    for param, header in OVERRIDES.items():
+        if param in req.query:
+            headers[header] = req.query[param]
+    if rng is None:
+        first, last, status = 0, size - 1, 200
+        cksum = entry.get("cksum")
+        if cksum and req.headers.get("x-amz-checksum-mode", "").upper() == "ENABLED":
+            headers[f"x-amz-checksum-{cksum[0]}"] = cksum[1]
+    else:
+        first, last, status = rng[0], rng[1], 206
+        headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+    resp = web.StreamResponse(status=status, headers=headers)
+    resp.content_length = last - first + 1 if size else 0
+    req.http["streaming"] = True
+    await resp.prepare(req.http)
+    if not head and size:
+        async for piece in req.svc.objects.read(entry, first, last):
+            await resp.write(piece)
+    await resp.write_eof()
+    return resp
+
+
+async def delete_object(req: S3Request) -> web.Response:
+    bucket = await req.bucket("write")
+    await req.svc.objects.delete(bucket, key_bytes(req.key))
+    return web.Response(status=204)
+
+
+def parse_copy_source(value: str) -> tuple[str, str]:
+    source = unquote(value.partition("?")[0]).lstrip("/")
+    bucket, _, key = source.partition("/")
+    if not bucket or not key:
+        raise errors.InvalidArgument("Copy Source must mention the source bucket and key: "
+                                     "sourcebucket/sourcekey",
+                                     ArgumentName="x-amz-copy-source", ArgumentValue=value)
+    return bucket, key
+
+
+async def _hashing(pieces: AsyncIterator[bytes], md5: Any) -> AsyncIterator[bytes]:
+    async for piece in pieces:
+        md5.update(piece)
+        yield piece
+
+
+async def copy_object(req: S3Request) -> web.Response:
+    dest = await req.bucket("write")
+    src_bucket_name, src_key = parse_copy_source(req.headers["x-amz-copy-source"])
+    src_bucket = await req.svc.buckets.get(src_bucket_name)
+    entry = await req.svc.buckets.entry(src_bucket, key_bytes(src_key))
+    if entry is None:
+        raise errors.NoSuchKey(Key=src_key)
+    if not req.can_read_object(src_bucket, entry):
+        raise errors.AccessDenied()
+    check_conditions(req.headers, entry, prefix="x-amz-copy-source-if-", copy=True)
+    directive = req.headers.get("x-amz-metadata-directive", "COPY").upper()
+    if directive not in ("COPY", "REPLACE"):
+        raise errors.InvalidArgument("Unknown metadata directive.",
+                                     ArgumentName="x-amz-metadata-directive")
+    same = src_bucket.name == dest.name and src_key == req.key
+    if same and directive == "COPY":
+        raise errors.InvalidRequest("This copy request is illegal because it is trying to copy "
+                                    "an object to itself without changing the object's "
+                                    "metadata, storage class, website redirect location or "
+                                    "encryption attributes.")
+    fields = (describe_upload(req, req.headers) if directive == "REPLACE" else
+              {k: entry[k] for k in ("ctype", "meta", "headers") if k in entry}
+              | {"acl": req.canned_acl()})
+    md5 = hashlib.md5()
+    pieces = (req.svc.objects.read(entry, 0, entry["size"] - 1) if entry["size"]
+              else _empty())
+
+    def describe() -> dict[str, Any]:
+        return {**fields, "etag": md5.hexdigest(), "cksum": None,
+                "owner": req.user.user_id if req.user else dest.owner}
+
+    await req.small_body(s3_xml.MAX_BODY)  # a copy has no body; a stray one is drained
+    new = await req.svc.objects.put(dest, key_bytes(req.key), _hashing(pieces, md5), describe)
+    return xml_response(document("CopyObjectResult", [
+        ("LastModified", iso8601(new["mtime"])), ("ETag", f'"{new["etag"]}"')]))
+
+
+async def _empty() -> AsyncIterator[bytes]:
+    return
+    yield b""
+
+
+async def get_object_acl(req: S3Request) -> web.Response:
+    bucket, entry = await _readable_entry(req)
+    return xml_response(acl_document(entry.get("owner", bucket.owner),
+                                     entry.get("acl", "private")))
+
+
+async def put_object_acl(req: S3Request) -> web.Response:
+    bucket = await req.bucket("owner")
+    key = key_bytes(req.key)
+    entry = await req.svc.buckets.entry(bucket, key)
+    if entry is None:
+        raise errors.NoSuchKey(Key=req.key)
+    entry["acl"] = await requested_acl(req)
+    entry["mtime"] = entry.get("mtime", time.time())
+    # the same data under a new entry: swap only if nobody replaced the object meanwhile
+    old = await req.svc.buckets.swap(bucket, key, entry)
+    if old is not None and old.get("segs") != entry["segs"]:
+        await req.svc.buckets.swap(bucket, key, old)  # lost a race with a PUT: keep its data
+    return web.Response(status=200)

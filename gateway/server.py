@@ -1,0 +1,177 @@
+"""The S3 HTTP front: route a request (path-style or virtual-host style) to its handler after
+authenticating it, and turn every failure into an S3 error document with the right status.
+
+Every response carries `x-amz-request-id` (also written in the log line of a failure). An error
+that escapes a handler unexpectedly is logged with its traceback and answered InternalError
+(500) without one. A failure after a streamed GET has begun cannot become an error document any
+more: the connection is closed, so the client sees a short body rather than wrong data.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from urllib.parse import unquote_to_bytes
+
+from aiohttp import web
+
+from gateway import errors, s3_buckets, s3_multipart, s3_objects, s3_xml
+from gateway.context import S3Request, Services
+from gateway.s3_auth import Target, authenticate
+
+log = logging.getLogger(__name__)
+Handler = Callable[[S3Request], Awaitable[web.StreamResponse]]
+SERVICES_KEY = web.AppKey("services", Services)
+
+# sub-resources of S3 that Loligo does not implement: answered NotImplemented, not misread
+# as a plain GET or PUT of the bucket or object
+UNSUPPORTED = frozenset({
+    "tagging", "cors", "lifecycle", "policy", "website", "logging", "notification",
+    "replication", "encryption", "object-lock", "retention", "legal-hold", "requestPayment",
+    "accelerate", "analytics", "inventory", "metrics", "intelligent-tiering",
+    "ownershipControls", "publicAccessBlock", "restore", "select", "torrent", "attributes",
+    "versioning", "versions", "policyStatus"})
+
+
+def _route(method: str, has_key: bool, query: dict[str, str]) -> Handler:
+    q = query.keys()
+    if not has_key:
+        table: dict[str, Handler] = {
+            "GET": (s3_buckets.get_location if "location" in q else
+                    s3_buckets.get_bucket_acl if "acl" in q else
+                    s3_multipart.list_uploads if "uploads" in q else
+                    s3_buckets.list_objects),
+            "PUT": s3_buckets.put_bucket_acl if "acl" in q else s3_buckets.create_bucket,
+            "HEAD": s3_buckets.head_bucket,
+            "DELETE": s3_buckets.delete_bucket,
+        }
+        if method == "POST" and "delete" in q:
+            return s3_buckets.delete_objects
+    else:
+        upload = "uploadId" in q
+        table = {
+            "GET": (s3_multipart.list_parts if upload else
+                    s3_objects.get_object_acl if "acl" in q else s3_objects.get_object),
+            "HEAD": _head_object,
+            "PUT": (s3_multipart.upload_part if upload else
+                    s3_objects.put_object_acl if "acl" in q else s3_objects.put_object),
+            "DELETE": s3_multipart.abort_upload if upload else s3_objects.delete_object,
+            "POST": (s3_multipart.complete_upload if upload else
+                     s3_multipart.create_upload if "uploads" in q else _not_allowed),
+        }
+    return table.get(method, _not_allowed)
+
+
+async def _head_object(req: S3Request) -> web.StreamResponse:
+    return await s3_objects.get_object(req, head=True)
+
+
+async def _not_allowed(req: S3Request) -> web.StreamResponse:
+    raise errors.MethodNotAllowed(Method=req.http.method, ResourceType="OBJECT" if req.key
+                                  else "BUCKET")
+
+
+def split_target(raw_path: str, host: str, dns_names: tuple[str, ...]
+                 ) -> tuple[str, str, bool]:
+    """(bucket, key) of a request: virtual-host style when the Host is <bucket>.<dns name>,
+    else path-style. The key is kept literally: '//' runs, '..' and unicode included."""
+    try:
+        path = unquote_to_bytes(raw_path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise errors.InvalidURI() from None
+    hostname = host.rsplit(":", 1)[0].lower() if not host.startswith("[") else host
+    for name in dns_names:
+        if name and hostname.endswith("." + name):
+            return hostname[:-len(name) - 1], path[1:], True
+    bucket, _, key = path[1:].partition("/")
+    return bucket, key, False
+
+
+def _headers(request: web.Request) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name in request.headers:
+        low = name.lower()
+        if low not in out:
+            out[low] = ",".join(request.headers.getall(name))
+    return out
+
+
+async def handle(request: web.Request) -> web.StreamResponse:
+    svc = request.app[SERVICES_KEY]
+    raw_path, _, raw_query = request.raw_path.partition("?")
+    request["resource"] = raw_path
+    query_pairs = [(k, v) for k, v in _split_query(raw_query)]
+    query = {}
+    for k, v in query_pairs:
+        query.setdefault(k, v)
+    headers = _headers(request)
+    bucket, key, vhost = split_target(raw_path, headers.get("host", ""), svc.dns_names)
+    request["resource"] = f"/{bucket}/{key}" if key else f"/{bucket}"
+    unsupported = UNSUPPORTED & query.keys()
+    has_body = (request.content_length or 0) > 0 or "transfer-encoding" in headers
+    identity = await authenticate(svc.user_cache, Target(
+        request.method, raw_path, query_pairs, headers, bucket, vhost, has_body), svc.max_skew)
+    if unsupported:
+        raise errors.NotImplementedError_(f"The {sorted(unsupported)[0]!r} sub-resource is not "
+                                          "implemented")
+    req = S3Request(request, svc, bucket, key, query, headers, identity,
+                    request["request_id"])
+    if not bucket:
+        if request.method != "GET":
+            raise errors.MethodNotAllowed(Method=request.method, ResourceType="SERVICE")
+        return await s3_buckets.list_buckets(req)
+    return await _route(request.method, bool(key), query)(req)
+
+
+def _split_query(raw_query: str) -> list[tuple[str, str]]:
+    from gateway.sigv4 import split_query
+
+    return split_query(raw_query)
+
+
+def error_response(exc: errors.S3Error, request: web.Request) -> web.Response:
+    body = s3_xml.error_document(exc.code, exc.message, request.get("resource", request.path),
+                                 request["request_id"], exc.extra)
+    if exc.status == 304 or request.method == "HEAD":
+        return web.Response(status=exc.status)
+    return web.Response(body=body, status=exc.status, content_type="application/xml")
+
+
+@web.middleware
+async def s3_errors(request: web.Request, handler: Callable[[web.Request],
+                                                           Awaitable[web.StreamResponse]]
+                    ) -> web.StreamResponse:
+    request["request_id"] = f"tx{uuid.uuid4().hex[:24]}"
+    try:
+        return await handler(request)
+    except errors.S3Error as exc:
+        if exc.status >= 500:
+            log.warning("%s %s %s: %s (%s)", request["request_id"], request.method,
+                        request.path, exc.code, exc.message)
+        failure = exc
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("%s %s %s failed", request["request_id"], request.method, request.path)
+        failure = errors.InternalError()
+    if request.get("streaming"):
+        raise ConnectionResetError("failure after the response began")
+    return error_response(failure, request)
+
+
+async def _stamp(request: web.Request, response: web.StreamResponse) -> None:
+    rid = request.get("request_id")
+    if rid:
+        response.headers["x-amz-request-id"] = rid
+        response.headers["x-amz-id-2"] = rid
+    response.headers["Server"] = "Loligo"
+
+
+def build_app(services: Services) -> web.Application:
+    app = web.Application(middlewares=[s3_errors], client_max_size=1 << 20,
+                          handler_args={"max_field_size": 16384, "max_line_size": 16384})
+    app[SERVICES_KEY] = services
+    app.on_response_prepare.append(_stamp)
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app
