@@ -29,6 +29,15 @@ single writer thread, applies each transaction inside its own SAVEPOINT (a faili
 is rolled back alone), and ends the batch with ONE COMMIT, i.e. one WAL fsync for all of them.
 How ops become rows and blocks is in `objectstore_apply`. One process opens a store at a time
 (an flock on `LOCK`), since opening collects orphans that would be another process's new files.
+
+A full disk: when the file system is nearly full even a removal cannot commit (SQLite needs WAL
+space to delete rows), so a full store could never be emptied again. As Ceph does with its full
+ratio, the store keeps a reserve (`reserve_bytes`: 1% of the file system, 4 MiB..1 GiB): a
+transaction that would leave less than the reserve free is refused with `StoreFull` before
+anything of it is written, unless it is a small one that frees space (remove, truncate, zero,
+omap/xattr removal, log trim, with at most `FREEING_MAX_PAYLOAD` bytes of new data such as its
+PG-log entry). Those may use the reserve, so removing objects always brings a full store back.
+A real ENOSPC from the OS or SQLite still maps to `StoreFull` with the transaction rolled back.
 """
 
 from __future__ import annotations
@@ -79,7 +88,42 @@ CREATE TABLE IF NOT EXISTS pglog (cid INTEGER, seq INTEGER, entry BLOB NOT NULL,
     PRIMARY KEY (cid, seq)) WITHOUT ROWID;
 """
 
+RESERVE_FRACTION = 0.01
+RESERVE_MIN, RESERVE_MAX = 4 << 20, 1 << 30
+FREEING_OPS = frozenset({"remove", "truncate", "zero", "rmxattr", "omap_rm_keys", "omap_clear",
+                         "remove_collection", "log_trim"})
+FREEING_MAX_PAYLOAD = 64 * 1024
+_DATA_OPS = frozenset({"write", "write_full", "append"})  # op.length is their data's size
+
 Faults = Callable[[str], None]
+
+
+def payload_bytes(txn: Transaction) -> int:
+    """The bytes of new data, keys and values a transaction carries (an estimate of the space
+    it takes; copy-on-write of partial blocks and SQLite pages come out of the reserve)."""
+    total = 0
+    for op in txn.ops:
+        total += op.length if op.kind in _DATA_OPS else len(op.data)
+        total += sum(len(k) + len(v) for k, v in op.items)
+    return total
+
+
+def frees_space(txn: Transaction, payload: int) -> bool:
+    """Whether `txn` may use the reserve: it removes something and adds next to nothing."""
+    return payload <= FREEING_MAX_PAYLOAD and any(op.kind in FREEING_OPS for op in txn.ops)
+
+
+def disk_free(path: Path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def default_reserve(path: Path) -> int:
+    st = os.statvfs(path)
+    size = st.f_blocks * st.f_frsize
+    return max(RESERVE_MIN, min(RESERVE_MAX, int(size * RESERVE_FRACTION)))
+
+
 def map_error(exc: BaseException) -> BaseException:
     """Turn disk-full conditions (from the OS or from SQLite) into `StoreFull`."""
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -96,12 +140,20 @@ class DurableStore(ObjectStore):
     ("store.write_block", "store.after_data_fsync", "store.before_commit", "store.after_commit",
     "store.before_unlink"); tests make it raise or SIGKILL the process. Construction opens the
     store and collects orphan block files, which blocks: from async code use `await open(...)`.
+
+    `reserve_bytes` (default: `default_reserve`) is the free space kept for removals;
+    `free_bytes()` says how much the file system has free (statvfs; tests may substitute it).
     """
 
-    def __init__(self, path: str | os.PathLike[str], faults: Faults | None = None):
+    def __init__(self, path: str | os.PathLike[str], faults: Faults | None = None, *,
+                 reserve_bytes: int | None = None,
+                 free_bytes: Callable[[], int] | None = None):
         self.path = Path(path)
         self.data_dir = self.path / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.reserve_bytes = (default_reserve(self.path) if reserve_bytes is None
+                              else reserve_bytes)
+        self._free_bytes = free_bytes or (lambda: disk_free(self.path))
         self._lock_fd = os.open(self.path / "LOCK", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -132,9 +184,9 @@ class DurableStore(ObjectStore):
         self._closed = False
 
     @classmethod
-    async def open(cls, path: str | os.PathLike[str],
-                   faults: Faults | None = None) -> DurableStore:
-        return await asyncio.to_thread(cls, path, faults)
+    async def open(cls, path: str | os.PathLike[str], faults: Faults | None = None,
+                   **kwargs: Any) -> DurableStore:
+        return await asyncio.to_thread(lambda: cls(path, faults, **kwargs))
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._db, isolation_level=None, check_same_thread=False)
@@ -208,9 +260,18 @@ class DurableStore(ObjectStore):
         new_files: list[int] = []
         freed: list[int] = []
         conn = self._w
+        free = self._free_bytes()   # once per batch; the batch's own payload is counted below
         try:
             conn.execute("BEGIN IMMEDIATE")
             for i, txn in enumerate(txns):
+                need = payload_bytes(txn)
+                if not frees_space(txn, need) and free - need < self.reserve_bytes:
+                    results[i] = StoreFull(
+                        f"no space left: {max(free, 0)} bytes free under {self.path}, the write "
+                        f"needs {need} and {self.reserve_bytes} are kept so that objects can "
+                        "still be removed; remove objects or add capacity")
+                    continue
+                free -= need
                 ap = Applier(self, conn)
                 conn.execute("SAVEPOINT txn")
                 try:
@@ -498,4 +559,5 @@ class DurableStore(ObjectStore):
         os.close(self._lock_fd)
 
 
-__all__ = ["INLINE_MAX", "DurableStore", "map_error"]
+__all__ = ["INLINE_MAX", "DurableStore", "default_reserve", "frees_space", "map_error",
+           "payload_bytes"]

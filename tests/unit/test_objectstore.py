@@ -418,6 +418,48 @@ async def test_enospc_keeps_store_consistent(durable: DurableStore, point: str) 
 
 
 @pytest.mark.asyncio
+async def test_a_nearly_full_disk_refuses_growth_but_not_removal(tmp_path: Path) -> None:
+    """Below the reserve, writes get StoreFull before anything is written, while removals
+    (with their small PG-log entry) still commit: a full store can always be emptied."""
+    MiB = 1 << 20
+    free = [100 * MiB]
+    s = await DurableStore.open(tmp_path / "osd", reserve_bytes=8 * MiB,
+                                free_bytes=lambda: free[0])
+    try:
+        await s.submit(Transaction().create_collection(C)
+                       .write_full(C, "keep", payload(2 * MiB, 1))
+                       .write_full(C, "big", payload(3 * MiB, 2)))
+        before, files = await dump(s), set(s.data_dir.rglob("*"))
+        free[0] = 9 * MiB                       # 1 MiB above the reserve
+        with pytest.raises(StoreFull, match="remove objects"):
+            await s.submit(Transaction().write_full(C, "new", payload(2 * MiB, 3)))
+        assert await dump(s) == before
+        assert set(s.data_dir.rglob("*")) == files  # refused before any block was written
+        await s.submit(Transaction().write_full(C, "small", b"x" * 1000))    # still fits
+        # one batch: each write fits alone, together they would eat into the reserve
+        free[0] = 8 * MiB + 2 * MiB
+        outcomes = await asyncio.gather(
+            *(s.submit(Transaction().write_full(C, f"b{i}", payload(MiB, i))) for i in range(3)),
+            return_exceptions=True)
+        assert sum(isinstance(o, StoreFull) for o in outcomes) == 1, outcomes
+        free[0] = 4 * MiB                       # inside the reserve: even tiny growth waits
+        with pytest.raises(StoreFull):
+            await s.submit(Transaction().setxattr(C, "keep", "a", b"1"))
+        await s.submit(Transaction().remove(C, "big").log_append(C, 1, b"entry"))
+        await s.submit(Transaction().truncate(C, "keep", 10))
+        with pytest.raises(StoreFull):  # a "removal" carrying a lot of new data is a write
+            await s.submit(Transaction().remove(C, "small").write_full(C, "n", payload(MiB)))
+        free[0] = 100 * MiB                     # space again
+        await s.submit(Transaction().write_full(C, "new", payload(2 * MiB, 3)))
+        assert await s.read(C, "keep") == payload(2 * MiB, 1)[:10]
+        assert await s.read(C, "new") == payload(2 * MiB, 3)
+        with pytest.raises(NotFound):
+            await s.stat(C, "big")
+    finally:
+        await s.close()
+
+
+@pytest.mark.asyncio
 async def test_64mib_object_and_reopen(tmp_path: Path) -> None:
     data = payload(64 << 20, 7)
     s = await DurableStore.open(tmp_path / "osd")
