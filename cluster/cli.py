@@ -30,7 +30,15 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def build_parser() -> ArgumentParser:
-    from cluster import cluster_cli, crush_cli, mon_cli, osdmap_cli, rados_cli
+    from cluster import (
+        cluster_cli,
+        crush_cli,
+        gateway_cli,
+        mon_cli,
+        osdmap_cli,
+        rados_cli,
+        user_cli,
+    )
 
     parser = ArgumentParser(prog="loligo", description="Loligo: a Ceph-like storage system.")
     parser.add_argument("--version", action="version", version="loligo 0.1.0")
@@ -41,6 +49,8 @@ def build_parser() -> ArgumentParser:
     osdmap_cli.register(sub, crush_sub)
     rados_cli.register(sub)
     cluster_cli.register(sub)
+    gateway_cli.register(sub)
+    user_cli.register(sub)
     return parser
 
 

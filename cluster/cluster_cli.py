@@ -45,8 +45,13 @@ def format_info(info: dict[str, Any], leader: str = "") -> str:
     conf = info["conf"]
     lines += ["", f"  config:   {conf}", f"  keyring:  {info['keyring']}  (as {info['entity']})",
               f"  logs:     {info['log_dir']}"]
-    if info.get("gateway"):
-        lines.append(f"  gateway:  {info['gateway']}")
+    gw = info.get("gateway")
+    if gw:
+        state = f"pid {gw['pid']}" if gw["running"] else "not running"
+        lines.append(f"  S3:       {gw['url']}  ({gw['name']}, {state}, log {gw['log']})")
+        for key in (gw.get("user") or {}).get("keys", [])[:1]:
+            lines.append(f"            user {key['user']}: access key {key['access_key']}  "
+                         f"secret key {key['secret_key']}")
     default = config_mod.DEFAULT_CONF.expanduser().absolute()
     lines += ["", "Use it from this shell with:", f"  export LOLIGO_CONF={conf}"]
     if Path(conf) == default:

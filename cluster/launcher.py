@@ -42,6 +42,8 @@ MON_BASE_PORT = 6789  # Ceph's; below Linux's ephemeral range, so a restart find
 OSD_BASE_PORT = 6800  # Ceph's OSD range starts here too
 DEFAULT_OSDS = 3
 DEFAULT_POOL = "data"  # created with a new cluster so that `loligo rados -p data` just works
+GATEWAY_BASE_PORT = 7480  # radosgw's
+GATEWAY_USER_FILE = "gateway-user.json"  # the ready S3 user `cluster up` creates (mode 0600)
 ROOT = Path(__file__).resolve().parents[1]  # so `python -m cluster` works uninstalled
 POLL = 0.05  # how often a wait re-checks its condition
 Out = Callable[[str], None]
@@ -102,7 +104,7 @@ def pick_ports(count: int, base: int = MON_BASE_PORT, also_offset: int = 0) -> l
 
 
 def create(directory: Path, mons: int = 3, base_port: int | None = None,
-           osds: int = 0) -> Path:
+           osds: int = 0, gateways: int = 0) -> Path:
     """Write a new cluster's config and keyring into `directory`; the config's path.
 
     Paths in the config are relative (to the config's directory), so the files explain
@@ -140,6 +142,11 @@ def create(directory: Path, mons: int = 3, base_port: int | None = None,
     sections: dict[str, dict[str, Any]] = {"global": settings}
     for i, port in enumerate(osd_ports):  # a fixed port: a restarted OSD keeps its address
         sections[f"osd.{i}"] = {"osd_port": port}
+    taken = set(ports) | set(osd_ports)
+    gw_base = GATEWAY_BASE_PORT if base_port is None else base_port + 100
+    gw_ports = [p for p in pick_ports(gateways + len(taken), gw_base) if p not in taken]
+    for i, port in enumerate(gw_ports[:gateways], start=1):
+        sections[f"gateway.{i}"] = {"gateway_port": port}
     write_atomic(conf, head + config_mod.format_toml(sections))
     for sub in ("data", "log", "run"):
         (directory / sub).mkdir(mode=0o700, exist_ok=True)
@@ -191,6 +198,18 @@ class LocalCluster:
         return [Daemon("mon", m.name, m.addr) for m in self.config.mon_host] + self.osds
 
     @property
+    def gateways(self) -> list[Daemon]:
+        """The S3 gateways of the config ([gateway.N] sections), started after the cluster."""
+        import tomllib
+
+        with open(self.conf, "rb") as f:
+            sections = tomllib.load(f).get("gateway", {})
+        found = [Daemon("gateway", ident, f"127.0.0.1:{values.get('gateway_port', 0)}")
+                 for ident, values in (sections.items() if isinstance(sections, dict) else ())
+                 if isinstance(values, dict)]
+        return sorted(found, key=lambda d: d.id)
+
+    @property
     def osds(self) -> list[Daemon]:
         """The OSDs of the config: one [osd.N] section each (written by `create`)."""
         import tomllib
@@ -206,7 +225,7 @@ class LocalCluster:
         return sorted(found, key=lambda d: int(d.id))
 
     def daemon(self, name: str) -> Daemon:
-        for d in self.daemons:
+        for d in self.daemons + self.gateways:
             if d.name == name:
                 return d
         known = ", ".join(d.name for d in self.daemons)
@@ -407,7 +426,49 @@ class LocalCluster:
                 "osds": [{"id": int(d.id), "addr": d.addr, "pid": self.pid(d),
                           "running": self.pid(d) is not None, "log": str(self.log_file(d))}
                          for d in self.osds],
-                "gateway": None}
+                "gateway": self.gateway_info()}
+
+    def gateway_info(self) -> dict[str, Any] | None:
+        """The first gateway's endpoint and the ready user `cluster up` made for it."""
+        import json
+
+        if not self.gateways:
+            return None
+        d = self.gateways[0]
+        user_file = self.conf.parent / GATEWAY_USER_FILE
+        user = json.loads(user_file.read_text()) if user_file.exists() else None
+        return {"name": d.name, "url": f"http://{d.addr}", "pid": self.pid(d),
+                "running": self.pid(d) is not None, "log": str(self.log_file(d)),
+                "user": user}
+
+    def start_gateways(self, timeout: float = 60.0) -> None:
+        """Start the gateways (after the OSDs: a gateway's pools are sized by the OSDs up) and
+        make the ready S3 user once."""
+        if not self.gateways:
+            return
+        self.start([d.name for d in self.gateways], timeout=timeout)
+        user_file = self.conf.parent / GATEWAY_USER_FILE
+        if not user_file.exists():
+            user = asyncio.run(_create_ready_user(self.config))
+            write_atomic(user_file, json_dumps(user), mode=0o600)
+            self.out(f"  created gateway user {user['user_id']!r}")
+
+
+async def _create_ready_user(config: config_mod.Config) -> dict[str, Any]:
+    from gateway.pools import open_pools
+    from gateway.users import UserStore
+    from rados_py.rados import Rados
+
+    async with Rados(config) as rados:
+        pools = await open_pools(rados, config.gateway_pool_prefix, config.gateway_pool_pg_num)
+        user = await UserStore(pools.users).create("loligo", "Loligo user")
+    return user.to_json()
+
+
+def json_dumps(data: Any) -> str:
+    import json
+
+    return json.dumps(data, indent=2) + "\n"
 
 
 def _signal(pid: int, sig: int) -> None:
@@ -447,7 +508,7 @@ def up(directory: Path, mons: int | None = None, base_port: int | None = None, *
         new = False
     else:
         conf = create(directory, 3 if mons is None else mons, base_port,
-                      DEFAULT_OSDS if osds is None else osds)
+                      DEFAULT_OSDS if osds is None else osds, gateways=1)
         cluster = LocalCluster(conf, argv=argv, out=out)
         out(f"Created cluster {cluster.config.fsid} in {directory}")
         new = True
@@ -455,4 +516,6 @@ def up(directory: Path, mons: int | None = None, base_port: int | None = None, *
     if new and wait and cluster.osds:
         asyncio.run(cluster.create_pool(DEFAULT_POOL))
         out(f"  created pool {DEFAULT_POOL!r}")
+    if wait and cluster.osds:
+        cluster.start_gateways(timeout)
     return cluster

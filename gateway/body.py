@@ -11,10 +11,32 @@ import hashlib
 import hmac
 from collections.abc import AsyncIterator, Mapping
 
+from aiohttp.http_exceptions import HttpProcessingError
+
 from gateway import checksums, chunked, errors
 from gateway.sigv4 import STREAMING, STREAMING_SIGNED, STREAMING_SIGNED_TRAILER, ChunkSigner
 
 PIECE = 1 << 20
+
+
+class _Guarded:
+    """The request stream, with a client that went away reported as an incomplete body (a
+    400 nobody reads, logged as such) instead of an unexpected error."""
+
+    def __init__(self, source: chunked.Source) -> None:
+        self.source = source
+
+    async def readline(self) -> bytes:
+        try:
+            return await self.source.readline()
+        except (ConnectionError, HttpProcessingError) as exc:
+            raise errors.IncompleteBody(f"The request body was cut short: {exc}") from None
+
+    async def read(self, n: int) -> bytes:
+        try:
+            return await self.source.read(n)
+        except (ConnectionError, HttpProcessingError) as exc:
+            raise errors.IncompleteBody(f"The request body was cut short: {exc}") from None
 
 
 class Body:
@@ -22,7 +44,7 @@ class Body:
 
     def __init__(self, source: chunked.Source, headers: Mapping[str, str], payload_hash: str,
                  signer: ChunkSigner | None, max_size: int) -> None:
-        self.source = source
+        self.source = _Guarded(source)
         self.headers = headers
         self.payload_hash = payload_hash
         self.signer = signer

@@ -332,6 +332,43 @@ SCHEMA: Mapping[str, Option] = MappingProxyType({o.name: o for o in (
            min=1, max=10),
     Option("osd_pool_default_pg_num", "int", 32, "Placement groups of a new pool.",
            ("mon", "client"), min=1, max=65536),
+    # --- the S3/Swift gateway (gateway/) ---
+    Option("gateway_host", "str", "127.0.0.1", "Address the gateway's HTTP server binds to.",
+           ("gateway",)),
+    Option("gateway_port", "int", 7480, "The gateway's HTTP port (set per gateway, "
+           "[gateway.N]); 0 picks a free one.", ("gateway",), min=0, max=65535),
+    Option("gateway_ssl_certificate", "str", "", "PEM certificate (chain) of the gateway's "
+           "HTTPS; empty: plain HTTP. Relative to the config file's directory.", ("gateway",)),
+    Option("gateway_ssl_key", "str", "", "PEM private key of gateway_ssl_certificate (empty: "
+           "in the certificate file).", ("gateway",)),
+    Option("gateway_dns_name", "str", "localhost", "Domain of virtual-host style requests: "
+           "Host <bucket>.<this> names a bucket; other hosts are path-style.", ("gateway",)),
+    Option("gateway_region", "str", "us-east-1", "The region the gateway signs and answers "
+           "for (GetBucketLocation).", ("gateway",)),
+    Option("gateway_rados_user", "str", "client.admin", "Entity the gateway talks to RADOS "
+           "as; the keyring must hold its key.", ("gateway",)),
+    Option("gateway_pool_prefix", "str", ".loligo.gw", "Prefix of the gateway's pools "
+           "(<prefix>.users, .meta, .index, .data), created on first use.",
+           ("gateway", "client")),
+    Option("gateway_pool_pg_num", "int", 16, "Placement groups of each gateway pool it "
+           "creates.", ("gateway", "client"), min=1, max=65536),
+    Option("gateway_bucket_index_shards", "int", 11, "Index shards of a new bucket (omap "
+           "objects an object's entry is hashed to; listing merges them).", ("gateway",),
+           min=1, max=1024),
+    Option("gateway_stripe_size", "size", 4 * _MIB, "Size of the RADOS objects an S3 "
+           "object's data is striped over; a request holds about two in memory.",
+           ("gateway",), min=64 * 1024, max=32 * _MIB),
+    Option("gateway_gc_min_wait", "duration", 300.0, "How long data of an overwritten or "
+           "deleted object stays (for GETs still reading it) before GC removes it.",
+           ("gateway",), min=0, max=30 * 86400),
+    Option("gateway_gc_interval", "duration", 30.0, "How often the gateway's GC worker looks "
+           "for due data.", ("gateway",), min=0.01, max=86400),
+    Option("gateway_user_cache_ttl", "duration", 5.0, "How long a user and its keys are "
+           "cached: a suspension or key removal takes effect within this time.",
+           ("gateway",), min=0, max=3600),
+    Option("gateway_max_skew", "duration", 900.0, "Largest clock difference accepted in a "
+           "signed request (and how early a presigned URL may be used).", ("gateway",),
+           min=1, max=86400),
 )})
 
 # (smaller, larger, strict): cross-option rules the per-option bounds cannot express
