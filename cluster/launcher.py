@@ -507,8 +507,10 @@ def up(directory: Path, mons: int | None = None, base_port: int | None = None, *
         out(f"Restarting the cluster in {directory} (fsid {cluster.config.fsid})")
         new = False
     else:
-        conf = create(directory, 3 if mons is None else mons, base_port,
-                      DEFAULT_OSDS if osds is None else osds, gateways=1)
+        osds = DEFAULT_OSDS if osds is None else osds
+        # a gateway stores into OSDs: a cluster without any gets none
+        conf = create(directory, 3 if mons is None else mons, base_port, osds,
+                      gateways=1 if osds else 0)
         cluster = LocalCluster(conf, argv=argv, out=out)
         out(f"Created cluster {cluster.config.fsid} in {directory}")
         new = True
