@@ -85,8 +85,15 @@ def status_json(st: ClusterStatus, maps: Maps | None, mon_addrs: dict[str, str]
                      "num_up_osds": sum(o.up for o in osdmap.osds.values()),
                      "num_in_osds": sum(o.is_in for o in osdmap.osds.values()),
                      "num_remapped_pgs": 0, "flags": sorted(osdmap.flags)}
-    out["pgmap"] = {"pgs_by_state": [], "num_pools": len(osdmap.pools),
-                    "num_pgs": sum(p.pg_num for p in osdmap.pools.values())}
+    pgs = st.view.pgs
+    out["pgmap"] = {
+        "pgs_by_state": [{"state_name": s.state, "count": s.count} for s in pgs.by_state],
+        "num_pools": len(osdmap.pools), "num_pgs": sum(p.pg_num for p in osdmap.pools.values()),
+        "num_objects": pgs.num_objects, "data_bytes": pgs.data_bytes,
+        "bytes_used": pgs.used_bytes, "bytes_avail": pgs.avail_bytes,
+        "bytes_total": pgs.total_bytes, "degraded_objects": pgs.missing_objects,
+        "recovering_objects_per_sec": round(pgs.recovery_objects_per_sec, 1),
+        "recovering_bytes_per_sec": round(pgs.recovery_bytes_per_sec)}
     mdsmap = maps.mdsmap
     out["fsmap"] = {"epoch": mdsmap.epoch,
                     "up": [{"name": d.name, "rank": d.rank, "status": f"up:{d.state}"}
@@ -126,12 +133,38 @@ def format_status(data: dict[str, Any]) -> str:
     lines += [f"    osd: {osd['num_osds']} osds: {osd['num_up_osds']} up, "
               f"{osd['num_in_osds']} in{flags}", "", "  data:",
               f"    pools:   {pgs['num_pools']} pools, {pgs['num_pgs']} pgs"]
+    if pgs["bytes_total"]:
+        lines += [f"    objects: {pgs['num_objects']} objects, {human_bytes(pgs['data_bytes'])}",
+                  f"    usage:   {human_bytes(pgs['bytes_used'])} used, "
+                  f"{human_bytes(pgs['bytes_avail'])} / {human_bytes(pgs['bytes_total'])} avail"]
     if pgs["pgs_by_state"]:
-        states = ", ".join(f"{s['count']} {s['state_name']}" for s in pgs["pgs_by_state"])
+        states = "\n             ".join(f"{s['count']} {s['state_name']}"
+                                        for s in pgs["pgs_by_state"])
         lines.append(f"    pgs:     {states}")
     elif pgs["num_pgs"]:
         lines.append(f"    pgs:     {pgs['num_pgs']} unknown (no OSD has reported PG states yet)")
+    if pgs["degraded_objects"]:
+        lines += ["", "  progress:", f"    recovery: {pgs['degraded_objects']} object copies "
+                  "left" + _rate(pgs)]
     return "\n".join(lines) + "\n"
+
+
+def _rate(pgs: dict[str, Any]) -> str:
+    per_sec = pgs["recovering_objects_per_sec"]
+    if per_sec <= 0:
+        return ""
+    eta = pgs["degraded_objects"] / per_sec
+    return (f", {human_bytes(pgs['recovering_bytes_per_sec'])}/s, {per_sec:g} objects/s, "
+            f"ETA {eta:.0f}s")
+
+
+def human_bytes(n: float) -> str:
+    """1536 -> '1.5 KiB', as `ceph -s` prints sizes."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} PiB"
 
 
 def format_health(data: dict[str, Any], detail: bool = False) -> str:

@@ -24,6 +24,7 @@ from pathlib import Path
 from mon import cluster_maps, health
 from mon.cluster_maps import ClusterMaps, PoolDefaults
 from mon.metrics import MonMetrics
+from mon.pg_stats import FailureReports, PgStats
 from mon.raft import (
     AppendEntries,
     Apply,
@@ -80,6 +81,8 @@ class MonDaemon:
         self.mds_seen: dict[str, float] = {}  # leader only: last beacon of each MDS
         self.osd_seen: dict[int, float] = {}  # leader only: last beacon of each OSD
         self.osd_down_since: dict[int, float] = {}  # leader only: when it saw each OSD down
+        self.pg_stats = PgStats()  # leader only: PG states and usage the OSDs report
+        self.failure_reports = FailureReports()  # leader only: OSDs' reports of peers
         self._next_failure_check = 0.0
         self.pending: dict[bytes, _Pending] = {}
         self.maps_changed = asyncio.Condition()
@@ -281,9 +284,21 @@ class MonDaemon:
     def _check_osds(self, now: float) -> None:
         osdmap = self.maps.osdmap
         c = self.config
+        up = sum(1 for o in osdmap.osds.values() if o.up)
+        needed = max(1, min(c.mon_osd_min_down_reporters, up - 1))
         for osd in osdmap.osds.values():
             if osd.up:
                 self.osd_down_since.pop(osd.id, None)
+                reporters = self.failure_reports.reporters(osd.id, osdmap, now,
+                                                           c.osd_heartbeat_grace * 2)
+                if len(reporters) >= needed and "nodown" not in osdmap.flags:
+                    log.warning("mon.%s: osd.%d reported failed by %s: marking it down",
+                                self.name, osd.id, ", ".join(f"osd.{r}" for r in reporters))
+                    self.failure_reports.forget(osd.id)
+                    self._propose_once(f"osd-failed:{osd.id}:{osdmap.epoch}",
+                                       osd_mark=mon_pb2.OsdMark(ids=[osd.id],
+                                                                state=mon_pb2.OsdMark.DOWN))
+                    continue
                 seen = self.osd_seen.setdefault(osd.id, now)
                 if now - seen > c.mon_osd_report_grace and "nodown" not in osdmap.flags:
                     log.warning("mon.%s: osd.%d sent no beacon for %.1f s: marking it down",
@@ -306,9 +321,15 @@ class MonDaemon:
                      ) -> mon_pb2.BeaconReply:
         """A daemon is alive. An OSD learns whether the map holds it up; an MDS is registered
         (or its new address is) through the log when needed."""
+        if request.HasField("failure"):
+            f = request.failure
+            self.failure_reports.report(f.reporter, f.target, f.still_alive, time.monotonic())
+            return mon_pb2.BeaconReply(mdsmap_epoch=self.maps.mdsmap.epoch)
         if request.HasField("osd"):
             osd = self.maps.osdmap.osds.get(request.osd.id)
             self.osd_seen[request.osd.id] = time.monotonic()
+            if osd is not None and osd.up:
+                self.pg_stats.report(request.osd.id, request.osd, time.monotonic())
             state = "unknown" if osd is None else ("up" if osd.up and osd.addr ==
                                                    request.osd.addr else "down")
             return mon_pb2.BeaconReply(state=state, mdsmap_epoch=self.maps.mdsmap.epoch)
@@ -416,9 +437,12 @@ class MonDaemon:
     def status(self) -> mon_pb2.MonStatus:
         quorum, ago = self.quorum()
         checks = health.osd_checks(self.maps.osdmap)
+        pgs = None
         if self.is_leader:
-            checks = health.mon_checks(self.maps.monmap, quorum, ago,
-                                       str(self.config.log_dir)) + checks
+            pgs = self.pg_stats.summary(self.maps.osdmap, self.config.mon_osd_report_grace,
+                                        time.monotonic())
+            checks = (health.mon_checks(self.maps.monmap, quorum, ago, str(self.config.log_dir))
+                      + checks + health.pg_checks(pgs))
         else:
             # only the leader hears from every monitor: a follower's view of the quorum would
             # be wrong, so it reports none and `loligo status` takes the leader's
@@ -428,6 +452,8 @@ class MonDaemon:
             term=self.node.term, quorum=quorum, commit_index=self.node.commit_index,
             applied_index=self.applied_index, osdmap_epoch=self.maps.osdmap.epoch,
             health=health.overall(checks))
+        if pgs is not None:
+            out.pgs.CopyFrom(pgs)
         for name, addr in sorted(self.mons.items()):
             seen = name == self.name or 0 <= ago.get(name, -1.0) <= self.config.mon_quorum_grace
             out.peers.add(name=name, addr=addr, reachable=seen,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from rados_py.monmap import MonMap
 from rados_py.osdmap import OSDMap
+from rados_py.proto.loligo import mon_pb2
 
 HEALTH_OK, HEALTH_WARN, HEALTH_ERR = "HEALTH_OK", "HEALTH_WARN", "HEALTH_ERR"
 
@@ -65,6 +66,40 @@ def osd_checks(osdmap: OSDMap) -> list[Check]:
     for flag in sorted(osdmap.flags):
         checks.append(Check("OSDMAP_FLAGS", HEALTH_WARN, f"{flag} flag(s) set",
                             f"unset it when maintenance is over (loligo osd unset {flag})"))
+    return checks
+
+
+_INACTIVE = ("unknown", "peering", "down", "incomplete", "stale")
+
+
+def pg_checks(pgs: mon_pb2.PgSummary) -> list[Check]:
+    """PG_AVAILABILITY (PGs not active), PG_DEGRADED, OBJECT_UNFOUND, from the PG summary."""
+    checks = []
+    inactive = {s.state: s.count for s in pgs.by_state
+                if any(word in _INACTIVE for word in s.state.split("+"))
+                or "active" not in s.state.split("+")}
+    if inactive:
+        n = sum(inactive.values())
+        states = ", ".join(f"{c} {s}" for s, c in inactive.items())
+        checks.append(Check(
+            "PG_AVAILABILITY", HEALTH_WARN, f"Reduced data availability: {n} pgs inactive "
+            f"({states})", "wait for peering to finish; if it does not, start the OSDs that "
+            "hold these PGs (loligo osd tree, loligo cluster start osd.N)"))
+    degraded = {s.state: s.count for s in pgs.by_state
+                if {"degraded", "undersized"} & set(s.state.split("+"))}
+    if degraded or pgs.missing_objects:
+        n = sum(degraded.values())
+        checks.append(Check(
+            "PG_DEGRADED", HEALTH_WARN, f"Degraded data redundancy: {pgs.missing_objects} "
+            f"object copies to recover, {n} pgs degraded or undersized",
+            "recovery runs on its own; if PGs stay undersized, start the down OSDs or add "
+            "OSDs so every PG has pool size members"))
+    unfound = [s.pgid for s in pgs.pgs if "recovery_unfound" in s.state]
+    if unfound:
+        checks.append(Check(
+            "OBJECT_UNFOUND", HEALTH_WARN, f"{len(unfound)} pgs have unfound objects: "
+            f"{_names(unfound)}", "start the OSDs that were down when these objects were "
+            "last written; until then reads of them fail with EIO"))
     return checks
 
 

@@ -9,8 +9,9 @@ at our address, then follow the maps by subscription. The pid file is written la
 file present" means "serving". SIGTERM stops the server (running ops get rpc_stop_grace),
 then the subscription, then closes the store.
 
-After a restart the OSD serves what its store holds; writes it missed while down are not
-copied to it (peering/recovery: issue 5).
+Every new map goes to the servicer (`on_map`), which peers the PGs whose interval changed
+(osd/recovery.py). Beacons carry the states of the PGs this OSD leads and its usage;
+heartbeats (osd/heartbeat.py) watch the peers.
 """
 
 from __future__ import annotations
@@ -18,14 +19,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import sys
 import time
 import uuid
 from pathlib import Path
 
+from osd.heartbeat import Heartbeats
 from osd.objectstore import DurableStore
-from osd.service import OsdService, server_auth
+from osd.service import OsdPeerService, OsdService, server_auth
 from rados_py import auth, daemon_runner, rpc
 from rados_py.atomic_file import write_atomic
 from rados_py.auth import Keyring
@@ -59,6 +62,7 @@ class OsdDaemon:
         self._map_changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._boot = mon_pb2.OsdBoot()
+        self._booted = False
 
     def _disk_uuid(self) -> str:
         """The uuid of this OSD's disk, created once: the monitors recognise a restart by it."""
@@ -83,6 +87,8 @@ class OsdDaemon:
     def _set_map(self, osdmap: OSDMap) -> None:
         if self.osdmap is None or osdmap.epoch > self.osdmap.epoch:
             self.osdmap = osdmap
+            if self.service is not None and self._booted:
+                self.service.on_map(osdmap)
             self._map_changed.set()
             self._map_changed = asyncio.Event()
 
@@ -108,6 +114,7 @@ class OsdDaemon:
         self.server = rpc.make_server(f"127.0.0.1:{port}", self.config,
                                       server_auth(self.secret))
         osd_pb2_grpc.add_OsdServicer_to_server(self.service, self.server)
+        osd_pb2_grpc.add_OsdPeerServicer_to_server(OsdPeerService(self.service), self.server)
         await self.server.start()
         self.addr = f"127.0.0.1:{rpc.server_port(self.server)}"
         self.mon = MonClient(self.config, self.keyring)
@@ -116,11 +123,37 @@ class OsdDaemon:
                                      capacity_bytes=self.config.osd_capacity)
         await self.mon.command(osd_boot=self._boot, timeout=60.0)
         maps = await self.mon.get_maps(timeout=60.0)
+        self._booted = True
         self._set_map(maps.osdmap)
+        self.service.on_map(self.current_map())
         log.info("%s booted at %s, osdmap epoch %d, disk %s", self.name, self.addr,
                  maps.osdmap.epoch, disk)
         self._tasks.append(asyncio.create_task(self._follow_maps(), name="follow-maps"))
         self._tasks.append(asyncio.create_task(self._beacons(), name="beacons"))
+        heartbeats = Heartbeats(self.id, self.config, self.current_map, self.service.peers,
+                                self.service.recovery.pg_peers, self._report_failure)
+        self._tasks.append(asyncio.create_task(heartbeats.run(), name="heartbeats"))
+
+    async def _report_failure(self, failure: mon_pb2.OsdFailure) -> None:
+        assert self.mon is not None
+        await self.mon.beacon(mon_pb2.BeaconRequest(failure=failure),
+                              timeout=self.config.osd_heartbeat_interval * 2)
+
+    async def _usage(self) -> mon_pb2.OsdUsage:
+        """Bytes this OSD's store holds (data of every object, plus its metadata files) and
+        what its file system has left."""
+        assert self.store is not None and self.service is not None
+        used = 0
+        for coll in await self.store.list_collections():
+            with contextlib.suppress(LoligoError):
+                used += (await self.store.coll_stats(coll))[1]
+        store_dir = self.data_dir / "store"
+        for name in ("meta.db", "meta.db-wal"):
+            with contextlib.suppress(OSError):
+                used += (store_dir / name).stat().st_size
+        fs = os.statvfs(self.data_dir)
+        return mon_pb2.OsdUsage(used_bytes=used, avail_bytes=fs.f_bavail * fs.f_frsize,
+                                total_bytes=fs.f_blocks * fs.f_frsize)
 
     async def _beacons(self) -> None:
         """Tell the leader monitor we are alive every osd_beacon_interval; silence past
@@ -130,8 +163,12 @@ class OsdDaemon:
         while True:
             epoch = self.osdmap.epoch if self.osdmap is not None else 0
             try:
-                reply = await self.mon.beacon(mon_pb2.BeaconRequest(osd=mon_pb2.OsdBeacon(
-                    id=self.id, addr=self.addr, osdmap_epoch=epoch)), timeout=interval * 3)
+                assert self.service is not None
+                beacon = mon_pb2.OsdBeacon(id=self.id, addr=self.addr, osdmap_epoch=epoch,
+                                           pgs=await self.service.recovery.stats(),
+                                           usage=await self._usage())
+                reply = await self.mon.beacon(mon_pb2.BeaconRequest(osd=beacon),
+                                              timeout=interval * 3)
                 if reply.state == "down":
                     log.warning("%s: the monitors hold me down, but I am alive: booting again",
                                 self.name)

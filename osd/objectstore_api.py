@@ -213,6 +213,12 @@ class Transaction:
             raise InvalidArgument(f"bad log sequence {seq!r}")
         return self._add(Op("log_append", coll_name(coll), offset=seq, data=bytes(_data(entry))))
 
+    def log_rollback(self, coll: str, after: int) -> Transaction:
+        """Drop the collection's PG-log entries with seq > after (divergent history)."""
+        if not isinstance(after, int) or not 0 <= after < 1 << 63:
+            raise InvalidArgument(f"bad log rollback point {after!r}")
+        return self._add(Op("log_rollback", coll_name(coll), offset=after))
+
     def log_trim(self, coll: str, upto: int) -> Transaction:
         """Drop the collection's PG-log entries with seq <= upto."""
         if not isinstance(upto, int) or upto < 0:
@@ -277,6 +283,16 @@ class ObjectStore(abc.ABC):
     async def list_objects(self, coll: str, after: bytes | str = b"",
                            max_items: int = 1000) -> tuple[list[bytes], bool]:
         """Up to `max_items` object names > after in byte order, and whether more follow."""
+
+    @abc.abstractmethod
+    async def list_versions(self, coll: str, after: bytes | str = b"", max_items: int = 1000
+                            ) -> tuple[list[tuple[bytes, int, int]], bool]:
+        """Like list_objects, with each object's (name, version, size): one query for the
+        inventory that recovery compares, instead of a stat per object."""
+
+    @abc.abstractmethod
+    async def coll_stats(self, coll: str) -> tuple[int, int]:
+        """(objects, bytes of data) in a collection."""
 
     @abc.abstractmethod
     async def list_collections(self) -> list[str]: ...

@@ -88,6 +88,9 @@ class Applier:
         if k == "log_trim":
             c.execute("DELETE FROM pglog WHERE cid=? AND seq <= ?", (cid, op.offset))
             return
+        if k == "log_rollback":
+            c.execute("DELETE FROM pglog WHERE cid=? AND seq > ?", (cid, op.offset))
+            return
         row = c.execute("SELECT id, size FROM objects WHERE cid=? AND oid=?",
                         (cid, op.oid)).fetchone()
         if row is None:

@@ -527,6 +527,29 @@ class DurableStore(ObjectStore):
             return rows[:max_items], len(rows) > max_items
         return await self._q(go)
 
+    async def list_versions(self, coll: str, after: bytes | str = b"", max_items: int = 1000
+                            ) -> tuple[list[tuple[bytes, int, int]], bool]:
+        check_page(max_items)
+        after_b = name_bytes(after, "after") if after else b""
+
+        def go() -> tuple[list[tuple[bytes, int, int]], bool]:
+            conn = self._reader()
+            cid = cid_of(conn, coll)
+            rows = [tuple(r) for r in conn.execute(
+                "SELECT oid, version, size FROM objects WHERE cid=? AND oid > ? ORDER BY oid "
+                "LIMIT ?", (cid, after_b, max_items + 1))]
+            return rows[:max_items], len(rows) > max_items
+        return await self._q(go)
+
+    async def coll_stats(self, coll: str) -> tuple[int, int]:
+        def go() -> tuple[int, int]:
+            conn = self._reader()
+            cid = cid_of(conn, coll)
+            n, size = conn.execute("SELECT count(*), coalesce(sum(size), 0) FROM objects "
+                                   "WHERE cid=?", (cid,)).fetchone()
+            return n, size
+        return await self._q(go)
+
     async def list_collections(self) -> list[str]:
         return await self._q(lambda: [r[0] for r in self._reader().execute(
             "SELECT name FROM colls ORDER BY name")])

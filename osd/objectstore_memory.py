@@ -131,6 +131,11 @@ class MemoryStore(ObjectStore):
             for seq in [s for s in log if s <= op.offset]:
                 del log[seq]
             return
+        if k == "log_rollback":
+            log = coll(op.coll).log
+            for seq in [s for s in log if s > op.offset]:
+                del log[seq]
+            return
         if k == "remove":
             obj(op)
             del coll(op.coll).objects[op.oid]
@@ -238,6 +243,18 @@ class MemoryStore(ObjectStore):
         start = bisect.bisect_right(names, after_b)
         page = names[start:start + max_items]
         return page, start + max_items < len(names)
+
+    async def list_versions(self, coll: str, after: bytes | str = b"", max_items: int = 1000
+                            ) -> tuple[list[tuple[bytes, int, int]], bool]:
+        names, more = await self.list_objects(coll, after, max_items)
+        objects = self._colls[coll_name(coll)].objects
+        return [(n, objects[n].version, len(objects[n].data)) for n in names], more
+
+    async def coll_stats(self, coll: str) -> tuple[int, int]:
+        c = self._colls.get(coll_name(coll))
+        if c is None:
+            raise NotFound(f"collection {coll} does not exist")
+        return len(c.objects), sum(len(o.data) for o in c.objects.values())
 
     async def list_collections(self) -> list[str]:
         return sorted(self._colls)

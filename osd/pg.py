@@ -152,10 +152,16 @@ class DedupTable:
 
 @dataclass
 class PgState:
-    """What an OSD keeps in memory for one PG: the last log sequence and the dedup table."""
+    """What a member keeps in memory for one PG: its log position, last activation, missing set
+    (all mirrored from its store, see osd/pgmeta.py) and the dedup table."""
 
     pgid: str
     last_seq: int = 0
+    last_update: int = 0
+    log_tail: int = 0
+    les: int = 0
+    les_acting: tuple[int, ...] = ()
+    missing: dict[bytes, int] = field(default_factory=dict)
     dedup: DedupTable = field(default_factory=DedupTable)
 
     def next_version(self, epoch: int) -> tuple[int, int]:
@@ -163,5 +169,6 @@ class PgState:
         seq = self.last_seq + 1
         return seq, pack_version(epoch, seq)
 
-    def applied(self, seq: int) -> None:
-        self.last_seq = max(self.last_seq, seq)
+    def applied(self, seq: int, version: int = 0) -> None:
+        if seq > self.last_seq:
+            self.last_seq, self.last_update = seq, max(version, self.last_update)

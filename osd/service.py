@@ -1,25 +1,27 @@
-"""The OSD's gRPC servicer: client ops (as primary), replica ops, listings, PG dumps.
+"""The OSD's gRPC servicers: client ops (as primary), replica ops, listings, dumps (`Osd`), and
+the peer side of peering and recovery (`OsdPeer`).
 
-Primary-copy replication, per PG in strict order: a PG lock is held from the dedup check
-through guard evaluation, the local transaction and the replicas' acknowledgements, so writes
-of a PG are applied in version order on every member and a read never sees a write that is not
-yet durable on every acting member. A write is acknowledged only when the local store and
-every replica have committed it (each member's `submit` returns only once durable).
+Primary-copy replication, per PG in strict order: the PG's op lock is held from the dedup
+check through guard evaluation, the local transaction and the replicas' acknowledgements, so
+writes of a PG are applied in version order on every member and a read never sees a write that
+is not yet durable on every acting member. A write is acknowledged only when the local store
+and every replica have committed it.
 
-Resends: every applied write's (client, tid) is in the PG log entry of every member and in each
-member's in-memory dedup table (rebuilt from the log when a PG is first touched after a
-restart). A write whose replication failed is remembered with its resolved RepOp, and a resend
-of it re-sends that same RepOp (replicas that have it answer "had it") instead of executing the
-request again: an append is never applied twice.
+Ops are served only once the PG is active in the current interval (osd/recovery.py); until
+then the client is told INACTIVE and retries. An op on an object that some acting member still
+lacks recovers that object first.
 
-Not in scope here (issue 5): peering and recovery. An OSD that restarts serves the objects it
-has; writes it missed while down are not copied to it, so until recovery exists its copy of a
-PG may lag the others (reads go to the primary only).
+When a replica does not confirm a write (or the local store refuses it while replicas may have
+applied it), the members' logs may now differ: the primary answers REPLICA_FAILED and peers
+the PG again, which brings every member to one history; the client's resend (same client id
+and tid) is then answered from the dedup table if the write survived peering, or applied
+afresh if it did not - never twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -28,34 +30,51 @@ import grpc
 import xxhash
 
 from osd import ops as ops_mod
-from osd.objectstore import NotFound, ObjectStore, Transaction
-from osd.pg import PgState, Route, RouteDecision, coll_for, route, store_oid, unpack_version
+from osd import pgmeta
+from osd.objectstore import NotFound, ObjectStore
+from osd.peers import PeerChannels
+from osd.pg import (
+    Route,
+    RouteDecision,
+    coll_for,
+    route,
+    split_oid,
+    store_oid,
+    unpack_version,
+)
+from osd.pgs import PgRegistry
+from osd.recovery import PgPrimary, Recovery, Unfound
 from rados_py import auth, rpc
 from rados_py.config import Config
 from rados_py.errors import InvalidArgument, LoligoError, StaleEpoch
 from rados_py.osdmap import OSDMap, PgId
 from rados_py.proto.loligo import osd_pb2, osd_pb2_grpc
 
-__all__ = ["OsdService", "server_auth"]
+__all__ = ["OsdPeerService", "OsdService", "server_auth"]
 
 log = logging.getLogger(__name__)
 _OSD = "/loligo.Osd/"
+_PEER = "/loligo.OsdPeer/"
 ENVELOPE = 64 * 1024  # headroom under rpc_max_message_size for everything but data
 _STATUS = {Route.STALE_EPOCH: osd_pb2.OpReply.STALE_EPOCH,
            Route.NOT_PRIMARY: osd_pb2.OpReply.NOT_PRIMARY,
            Route.UNDERSIZED: osd_pb2.OpReply.UNDERSIZED}
+ACTIVE_WAIT = 2.0  # how long an op waits for its PG to become active before INACTIVE
 
 
 def server_auth(secret: bytes) -> rpc.ServerAuth:
     """Clients need r for ops (w is checked per request), peers and admins `allow *`."""
+    peer_methods = ("Query", "Inventory", "Activate", "Pull", "Push", "Remove", "Ping")
     return rpc.ServerAuth(service="osd", service_secret=secret,
                           method_ops={_OSD + "Op": "r", _OSD + "List": "r",
-                                      _OSD + "RepOp": "*", _OSD + "DumpPg": "*"})
+                                      _OSD + "RepOp": "*", _OSD + "DumpPg": "*",
+                                      **{_PEER + m: "*" for m in peer_methods}})
 
 
 class OsdService(osd_pb2_grpc.OsdServicer):
     """Serves one OSD's store. `osdmap()` is the current map; `wait_epoch(e)` fetches maps
-    until at least epoch e (raising Timeout); `own_ticket()` mints tickets for peers."""
+    until at least epoch e (raising Timeout); `own_ticket()` mints tickets for peers.
+    `on_map(osdmap)` must be called for every new map (it starts peering)."""
 
     def __init__(self, osd_id: int, store: ObjectStore, config: Config,
                  osdmap: Callable[[], OSDMap], wait_epoch: Callable[[int], Awaitable[None]],
@@ -65,41 +84,21 @@ class OsdService(osd_pb2_grpc.OsdServicer):
         self.config = config
         self._osdmap = osdmap
         self._wait_epoch = wait_epoch
-        self._creds = rpc.ClientCredentials(config.fsid, own_ticket,
-                                            epoch=lambda: self._osdmap().epoch)
-        self.pgs: dict[str, PgState] = {}
+        self.registry = PgRegistry(store)
+        self.peers = PeerChannels(config, osdmap, own_ticket)
         self._locks: dict[str, asyncio.Lock] = {}
-        self._unacked: dict[str, dict[tuple[str, int], osd_pb2.RepOpRequest]] = {}
-        self._colls: set[str] | None = None
-        self._channels: dict[str, tuple[grpc.aio.Channel, osd_pb2_grpc.OsdStub]] = {}
+        self.recovery = Recovery(osd_id, self.registry, self.peers, config, osdmap, self._lock)
         self.max_read = max(4096, config.rpc_max_message_size - ENVELOPE)
 
-    async def close(self) -> None:
-        for channel, _ in self._channels.values():
-            await channel.close()
-        self._channels.clear()
+    def on_map(self, osdmap: OSDMap) -> None:
+        self.recovery.on_map(osdmap)
 
-    # --- PG state ------------------------------------------------------------------------
-    async def _pg(self, coll: str) -> PgState:
-        """The PG's state, loaded from its log the first time (last seq, dedup table)."""
-        state = self.pgs.get(coll)
-        if state is not None:
-            return state
-        if self._colls is None:
-            self._colls = set(await self.store.list_collections())
-        state = PgState(coll)
-        if coll in self._colls:
-            after = 0
-            while page := await self.store.log_read(coll, after, 1000):
-                for seq, raw in page:
-                    entry = osd_pb2.PgLogEntry.FromString(raw)
-                    state.applied(seq)
-                    state.dedup.put(entry.client, entry.tid, osd_pb2.OpReply(
-                        status=osd_pb2.OpReply.OK, version=entry.version).SerializeToString())
-                after = page[-1][0]
-        return self.pgs.setdefault(coll, state)
+    async def close(self) -> None:
+        await self.recovery.close()
+        await self.peers.close()
 
     def _lock(self, coll: str) -> asyncio.Lock:
+        """The primary's op lock of a PG (ops, peering and recovery of one object take it)."""
         return self._locks.setdefault(coll, asyncio.Lock())
 
     async def _route(self, req: Any, name: bytes, nspace: bytes, write: bool) -> RouteDecision:
@@ -112,6 +111,22 @@ class OsdService(osd_pb2_grpc.OsdServicer):
         if decision.route in (Route.BAD_PG, Route.NO_POOL, Route.WAIT):
             raise InvalidArgument(decision.message)
         return decision
+
+    async def _active(self, coll: str) -> PgPrimary | str:
+        """The PG's primary state once active, or why it is not (for an INACTIVE answer)."""
+        prim = self.recovery.primary(coll)
+        if prim is None:
+            return f"osd.{self.id} has not started peering {coll}"
+        if not prim.active.is_set():
+            try:
+                await asyncio.wait_for(prim.active.wait(), ACTIVE_WAIT)
+            except TimeoutError:
+                return f"PG {coll} is {prim.state()}{': ' + prim.why if prim.why else ''}"
+        return prim
+
+    def _inactive(self, why: str) -> osd_pb2.OpReply:
+        return osd_pb2.OpReply(status=osd_pb2.OpReply.INACTIVE, epoch=self._osdmap().epoch,
+                               message=why)
 
     # --- client ops ----------------------------------------------------------------------
     async def Op(self, request: osd_pb2.OpRequest, context: Any) -> osd_pb2.OpReply:
@@ -130,13 +145,21 @@ class OsdService(osd_pb2_grpc.OsdServicer):
                                    message=decision.message)
         assert decision.pgid is not None
         coll = coll_for(decision.pgid)
+        prim = await self._active(coll)
+        if isinstance(prim, str):
+            return self._inactive(prim)
         async with self._lock(coll):
-            pg = await self._pg(coll)
+            if prim.closed.is_set() or self.recovery.primary(coll) is not prim:
+                return self._inactive(f"PG {coll} changed interval; peering again")
+            try:
+                await self.recovery.ensure(prim, oid)
+            except Unfound as exc:
+                return osd_pb2.OpReply(status=osd_pb2.OpReply.FAILED, errno=errno.EIO,
+                                       message=str(exc), epoch=epoch)
+            except (LoligoError, grpc.aio.AioRpcError) as exc:
+                return self._inactive(f"PG {coll}: recovering {request.name!r} first: {exc}")
+            pg = await self.registry.get(coll)
             if write:
-                # a write applied here but not confirmed everywhere: finish that one
-                pending = self._unacked.get(coll, {}).get((request.client, request.tid))
-                if pending is not None:
-                    return await self._finish(pg, decision, pending, None, request, epoch)
                 seen = pg.dedup.get(request.client, request.tid)
                 if seen is not None:
                     reply = osd_pb2.OpReply.FromString(seen)
@@ -159,76 +182,50 @@ class OsdService(osd_pb2_grpc.OsdServicer):
                                        tid=request.tid, removed=not outcome.exists_after)
             rep = osd_pb2.RepOpRequest(epoch=epoch, pgid=coll, seq=seq, entry=entry, oid=oid,
                                        ops=outcome.store_ops, from_osd=self.id)
-            return await self._finish(pg, decision, rep, outcome, request, epoch)
+            return await self._replicate_write(prim, decision, rep, outcome, request, epoch)
 
-    async def _finish(self, pg: PgState, decision: RouteDecision, rep: osd_pb2.RepOpRequest,
-                      outcome: ops_mod.Outcome | None, request: osd_pb2.OpRequest,
-                      epoch: int) -> osd_pb2.OpReply:
-        """Apply `rep` locally (unless a resend) and on every replica; answer the client."""
-        key = (request.client, request.tid)
-        unacked = self._unacked.setdefault(pg.pgid, {})
-        jobs: list[Awaitable[Any]] = [self._replicate(o, rep) for o in decision.replicas]
-        if outcome is not None:
-            jobs.insert(0, self._apply(rep))
-        results = await asyncio.gather(*jobs, return_exceptions=True)
-        local_failed = outcome is not None and isinstance(results[0], BaseException)
+    async def _replicate_write(self, prim: PgPrimary, decision: RouteDecision,
+                               rep: osd_pb2.RepOpRequest, outcome: ops_mod.Outcome,
+                               request: osd_pb2.OpRequest, epoch: int) -> osd_pb2.OpReply:
+        """Apply `rep` here and on every replica in parallel; answer the client."""
+        jobs: list[Awaitable[Any]] = [self.registry.apply_write(rep)]
+        jobs += [self._replicate(o, rep) for o in decision.replicas]
+        gathered = asyncio.gather(*jobs, return_exceptions=True)
+        closed = asyncio.ensure_future(prim.closed.wait())
+        try:
+            await asyncio.wait({gathered, closed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closed.cancel()
+        if not gathered.done():  # a new interval: peering decides what became of this write
+            gathered.add_done_callback(lambda f: f.exception())
+            return self._inactive(f"PG {prim.coll} changed interval during the write; resend")
+        results = gathered.result()
         failures = [r for r in results if isinstance(r, BaseException)]
-        if local_failed:
-            exc = results[0]
-            assert isinstance(exc, BaseException)
-            if not isinstance(exc, LoligoError):
-                log.error("local apply of %s failed", pg.pgid, exc_info=exc)
-            # not applied here: a resend executes afresh (replicas that applied it dedup)
+        if not failures:
+            reply = osd_pb2.OpReply(status=osd_pb2.OpReply.OK, epoch=epoch,
+                                    version=rep.entry.version, results=outcome.results)
+            (await self.registry.get(prim.coll)).dedup.put(request.client, request.tid,
+                                                           reply.SerializeToString())
+            return reply
+        why = "; ".join(str(f) for f in failures)
+        for failure in failures:
+            if not isinstance(failure, LoligoError | grpc.aio.AioRpcError):
+                log.error("write to %s failed", prim.coll, exc_info=failure)
+        log.warning("write %s/%s to %s not applied on every member (%s): peering again",
+                    request.client, request.tid, prim.coll, why)
+        self.recovery.repeer(prim.coll)
+        local = results[0]
+        if isinstance(local, BaseException) and len(failures) == len(results):
+            # applied nowhere: a plain failure the client may see (ENOSPC...)
             return osd_pb2.OpReply(status=osd_pb2.OpReply.FAILED,
-                                   errno=ops_mod.errno_of(exc), message=f"osd.{self.id}: {exc}",
-                                   epoch=epoch)
-        if failures:
-            unacked[key] = rep
-            why = "; ".join(str(f) for f in failures)
-            log.warning("write %s/%s to %s not confirmed by every replica: %s", request.client,
-                        request.tid, pg.pgid, why)
-            return osd_pb2.OpReply(status=osd_pb2.OpReply.REPLICA_FAILED, epoch=epoch,
-                                   message=f"{pg.pgid}: not every replica confirmed the write "
-                                   f"({why}); resend it", version=rep.entry.version)
-        unacked.pop(key, None)
-        reply = osd_pb2.OpReply(status=osd_pb2.OpReply.OK, epoch=epoch,
-                                version=rep.entry.version,
-                                results=outcome.results if outcome is not None else [])
-        pg.dedup.put(request.client, request.tid, reply.SerializeToString())
-        return reply
-
-    async def _apply(self, rep: osd_pb2.RepOpRequest) -> None:
-        """Apply a resolved write to the local store with its PG-log entry, durably."""
-        coll = rep.pgid
-        txn = Transaction()
-        if self._colls is None:
-            self._colls = set(await self.store.list_collections())
-        new_coll = coll not in self._colls
-        if new_coll:
-            txn.create_collection(coll)
-        version = None if rep.entry.removed else rep.entry.version
-        ops_mod.to_transaction(txn, coll, rep.oid, list(rep.ops), version)
-        txn.log_append(coll, rep.seq, rep.entry.SerializeToString())
-        await self.store.submit(txn)
-        self._colls.add(coll)
-        pg = await self._pg(coll)
-        pg.applied(rep.seq)
-        pg.dedup.put(rep.entry.client, rep.entry.tid, osd_pb2.OpReply(
-            status=osd_pb2.OpReply.OK, version=rep.entry.version).SerializeToString())
-
-    def _stub(self, osd: int) -> tuple[str, osd_pb2_grpc.OsdStub]:
-        state = self._osdmap().osds.get(osd)
-        if state is None or not state.addr:
-            raise rpc.Unavailable(f"osd.{osd} has no address in the map")
-        entry = self._channels.get(state.addr)
-        if entry is None:
-            channel = rpc.open_channel(state.addr, self.config, self._creds)
-            entry = (channel, osd_pb2_grpc.OsdStub(channel))
-            self._channels[state.addr] = entry
-        return state.addr, entry[1]
+                                   errno=ops_mod.errno_of(local),
+                                   message=f"osd.{self.id}: {local}", epoch=epoch)
+        return osd_pb2.OpReply(status=osd_pb2.OpReply.REPLICA_FAILED, epoch=epoch,
+                               message=f"{prim.coll}: not every member applied the write "
+                               f"({why}); resend it", version=rep.entry.version)
 
     async def _replicate(self, osd: int, rep: osd_pb2.RepOpRequest) -> None:
-        addr, stub = self._stub(osd)
+        addr, stub = self.peers.osd(osd)
         await rpc.call_with_retry(stub.RepOp, rep, idempotent=True, config=self.config,
                                   address=f"osd.{osd} ({addr})")
 
@@ -242,15 +239,13 @@ class OsdService(osd_pb2_grpc.OsdServicer):
             if placement.acting_primary != request.from_osd or self.id not in placement.acting:
                 raise StaleEpoch(f"osd.{self.id} at epoch {osdmap.epoch}: osd."
                                  f"{request.from_osd} is no longer primary of {request.pgid}")
-        async with self._lock(request.pgid + "/rep"):
-            pg = await self._pg(request.pgid)
-            if pg.dedup.get(request.entry.client, request.entry.tid) is not None:
-                return osd_pb2.RepOpReply(epoch=osdmap.epoch, applied=False)
-            await self._apply(request)
-        return osd_pb2.RepOpReply(epoch=osdmap.epoch, applied=True)
+        applied = await self.registry.apply_write(request)
+        return osd_pb2.RepOpReply(epoch=osdmap.epoch, applied=applied)
 
     # --- listing and dumps ---------------------------------------------------------------
     async def List(self, request: osd_pb2.ListRequest, context: Any) -> osd_pb2.ListReply:
+        """One page of a PG's objects as its history has them: this OSD's store, corrected by
+        its own missing set (objects still to recover are listed, objects to delete are not)."""
         decision = await self._route(request, b"", b"", False)
         epoch = self._osdmap().epoch
         if decision.route is not Route.SERVE:
@@ -258,20 +253,30 @@ class OsdService(osd_pb2_grpc.OsdServicer):
                                      message=decision.message)
         assert decision.pgid is not None
         coll = coll_for(decision.pgid)
+        prim = await self._active(coll)
+        if isinstance(prim, str):
+            return osd_pb2.ListReply(status=osd_pb2.OpReply.INACTIVE, epoch=epoch, message=prim)
         reply = osd_pb2.ListReply(status=osd_pb2.OpReply.OK, epoch=epoch)
+        after, limit = request.after or b"", min(request.max or 1000, 10000)
         async with self._lock(coll):
+            missing = dict(prim.missing.get(self.id, {}))
             try:
-                names, more = await self.store.list_objects(coll, request.after or b"",
-                                                            min(request.max or 1000, 10000))
+                names, more = await self.store.list_objects(coll, after, limit)
             except NotFound:
-                return reply
-        for oid in names:
-            n = int.from_bytes(oid[:2], "big")
-            nspace, name = oid[2:2 + n], oid[2 + n:]
+                names, more = [], False
+        present = {n for n in names if not pgmeta.is_pgmeta(n)}
+        present |= {o for o, need in missing.items() if need != 0 and o > after}
+        present -= {o for o, need in missing.items() if need == 0}
+        ordered = sorted(present)
+        if more and names:  # names past the store's page wait for the next one
+            ordered = [o for o in ordered if o <= names[-1]]
+        page = ordered[:limit]
+        for oid in page:
+            nspace, name = split_oid(oid)
             if request.all_namespaces or nspace == request.nspace:
                 reply.entries.add(name=name, nspace=nspace)
-        if more and names:
-            reply.next = names[-1]
+        if page and (more or len(ordered) > limit):
+            reply.next = page[-1]
         return reply
 
     async def DumpPg(self, request: osd_pb2.DumpPgRequest, context: Any
@@ -286,14 +291,85 @@ class OsdService(osd_pb2_grpc.OsdServicer):
             except NotFound:
                 return reply
             for oid in names:
+                if pgmeta.is_pgmeta(oid):
+                    continue
                 st = await self.store.stat(coll, oid)
                 digest = xxhash.xxh3_64_digest(await self.store.read(coll, oid))
                 reply.objects.add(oid=oid, size=st.size, version=st.version, digest=digest)
             if not more or not names:
                 break
             after = names[-1]
-        reply.last_seq = (await self._pg(coll)).last_seq
+        reply.last_seq = (await self.registry.get(coll)).last_seq
         return reply
+
+
+class OsdPeerService(osd_pb2_grpc.OsdPeerServicer):
+    """The member side of peering and recovery, asked by a PG's primary."""
+
+    def __init__(self, osd: OsdService) -> None:
+        self.osd = osd
+        self.registry = osd.registry
+
+    async def _catch_up(self, epoch: int) -> None:
+        if epoch > self.osd._osdmap().epoch:
+            await self.osd._wait_epoch(epoch)
+
+    def _check_primary(self, pgid: str, epoch: int, from_osd: int) -> None:
+        """A change to this member's PG comes only from the PG's current acting primary."""
+        osdmap = self.osd._osdmap()
+        placement = osdmap.pg_to_up_acting(PgId.parse(pgid))
+        if placement.acting_primary != from_osd:
+            raise StaleEpoch(f"osd.{self.osd.id} at epoch {osdmap.epoch}: osd.{from_osd} is "
+                             f"not the primary of {pgid} (acting {placement.acting})")
+
+    async def Query(self, request: osd_pb2.PgQuery, context: Any) -> osd_pb2.PgQueryReply:
+        await self._catch_up(request.epoch)
+        return await self.registry.query(_checked_coll(request.pgid))
+
+    async def Inventory(self, request: osd_pb2.InventoryRequest, context: Any
+                        ) -> osd_pb2.InventoryReply:
+        return await self.registry.inventory(_checked_coll(request.pgid), request.after,
+                                             min(request.max or 1000, 10000))
+
+    async def Activate(self, request: osd_pb2.PgActivate, context: Any
+                       ) -> osd_pb2.PgActivateReply:
+        await self._catch_up(request.epoch)
+        self._check_primary(_checked_coll(request.pgid), request.epoch, request.from_osd)
+        await self.registry.activate(request)
+        return osd_pb2.PgActivateReply()
+
+    async def Pull(self, request: osd_pb2.PullRequest, context: Any) -> osd_pb2.PullReply:
+        if request.length > self.osd.max_read:
+            raise InvalidArgument(f"pull of {request.length} bytes is more than one message "
+                                  f"holds ({self.osd.max_read})")
+        return await self.registry.pull(request)
+
+    async def Push(self, request: osd_pb2.PushRequest, context: Any) -> osd_pb2.PushReply:
+        await self._catch_up(request.epoch)
+        self._check_primary(_checked_coll(request.pgid), request.epoch, request.from_osd)
+        await self.registry.push(request)
+        return osd_pb2.PushReply()
+
+    async def Remove(self, request: osd_pb2.PgRemove, context: Any) -> osd_pb2.PgRemoveReply:
+        await self._catch_up(request.epoch)
+        coll = _checked_coll(request.pgid)
+        self._check_primary(coll, request.epoch, request.from_osd)
+        placement = self.osd._osdmap().pg_to_up_acting(PgId.parse(coll))
+        if self.osd.id in placement.acting or self.osd.id in placement.up:
+            raise InvalidArgument(f"osd.{self.osd.id} is a member of {coll}: not removing it")
+        await self.registry.remove(coll)
+        log.info("osd.%d: dropped stray copy of PG %s", self.osd.id, coll)
+        return osd_pb2.PgRemoveReply()
+
+    async def Ping(self, request: osd_pb2.PingRequest, context: Any) -> osd_pb2.PingReply:
+        return osd_pb2.PingReply(osd=self.osd.id, epoch=self.osd._osdmap().epoch)
+
+
+def _checked_coll(pgid: str) -> str:
+    try:
+        return coll_for(PgId.parse(pgid))
+    except (ValueError, LoligoError):
+        raise InvalidArgument(f"bad PG id {pgid!r}") from None
 
 
 def describe_version(version: int) -> str:

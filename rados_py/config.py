@@ -309,10 +309,21 @@ SCHEMA: Mapping[str, Option] = MappingProxyType({o.name: o for o in (
            "long is marked down.", ("mon",), min=0.01, max=3600),
     Option("osd_beacon_interval", "duration", 1.0, "How often an OSD tells the monitors it is "
            "alive.", ("osd", "mon"), min=0.01, max=600),
-    Option("osd_heartbeat_interval", "duration", 1.0, "How often an OSD pings its peers.",
+    Option("osd_heartbeat_interval", "duration", 0.5, "How often an OSD pings its peers.",
            ("osd", "mon"), min=0.01, max=60),
-    Option("osd_heartbeat_grace", "duration", 5.0, "Peers unanswered this long are reported "
+    Option("osd_heartbeat_grace", "duration", 3.0, "Peers unanswered this long are reported "
            "to the monitors as failed.", ("osd", "mon"), min=0.02, max=600),
+    Option("mon_osd_min_down_reporters", "int", 2, "Distinct OSDs that must report a peer "
+           "failed before the monitors mark it down (fewer when fewer OSDs are up).", ("mon",),
+           min=1, max=100),
+    Option("osd_recovery_max_active", "int", 4, "Objects one OSD recovers or backfills at "
+           "the same time (as primary).", ("osd",), min=1, max=1000),
+    Option("osd_recovery_max_bytes_per_sec", "size", 0, "Bandwidth limit of one OSD's "
+           "recovery and backfill as primary; 0: no limit.", ("osd",), min=0, max=1 << 40),
+    Option("osd_recovery_chunk_size", "size", 8 * _MIB, "Recovery copies an object in parts "
+           "of this size.", ("osd",), min=4096, max=1 << 30),
+    Option("osd_peering_retry", "duration", 0.5, "Pause before peering again when a member "
+           "of the acting set did not answer.", ("osd",), min=0.01, max=60),
     Option("mds_beacon_interval", "duration", 1.0, "How often an MDS tells the monitors it "
            "is alive.", ("mds", "mon"), min=0.01, max=60),
     Option("mds_beacon_grace", "duration", 5.0, "An MDS silent this long is declared failed "

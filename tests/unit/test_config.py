@@ -64,15 +64,15 @@ def test_sections_override_in_order(tmp_path: Path) -> None:
         ["mon.b"]
         rpc_timeout = 1.5
         [osd.3]
-        osd_heartbeat_interval = 0.5
+        osd_heartbeat_interval = 0.25
     """)
     env: dict[str, str] = {}
     assert config.load(path, "mon.a", env).rpc_timeout == 0.5
     assert config.load(path, "mon.b", env).rpc_timeout == 1.5
     assert config.load(path, "mon.c", env).rpc_timeout == 2.0
     assert config.load(path, "osd.3", env).rpc_timeout == 3.0
-    assert config.load(path, "osd.3", env).osd_heartbeat_interval == 0.5
-    assert config.load(path, "osd.4", env).osd_heartbeat_interval == 1.0
+    assert config.load(path, "osd.3", env).osd_heartbeat_interval == 0.25
+    assert config.load(path, "osd.4", env).osd_heartbeat_interval == 0.5
     client = config.load(path, "client.admin", env)
     assert client.fsid == FSID and client.log_level == "DEBUG" and client.source == path
     assert client.mon_host == (MonAddr("a", "127.0.0.1", 6789), MonAddr("b", "127.0.0.1", 6790))

@@ -90,7 +90,8 @@ def test_status_json_has_cephs_keys() -> None:
     assert data["leader"] == "a" and data["election_epoch"] == 4
     assert data["osdmap"] == {"epoch": MAPS.osdmap.epoch, "num_osds": 3, "num_up_osds": 2,
                               "num_in_osds": 3, "num_remapped_pgs": 0, "flags": ["noout"]}
-    assert data["pgmap"] == {"pgs_by_state": [], "num_pools": 1, "num_pgs": 16}
+    assert data["pgmap"]["pgs_by_state"] == [] and data["pgmap"]["num_pgs"] == 16
+    assert data["pgmap"]["num_pools"] == 1 and data["pgmap"]["bytes_total"] == 0
     assert data["mons_unreachable"] == {"c": "unreachable"}
     json.dumps(data)  # all plain data
 
@@ -115,6 +116,35 @@ def test_status_text_says_what_is_wrong_and_what_to_do() -> None:
         "  data:",
         "    pools:   1 pools, 16 pgs",
         "    pgs:     16 unknown (no OSD has reported PG states yet)",
+    ]
+
+
+def test_status_shows_pg_states_usage_and_recovery_progress() -> None:
+    status = mon_status("a", checks=False)
+    pgs = status.pgs
+    pgs.by_state.add(state="active+clean", count=12)
+    pgs.by_state.add(state="active+recovering+degraded", count=4)
+    pgs.num_objects, pgs.data_bytes = 300, 3 << 20
+    pgs.used_bytes, pgs.avail_bytes, pgs.total_bytes = 10 << 20, 90 << 30, 100 << 30
+    pgs.missing_objects, pgs.recovery_objects_per_sec = 40, 8.0
+    pgs.recovery_bytes_per_sec = 2 << 20
+    st = ClusterStatus(status, True, {"a": status})
+    data = mon_cli.status_json(st, MAPS, ADDRS)
+    assert data["pgmap"]["pgs_by_state"] == [
+        {"state_name": "active+clean", "count": 12},
+        {"state_name": "active+recovering+degraded", "count": 4}]
+    assert data["pgmap"]["degraded_objects"] == 40
+    assert data["pgmap"]["recovering_bytes_per_sec"] == 2 << 20
+    text = mon_cli.format_status(data)
+    assert text.splitlines()[-8:] == [
+        "    pools:   1 pools, 16 pgs",
+        "    objects: 300 objects, 3.0 MiB",
+        "    usage:   10.0 MiB used, 90.0 GiB / 100.0 GiB avail",
+        "    pgs:     12 active+clean",
+        "             4 active+recovering+degraded",
+        "",
+        "  progress:",
+        "    recovery: 40 object copies left, 2.0 MiB/s, 8 objects/s, ETA 5s",
     ]
 
 

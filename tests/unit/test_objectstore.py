@@ -329,6 +329,15 @@ async def test_list_objects_paged_stable(store: ObjectStore) -> None:
 
 
 @pytest.mark.asyncio
+async def test_inventory_and_collection_stats(store: ObjectStore) -> None:
+    await store.submit(Transaction().write_full(C, "a", b"12345").set_version(C, "a", 7)
+                       .touch(C, "b").write(C, "c", 10, b"xy"))
+    assert await store.list_versions(C, max_items=2) == ([(b"a", 7, 5), (b"b", 0, 0)], True)
+    assert await store.list_versions(C, after=b"b") == ([(b"c", 0, 12)], False)
+    assert await store.coll_stats(C) == (3, 17)
+
+
+@pytest.mark.asyncio
 async def test_pg_log(store: ObjectStore) -> None:
     txn = Transaction()
     for seq in range(1, 11):
@@ -339,6 +348,9 @@ async def test_pg_log(store: ObjectStore) -> None:
     assert [s for s, _ in await store.log_read(C)] == [7, 8, 9, 10, 11]
     with pytest.raises(InvalidArgument):
         await store.submit(Transaction().log_append(C, 11, b"dup"))
+    # a divergent tail is rolled back, then the log continues from the common point
+    await store.submit(Transaction().log_rollback(C, 8).log_append(C, 9, b"new9"))
+    assert await store.log_read(C) == [(7, b"entry7"), (8, b"entry8"), (9, b"new9")]
 
 
 # -- atomicity, checksums, faults --------------------------------------------------------------

@@ -25,6 +25,336 @@ if _version_not_supported:
     )
 
 
+class OsdPeerStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Query = channel.unary_unary(
+                '/loligo.OsdPeer/Query',
+                request_serializer=loligo_dot_osd__pb2.PgQuery.SerializeToString,
+                response_deserializer=loligo_dot_osd__pb2.PgQueryReply.FromString,
+                _registered_method=True)
+        self.Inventory = channel.unary_unary(
+                '/loligo.OsdPeer/Inventory',
+                request_serializer=loligo_dot_osd__pb2.InventoryRequest.SerializeToString,
+                response_deserializer=loligo_dot_osd__pb2.InventoryReply.FromString,
+                _registered_method=True)
+        self.Activate = channel.unary_unary(
+                '/loligo.OsdPeer/Activate',
+                request_serializer=loligo_dot_osd__pb2.PgActivate.SerializeToString,
+                response_deserializer=loligo_dot_osd__pb2.PgActivateReply.FromString,
+                _registered_method=True)
+        self.Pull = channel.unary_unary(
+                '/loligo.OsdPeer/Pull',
+                request_serializer=loligo_dot_osd__pb2.PullRequest.SerializeToString,
+                response_deserializer=loligo_dot_osd__pb2.PullReply.FromString,
+                _registered_method=True)
+        self.Push = channel.unary_unary(
+                '/loligo.OsdPeer/Push',
+                request_serializer=loligo_dot_osd__pb2.PushRequest.SerializeToString,
+                response_deserializer=loligo_dot_osd__pb2.PushReply.FromString,
+                _registered_method=True)
+        self.Remove = channel.unary_unary(
+                '/loligo.OsdPeer/Remove',
+                request_serializer=loligo_dot_osd__pb2.PgRemove.SerializeToString,
+                response_deserializer=loligo_dot_osd__pb2.PgRemoveReply.FromString,
+                _registered_method=True)
+        self.Ping = channel.unary_unary(
+                '/loligo.OsdPeer/Ping',
+                request_serializer=loligo_dot_osd__pb2.PingRequest.SerializeToString,
+                response_deserializer=loligo_dot_osd__pb2.PingReply.FromString,
+                _registered_method=True)
+
+
+class OsdPeerServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def Query(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Inventory(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Activate(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Pull(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Push(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Remove(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Ping(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_OsdPeerServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Query': grpc.unary_unary_rpc_method_handler(
+                    servicer.Query,
+                    request_deserializer=loligo_dot_osd__pb2.PgQuery.FromString,
+                    response_serializer=loligo_dot_osd__pb2.PgQueryReply.SerializeToString,
+            ),
+            'Inventory': grpc.unary_unary_rpc_method_handler(
+                    servicer.Inventory,
+                    request_deserializer=loligo_dot_osd__pb2.InventoryRequest.FromString,
+                    response_serializer=loligo_dot_osd__pb2.InventoryReply.SerializeToString,
+            ),
+            'Activate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Activate,
+                    request_deserializer=loligo_dot_osd__pb2.PgActivate.FromString,
+                    response_serializer=loligo_dot_osd__pb2.PgActivateReply.SerializeToString,
+            ),
+            'Pull': grpc.unary_unary_rpc_method_handler(
+                    servicer.Pull,
+                    request_deserializer=loligo_dot_osd__pb2.PullRequest.FromString,
+                    response_serializer=loligo_dot_osd__pb2.PullReply.SerializeToString,
+            ),
+            'Push': grpc.unary_unary_rpc_method_handler(
+                    servicer.Push,
+                    request_deserializer=loligo_dot_osd__pb2.PushRequest.FromString,
+                    response_serializer=loligo_dot_osd__pb2.PushReply.SerializeToString,
+            ),
+            'Remove': grpc.unary_unary_rpc_method_handler(
+                    servicer.Remove,
+                    request_deserializer=loligo_dot_osd__pb2.PgRemove.FromString,
+                    response_serializer=loligo_dot_osd__pb2.PgRemoveReply.SerializeToString,
+            ),
+            'Ping': grpc.unary_unary_rpc_method_handler(
+                    servicer.Ping,
+                    request_deserializer=loligo_dot_osd__pb2.PingRequest.FromString,
+                    response_serializer=loligo_dot_osd__pb2.PingReply.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'loligo.OsdPeer', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('loligo.OsdPeer', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class OsdPeer:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def Query(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loligo.OsdPeer/Query',
+            loligo_dot_osd__pb2.PgQuery.SerializeToString,
+            loligo_dot_osd__pb2.PgQueryReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Inventory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loligo.OsdPeer/Inventory',
+            loligo_dot_osd__pb2.InventoryRequest.SerializeToString,
+            loligo_dot_osd__pb2.InventoryReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Activate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loligo.OsdPeer/Activate',
+            loligo_dot_osd__pb2.PgActivate.SerializeToString,
+            loligo_dot_osd__pb2.PgActivateReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Pull(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loligo.OsdPeer/Pull',
+            loligo_dot_osd__pb2.PullRequest.SerializeToString,
+            loligo_dot_osd__pb2.PullReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Push(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loligo.OsdPeer/Push',
+            loligo_dot_osd__pb2.PushRequest.SerializeToString,
+            loligo_dot_osd__pb2.PushReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Remove(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loligo.OsdPeer/Remove',
+            loligo_dot_osd__pb2.PgRemove.SerializeToString,
+            loligo_dot_osd__pb2.PgRemoveReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Ping(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loligo.OsdPeer/Ping',
+            loligo_dot_osd__pb2.PingRequest.SerializeToString,
+            loligo_dot_osd__pb2.PingReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
 class OsdStub:
     """Missing associated documentation comment in .proto file."""
 

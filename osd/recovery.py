@@ -1,0 +1,518 @@
+"""The primary side of peering and recovery: one `PgPrimary` per PG this OSD leads, per interval.
+
+An *interval* is a stretch of map epochs in which a PG's acting and up sets stay the same. When
+a map starts a new interval for a PG whose acting primary is this OSD, `Recovery.on_map` starts
+its driver, which:
+
+1. peers: queries the OSDs that may hold the PG (acting, up, the previous acting set, and the
+   acting sets of the activations they remember) for info, log and missing set; plans with
+   osd/peering.py; asks the authoritative OSD for the versions of divergent objects and, for
+   backfill targets, compares object inventories;
+2. activates: every acting member (this OSD included) rolls back divergent entries or replaces
+   its log, appends the authoritative entries and records its missing set and the activation,
+   one transaction each; the PG is then *active* and serves ops (service.py waits for this);
+3. recovers: every object some acting member lacks is copied from an OSD that has it (this
+   one when it can, else another acting member or a stray) in parts, under the PG's op lock so
+   that no write interleaves; an op on such an object recovers it first (`ensure`);
+4. when nothing is missing anywhere, tells OSDs outside the acting set to drop their copy.
+
+Throttles: at most osd_recovery_max_active objects in flight per OSD, and
+osd_recovery_max_bytes_per_sec across them (0: none). A map that changes the interval closes
+the old `PgPrimary`: its driver stops at the next object, and ops waiting on it are answered
+with a retryable status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import grpc
+
+from osd import peering, pgmeta
+from osd.peering import ABSENT, Peer
+from osd.peers import PeerChannels
+from osd.pgs import PgRegistry
+from rados_py import rpc
+from rados_py.config import Config
+from rados_py.errors import LoligoError
+from rados_py.osdmap import OSDMap, PgId, Pool
+from rados_py.proto.loligo import mon_pb2, osd_pb2
+
+__all__ = ["PgPrimary", "Recovery", "Unfound"]
+
+log = logging.getLogger(__name__)
+
+
+class Unfound(LoligoError):
+    """No reachable OSD holds the version of an object the PG's history says exists."""
+
+
+class _WrongSource(Exception):
+    pass
+
+
+class PgPrimary:
+    """This OSD as the acting primary of one PG, for one interval."""
+
+    def __init__(self, pgid: PgId, pool: Pool, epoch: int, acting: Iterable[int],
+                 up: Iterable[int], prior: Iterable[int]) -> None:
+        self.pgid = pgid
+        self.pool = pool
+        self.coll = str(pgid)
+        self.epoch = epoch
+        self.acting = tuple(acting)
+        self.up = tuple(up)
+        self.prior = set(prior)
+        self.size, self.min_size = pool.size, pool.min_size
+        self.phase = "peering"
+        self.why = ""
+        self.active = asyncio.Event()
+        self.closed = asyncio.Event()
+        self.missing: dict[int, dict[bytes, int]] = {}       # acting members
+        self.stray_missing: dict[int, dict[bytes, int]] = {}  # strays usable as sources
+        self.strays: set[int] = set()
+        self.backfill: set[int] = set()
+        self.unfound: set[bytes] = set()
+        self.recovering = False
+        self.recovered_objects = 0
+        self.recovered_bytes = 0
+        self.recovery_seconds = 0.0
+        self.task: asyncio.Task[None] | None = None
+
+    @property
+    def key(self) -> tuple[tuple[int, ...], tuple[int, ...], int, int]:
+        return self.acting, self.up, self.size, self.min_size
+
+    def close(self) -> None:
+        self.closed.set()
+        if self.task is not None:
+            self.task.cancel()
+
+    def missing_anywhere(self, oid: bytes) -> bool:
+        return any(oid in m for m in self.missing.values())
+
+    def missing_count(self) -> int:
+        return sum(len(m) for m in self.missing.values())
+
+    def state(self) -> str:
+        """Ceph's words, in Ceph's order (pg_state_string)."""
+        if self.phase != "active":
+            return self.phase
+        missing = self.missing_count()
+        undersized = len(self.acting) < self.size
+        words = ["active"]
+        if not missing and not undersized:
+            words.append("clean")
+        if missing and not self.recovering and not self.unfound:
+            words.append("recovery_wait")
+        backfilling = any(self.missing.get(o) for o in self.backfill)
+        if self.recovering and not backfilling:
+            words.append("recovering")
+        if self.unfound:
+            words.append("recovery_unfound")
+        if undersized:
+            words.append("undersized")
+        if missing or undersized:
+            words.append("degraded")
+        if self.recovering and backfilling:
+            words.append("backfilling")
+        return "+".join(words)
+
+
+class TokenBucket:
+    """Bytes per second, shared by every recovery of one OSD (rate 0: unlimited)."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self._level = float(rate)
+        self._stamp = time.monotonic()
+
+    async def take(self, n: int) -> None:
+        if self.rate <= 0 or n <= 0:
+            return
+        now = time.monotonic()
+        self._level = min(float(self.rate), self._level + (now - self._stamp) * self.rate)
+        self._stamp = now
+        self._level -= n
+        if self._level < 0:
+            await asyncio.sleep(-self._level / self.rate)
+
+
+class Recovery:
+    """Every PG this OSD is acting primary of: peering, activation, recovery, PG stats."""
+
+    def __init__(self, osd_id: int, registry: PgRegistry, peers: PeerChannels, config: Config,
+                 osdmap: Callable[[], OSDMap], op_lock: Callable[[str], asyncio.Lock]) -> None:
+        self.id = osd_id
+        self.registry = registry
+        self.peers = peers
+        self.config = config
+        self._osdmap = osdmap
+        self._op_lock = op_lock
+        self.primaries: dict[str, PgPrimary] = {}
+        self._acting: dict[str, tuple[int, ...]] = {}  # every PG's acting set in the last map
+        self._slots = asyncio.Semaphore(config.osd_recovery_max_active)
+        self.bucket = TokenBucket(config.osd_recovery_max_bytes_per_sec)
+        self._stats_cache: dict[str, tuple[int, int]] = {}
+
+    # --- intervals ---------------------------------------------------------------------------
+    def on_map(self, osdmap: OSDMap) -> None:
+        """Start peering every PG whose interval changed and that this OSD is primary of."""
+        mine: set[str] = set()
+        acting_now: dict[str, tuple[int, ...]] = {}
+        for pool in osdmap.pools.values():
+            for seed, placement in enumerate(osdmap.map_pool(pool.id)):
+                pgid = PgId(pool.id, seed)
+                coll = str(pgid)
+                acting_now[coll] = tuple(placement.acting)
+                if placement.acting_primary != self.id:
+                    continue
+                mine.add(coll)
+                prim = PgPrimary(pgid, pool, osdmap.epoch, placement.acting, placement.up,
+                                 self._acting.get(coll, ()))
+                current = self.primaries.get(coll)
+                if current is not None and current.key == prim.key:
+                    continue
+                if current is not None:
+                    prim.prior |= set(current.acting)
+                    current.close()
+                self.primaries[coll] = prim
+                prim.task = asyncio.create_task(self._drive(prim), name=f"pg-{coll}")
+        for coll in [c for c in self.primaries if c not in mine]:
+            self.primaries.pop(coll).close()
+        self._acting = acting_now
+
+    def repeer(self, coll: str) -> None:
+        """Peer a PG again in the same interval (its members' logs may have diverged)."""
+        old = self.primaries.get(coll)
+        if old is None:
+            return
+        old.close()
+        prim = PgPrimary(old.pgid, old.pool, old.epoch, old.acting, old.up,
+                         old.prior | set(old.acting))
+        self.primaries[coll] = prim
+        prim.task = asyncio.create_task(self._drive(prim), name=f"pg-{coll}")
+
+    def pg_peers(self) -> set[int]:
+        """OSDs sharing at least one PG with this one (heartbeat peers)."""
+        out: set[int] = set()
+        for acting in self._acting.values():
+            if self.id in acting:
+                out.update(acting)
+        out.discard(self.id)
+        return out
+
+    def primary(self, coll: str) -> PgPrimary | None:
+        return self.primaries.get(coll)
+
+    async def close(self) -> None:
+        tasks = [p.task for p in self.primaries.values() if p.task is not None]
+        for prim in self.primaries.values():
+            prim.close()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.primaries.clear()
+
+    # --- the driver --------------------------------------------------------------------------
+    async def _drive(self, prim: PgPrimary) -> None:
+        pause = self.config.osd_peering_retry
+        try:
+            while True:
+                try:
+                    async with self._op_lock(prim.coll):
+                        await self._peer(prim)
+                    break
+                except (LoligoError, grpc.aio.AioRpcError, _WrongSource) as exc:
+                    prim.why = str(exc)
+                    log.info("osd.%d: peering %s: %s; again in %.1fs", self.id, prim.coll,
+                             exc, pause)
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, 5.0)
+            await self._recover_all(prim)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("osd.%d: PG %s driver failed", self.id, prim.coll)
+
+    async def _query(self, osd: int, prim: PgPrimary) -> osd_pb2.PgQueryReply:
+        if osd == self.id:
+            return await self.registry.query(prim.coll)
+        addr, stub = self.peers.peer(osd)
+        return await rpc.call_with_retry(
+            stub.Query, osd_pb2.PgQuery(epoch=prim.epoch, pgid=prim.coll), idempotent=True,
+            config=self.config, address=f"osd.{osd} ({addr})")
+
+    async def _peer(self, prim: PgPrimary) -> None:
+        prim.phase, prim.why = "peering", ""
+        osdmap = self._osdmap()
+        probe = set(prim.acting) | set(prim.up) | prim.prior
+        replies: dict[int, osd_pb2.PgQueryReply | None] = {}
+        while True:
+            todo = sorted(o for o in probe if o not in replies and osdmap.osds.get(o) is not None
+                          and osdmap.osds[o].up)
+            if not todo:
+                break
+            got = await asyncio.gather(*(self._query(o, prim) for o in todo),
+                                       return_exceptions=True)
+            for osd, reply in zip(todo, got, strict=True):
+                if isinstance(reply, BaseException):
+                    if osd in prim.acting:
+                        raise LoligoError(f"acting member osd.{osd} did not answer: {reply}")
+                    replies[osd] = None
+                    continue
+                replies[osd] = reply
+                if reply.exists:
+                    probe |= set(reply.info.les_acting)
+        answered = {o: r for o, r in replies.items() if r is not None}
+        peers = [_peer_of(o, r) for o, r in answered.items()]
+        plan = peering.plan(peers, self.id)
+        auth_reply = answered[plan.auth] if plan.auth is not None else None
+        if plan.unresolved:
+            assert plan.auth is not None
+            plan.resolve(await self._versions(plan.auth, prim, plan.unresolved))
+        inventories: dict[int, dict[bytes, int]] = {}
+        for osd, member in plan.members.items():
+            if member.backfill and osd in prim.acting and plan.auth is not None:
+                assert auth_reply is not None
+                if plan.auth not in inventories:
+                    inventories[plan.auth] = await self._inventory(plan.auth, prim)
+                target = await self._inventory(osd, prim) if answered[osd].exists else {}
+                member.missing = peering.backfill_missing(
+                    inventories[plan.auth], {m.oid: m.need for m in auth_reply.missing}, target)
+        records = {r.seq: r.entry for r in auth_reply.log} if auth_reply is not None else {}
+        activations = []
+        for osd in prim.acting:
+            member = plan.members[osd]
+            msg = osd_pb2.PgActivate(
+                epoch=prim.epoch, pgid=prim.coll, from_osd=self.id, les=prim.epoch,
+                acting=list(prim.acting), replace_log=member.backfill,
+                keep_through=plan.auth_tail if member.backfill else member.keep_through,
+                append=[osd_pb2.PgLogRecord(seq=e.seq, entry=records[e.seq])
+                        for e in member.append],
+                missing=[osd_pb2.MissingItem(oid=o, need=n) for o, n in member.missing.items()])
+            activations.append(self._activate(osd, msg))
+        await asyncio.gather(*activations)
+        prim.missing = {o: dict(plan.members[o].missing) for o in prim.acting}
+        prim.backfill = {o for o in prim.acting if plan.members[o].backfill}
+        prim.strays = {o for o, r in answered.items() if r.exists and o not in prim.acting}
+        prim.stray_missing = {o: plan.members[o].missing for o in prim.strays
+                              if not plan.members[o].backfill}
+        prim.phase = "active"
+        prim.active.set()
+        log.info("osd.%d: PG %s active at epoch %d, acting %s, auth osd.%s, %d missing%s",
+                 self.id, prim.coll, prim.epoch, list(prim.acting), plan.auth,
+                 prim.missing_count(), f", backfill {sorted(prim.backfill)}"
+                 if prim.backfill else "")
+
+    async def _versions(self, osd: int, prim: PgPrimary, oids: set[bytes]) -> dict[bytes, int]:
+        out = {}
+        for oid in oids:
+            reply = await self._pull(osd, osd_pb2.PullRequest(pgid=prim.coll, oid=oid))
+            out[oid] = reply.version if reply.exists else ABSENT
+        return out
+
+    async def _inventory(self, osd: int, prim: PgPrimary) -> dict[bytes, int]:
+        out: dict[bytes, int] = {}
+        after = b""
+        while True:
+            req = osd_pb2.InventoryRequest(pgid=prim.coll, after=after, max=5000)
+            if osd == self.id:
+                reply = await self.registry.inventory(prim.coll, after, 5000)
+            else:
+                addr, stub = self.peers.peer(osd)
+                reply = await rpc.call_with_retry(stub.Inventory, req, idempotent=True,
+                                                  config=self.config,
+                                                  address=f"osd.{osd} ({addr})")
+            out.update((item.oid, item.need) for item in reply.objects)
+            if not reply.more or not reply.objects:
+                return out
+            after = reply.objects[-1].oid
+
+    async def _activate(self, osd: int, msg: osd_pb2.PgActivate) -> None:
+        if osd == self.id:
+            await self.registry.activate(msg)
+            return
+        addr, stub = self.peers.peer(osd)
+        await rpc.call_with_retry(stub.Activate, msg, idempotent=True, config=self.config,
+                                  address=f"osd.{osd} ({addr})")
+
+    # --- recovery ----------------------------------------------------------------------------
+    async def _recover_all(self, prim: PgPrimary) -> None:
+        started = time.monotonic()
+        while not prim.closed.is_set():
+            todo = [oid for oid in prim.missing.get(self.id, {})]  # own objects first
+            seen = set(todo)
+            for osd in prim.acting:
+                todo += [oid for oid in prim.missing.get(osd, {}) if oid not in seen]
+                seen |= set(prim.missing.get(osd, {}))
+            todo = [oid for oid in todo if oid not in prim.unfound]
+            if not todo:
+                break
+            prim.recovering = True
+            for oid in todo:
+                if prim.closed.is_set():
+                    return
+                async with self._slots, self._op_lock(prim.coll):
+                    if prim.closed.is_set():
+                        return
+                    try:
+                        await self.recover_object(prim, oid)
+                    except Unfound as exc:
+                        log.warning("osd.%d: %s", self.id, exc)
+                    except (LoligoError, grpc.aio.AioRpcError) as exc:
+                        log.info("osd.%d: recovery of %r in %s: %s; will retry", self.id,
+                                 oid, prim.coll, exc)
+                        await asyncio.sleep(self.config.osd_peering_retry)
+                prim.recovery_seconds = time.monotonic() - started
+        prim.recovering = False
+        if not prim.missing_count() and not prim.unfound and len(prim.acting) >= prim.size:
+            await self._drop_strays(prim)
+        log.info("osd.%d: PG %s %s (%d objects, %d bytes recovered in %.1fs)", self.id,
+                 prim.coll, prim.state(), prim.recovered_objects, prim.recovered_bytes,
+                 prim.recovery_seconds)
+
+    async def ensure(self, prim: PgPrimary, oid: bytes) -> None:
+        """Before an op on `oid` (the PG's op lock held): recover it wherever it is missing."""
+        if prim.missing_anywhere(oid):
+            await self.recover_object(prim, oid)
+
+    async def recover_object(self, prim: PgPrimary, oid: bytes) -> None:
+        """Copy one object to every acting member lacking it (the PG's op lock held)."""
+        targets = [o for o in prim.acting if oid in prim.missing.get(o, {})]
+        if not targets:
+            return
+        need = prim.missing[targets[0]][oid]
+        if need == ABSENT:
+            for osd in targets:
+                await self._push(osd, osd_pb2.PushRequest(
+                    epoch=prim.epoch, pgid=prim.coll, from_osd=self.id, oid=oid, remove=True))
+                prim.missing[osd].pop(oid, None)
+            prim.recovered_objects += len(targets)
+            return
+        sources = [o for o in prim.acting if o not in targets]
+        sources.sort(key=lambda o: o != self.id)  # ourselves first: no network for the reads
+        sources += [o for o, m in prim.stray_missing.items() if oid not in m]
+        for source in sources:
+            try:
+                moved = await self._copy(prim, source, oid, need, targets)
+            except (_WrongSource, LoligoError, grpc.aio.AioRpcError) as exc:
+                log.info("osd.%d: %r of %s not taken from osd.%d: %s", self.id, oid,
+                         prim.coll, source, exc)
+                continue
+            for osd in targets:
+                prim.missing[osd].pop(oid, None)
+            prim.unfound.discard(oid)
+            prim.recovered_objects += len(targets)
+            prim.recovered_bytes += moved * len(targets)
+            return
+        prim.unfound.add(oid)
+        raise Unfound(f"PG {prim.coll}: no reachable OSD holds object {oid!r} at version "
+                      f"{need} (tried {sources or 'no source'})")
+
+    async def _copy(self, prim: PgPrimary, source: int, oid: bytes, need: int,
+                    targets: list[int]) -> int:
+        chunk = self.config.osd_recovery_chunk_size
+        offset, first, omap_after, omap_more, moved = 0, True, b"", True, 0
+        while True:
+            reply = await self._pull(source, osd_pb2.PullRequest(
+                pgid=prim.coll, oid=oid, offset=offset, length=chunk, meta=first,
+                omap_after=omap_after, omap_max=1000 if omap_more else 0))
+            if not reply.exists or reply.version != need:
+                raise _WrongSource(f"it has version {reply.version if reply.exists else 'none'}"
+                                   f", the PG needs {need}")
+            if not omap_more:
+                reply.ClearField("omap")
+            omap_more = reply.omap_more
+            if reply.omap:
+                omap_after = reply.omap[-1].key
+            last = offset + len(reply.data) >= reply.size and not omap_more
+            await self.bucket.take(len(reply.data))
+            push = osd_pb2.PushRequest(
+                epoch=prim.epoch, pgid=prim.coll, from_osd=self.id, oid=oid, version=need,
+                first=first, last=last, offset=offset, data=reply.data, xattrs=reply.xattrs,
+                omap_header=reply.omap_header, omap=reply.omap)
+            await asyncio.gather(*(self._push(osd, push) for osd in targets))
+            moved += len(reply.data)
+            offset += len(reply.data)
+            first = False
+            if last:
+                return moved
+
+    async def _pull(self, osd: int, req: osd_pb2.PullRequest) -> osd_pb2.PullReply:
+        if osd == self.id:
+            return await self.registry.pull(req)
+        addr, stub = self.peers.peer(osd)
+        return await rpc.call_with_retry(stub.Pull, req, idempotent=True, config=self.config,
+                                         address=f"osd.{osd} ({addr})")
+
+    async def _push(self, osd: int, req: osd_pb2.PushRequest) -> None:
+        if osd == self.id:
+            await self.registry.push(req)
+            return
+        addr, stub = self.peers.peer(osd)
+        await rpc.call_with_retry(stub.Push, req, idempotent=True, config=self.config,
+                                  address=f"osd.{osd} ({addr})")
+
+    async def _drop_strays(self, prim: PgPrimary) -> None:
+        for osd in sorted(prim.strays):
+            try:
+                addr, stub = self.peers.peer(osd)
+                await rpc.call_with_retry(stub.Remove, osd_pb2.PgRemove(
+                    epoch=prim.epoch, pgid=prim.coll, from_osd=self.id), idempotent=True,
+                    config=self.config, address=f"osd.{osd} ({addr})")
+            except (LoligoError, grpc.aio.AioRpcError) as exc:
+                log.info("osd.%d: osd.%d keeps its stray copy of %s: %s", self.id, osd,
+                         prim.coll, exc)
+            else:
+                prim.strays.discard(osd)
+                prim.stray_missing.pop(osd, None)
+
+    # --- stats -------------------------------------------------------------------------------
+    async def stats(self) -> list[mon_pb2.PgStat]:
+        """The state of every PG this OSD leads, for the beacon."""
+        out = []
+        epoch = self._osdmap().epoch
+        for coll, prim in list(self.primaries.items()):
+            objects, size = 0, 0
+            if await self.registry.exists(coll):
+                with contextlib.suppress(LoligoError):
+                    objects, size = await self.registry.store.coll_stats(coll)
+                    if objects and await self._has_pgmeta(coll):
+                        objects -= 1
+            out.append(mon_pb2.PgStat(
+                pgid=coll, state=prim.state(), epoch=epoch, num_objects=objects,
+                num_bytes=size, missing_objects=prim.missing_count(),
+                recovered_objects=prim.recovered_objects,
+                recovered_bytes=prim.recovered_bytes,
+                recovery_seconds=prim.recovery_seconds))
+        return out
+
+    async def _has_pgmeta(self, coll: str) -> bool:
+        try:
+            await self.registry.store.stat(coll, pgmeta.PGMETA_OID)
+        except LoligoError:
+            return False
+        return True
+
+
+def _peer_of(osd: int, reply: osd_pb2.PgQueryReply) -> Peer:
+    if not reply.exists:
+        return Peer(osd=osd)
+    return Peer(osd=osd, exists=True, les=reply.info.les,
+                les_acting=tuple(reply.info.les_acting), log_tail=reply.info.log_tail,
+                log=[pgmeta.to_entry(r.seq, r.entry) for r in reply.log],
+                missing={m.oid: m.need for m in reply.missing})
+
+
+def describe(prims: Iterable[PgPrimary]) -> dict[str, Any]:
+    """States by count, for logs."""
+    out: dict[str, Any] = {}
+    for prim in prims:
+        out[prim.state()] = out.get(prim.state(), 0) + 1
+    return out

@@ -1,0 +1,152 @@
+"""Peering's pure rules (osd/peering.py) and a member's PG state in a store (osd/pgs.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from osd import pgmeta
+from osd.objectstore import MemoryStore
+from osd.peering import ABSENT, Entry, Peer, backfill_missing, plan
+from osd.pg import pack_version
+from osd.pgs import PgRegistry
+from rados_py.proto.loligo import osd_pb2
+
+
+def v(epoch: int, seq: int) -> int:
+    return pack_version(epoch, seq)
+
+
+def history(*writes: tuple[int, bytes] | tuple[int, bytes, bool], start: int = 1) -> list[Entry]:
+    """Log entries (epoch, oid[, removed]) with consecutive seqs from `start`."""
+    out = []
+    for i, w in enumerate(writes):
+        seq = start + i
+        out.append(Entry(seq, v(w[0], seq), w[1], bool(w[2]) if len(w) > 2 else False))
+    return out
+
+
+def test_a_new_pg_has_no_authority_and_nothing_missing() -> None:
+    p = plan([Peer(0), Peer(1), Peer(2)], primary=0)
+    assert p.auth is None and p.auth_log == []
+    assert all(not m.missing and not m.backfill for m in p.members.values())
+
+
+def test_identical_members_miss_nothing() -> None:
+    log = history((3, b"a"), (3, b"b"))
+    peers = [Peer(o, True, les=3, les_acting=(0, 1, 2), log=list(log)) for o in (0, 1, 2)]
+    p = plan(peers, primary=1)
+    assert p.auth == 1  # ties go to the primary: no log to pull
+    assert all(m.missing == {} and m.append == [] for m in p.members.values())
+
+
+def test_a_member_that_was_down_gets_the_entries_it_missed() -> None:
+    full = history((3, b"a"), (3, b"b"), (4, b"a"), (4, b"c", True), (4, b"d"))
+    behind = Peer(2, True, les=3, log=full[:2])
+    auth = Peer(0, True, les=4, log=full)
+    p = plan([auth, Peer(1, True, les=4, log=full), behind], primary=0)
+    member = p.members[2]
+    assert not member.backfill and member.keep_through == 2
+    assert [e.seq for e in member.append] == [3, 4, 5]
+    # the newest entry per object decides; a removal means "must not exist"
+    assert member.missing == {b"a": v(4, 3), b"c": ABSENT, b"d": v(4, 5)}
+    assert p.members[1].missing == {}
+
+
+def test_the_newest_activation_wins_over_a_longer_log() -> None:
+    # osd.0 led epoch 5 and wrote seq 11 locally, then died before any replica had it;
+    # osd.1 and osd.2 activated at epoch 7 and wrote seq 11 and 12 of their own
+    common = history(*[(5, b"x%d" % i) for i in range(10)])
+    old = Peer(0, True, les=5, log=common + [Entry(11, v(5, 11), b"lost")])
+    new_log = common + [Entry(11, v(7, 11), b"y"), Entry(12, v(7, 12), b"x3")]
+    p = plan([old, Peer(1, True, les=7, log=new_log), Peer(2, True, les=7, log=new_log)],
+             primary=1)
+    assert p.auth == 1
+    member = p.members[0]
+    assert member.keep_through == 10 and [e.seq for e in member.append] == [11, 12]
+    assert member.missing == {b"y": v(7, 11), b"x3": v(7, 12)}
+    # the divergent object is not in the new history: only the auth's store knows its state
+    assert p.unresolved == {b"lost"}
+    p.resolve({b"lost": ABSENT})
+    assert member.missing[b"lost"] == ABSENT and p.unresolved == set()
+
+
+def test_a_divergent_entry_the_new_history_rewrote_needs_the_new_version() -> None:
+    common = history((5, b"a"))
+    old = Peer(0, True, les=5, log=common + [Entry(2, v(5, 2), b"a")])
+    new = Peer(1, True, les=6, log=common + [Entry(2, v(6, 2), b"a")])
+    p = plan([old, new], primary=1)
+    assert p.members[0].missing == {b"a": v(6, 2)} and p.unresolved == set()
+
+
+def test_a_member_whose_log_ends_before_the_auths_tail_is_backfilled() -> None:
+    auth = Peer(0, True, les=9, log_tail=100, log=history((9, b"z"), start=101))
+    far = Peer(1, True, les=2, log=history((2, b"a")))
+    p = plan([auth, far, Peer(2)], primary=0)
+    assert p.members[1].backfill and p.members[2].backfill
+    assert p.members[1].append == auth.log and p.auth_tail == 100
+
+
+def test_a_persisted_missing_set_is_kept() -> None:
+    log = history((3, b"a"), (3, b"b"))
+    peers = [Peer(0, True, les=3, log=log),
+             Peer(1, True, les=3, log=log, missing={b"a": v(3, 1)})]
+    assert plan(peers, primary=0).members[1].missing == {b"a": v(3, 1)}
+
+
+def test_backfill_compares_inventories() -> None:
+    auth_objects = {b"a": 5, b"b": 6, b"c": 7}
+    auth_missing = {b"b": 9, b"c": ABSENT, b"d": 4}  # the auth's own store lags there
+    target = {b"a": 5, b"b": 6, b"e": 1}
+    assert backfill_missing(auth_objects, auth_missing, target) == {
+        b"b": 9, b"d": 4, b"e": ABSENT}
+
+
+# --- a member's state in its store ---------------------------------------------------------
+
+def rep(seq: int, oid: bytes, data: bytes, epoch: int = 3, tid: int = 0) -> osd_pb2.RepOpRequest:
+    return osd_pb2.RepOpRequest(
+        epoch=epoch, pgid="1.0", seq=seq, oid=oid, from_osd=0,
+        entry=osd_pb2.PgLogEntry(version=v(epoch, seq), oid=oid, client="c", tid=tid or seq),
+        ops=[osd_pb2.StoreOp(kind=osd_pb2.StoreOp.WRITE_FULL, data=data)])
+
+
+@pytest.mark.asyncio
+async def test_member_state_survives_a_reload_and_follows_an_activation() -> None:
+    store = MemoryStore()
+    reg = PgRegistry(store)
+    for seq, oid in ((1, b"a"), (2, b"b"), (3, b"lost")):
+        assert await reg.apply_write(rep(seq, oid, oid * 3))
+    assert not await reg.apply_write(rep(3, b"lost", b"again"))  # a resend: applied once
+    reply = await reg.query("1.0")
+    assert reply.exists and reply.info.last_seq == 3 and reply.info.last_update == v(3, 3)
+    # the auth's history replaced seq 3; the member must fetch b"c" and lose b"lost"
+    await reg.activate(osd_pb2.PgActivate(
+        epoch=6, pgid="1.0", from_osd=1, les=6, acting=[1, 0], keep_through=2,
+        append=[osd_pb2.PgLogRecord(seq=3, entry=osd_pb2.PgLogEntry(version=v(6, 3),
+                                                                     oid=b"c"))],
+        missing=[osd_pb2.MissingItem(oid=b"c", need=v(6, 3)),
+                 osd_pb2.MissingItem(oid=b"lost", need=ABSENT)]))
+    fresh = PgRegistry(store)  # as after a restart
+    state = await fresh.get("1.0")
+    assert (state.last_seq, state.les, state.les_acting) == (3, 6, (1, 0))
+    assert state.missing == {b"c": v(6, 3), b"lost": ABSENT}
+    assert state.dedup.get("c", 3) is None  # the rolled-back write is forgotten
+    # recovery: the object arrives in two parts, the removal in one
+    await fresh.push(osd_pb2.PushRequest(pgid="1.0", oid=b"c", version=v(6, 3), first=True,
+                                         data=b"12", xattrs=[osd_pb2.KeyValue(key=b"k",
+                                                                              value=b"x")]))
+    assert (await fresh.get("1.0")).missing  # not done until the last part
+    await fresh.push(osd_pb2.PushRequest(pgid="1.0", oid=b"c", version=v(6, 3), last=True,
+                                         offset=2, data=b"34"))
+    await fresh.push(osd_pb2.PushRequest(pgid="1.0", oid=b"lost", remove=True))
+    assert (await fresh.get("1.0")).missing == {}
+    assert bytes(await store.read("1.0", b"c")) == b"1234"
+    assert (await store.stat("1.0", b"c")).version == v(6, 3)
+    inventory = await fresh.inventory("1.0", b"", 100)
+    assert {(o.oid, o.need) for o in inventory.objects} == {
+        (b"a", v(3, 1)), (b"b", v(3, 2)), (b"c", v(6, 3))}
+    assert pgmeta.PGMETA_OID not in {o.oid for o in inventory.objects}
+    pulled = await fresh.pull(osd_pb2.PullRequest(pgid="1.0", oid=b"c", length=3, meta=True))
+    assert (pulled.data, pulled.size, pulled.xattrs[0].value) == (b"123", 4, b"x")
+    await fresh.remove("1.0")
+    assert not (await fresh.query("1.0")).exists
