@@ -100,6 +100,10 @@ class MonService(mon_pb2_grpc.MonServicer):
         if request.HasField("osd"):
             if request.osd.id < 0 or not request.osd.addr:
                 raise InvalidArgument("an OSD beacon needs the OSD's id and address")
+        elif request.HasField("failure"):
+            f = request.failure
+            if f.reporter < 0 or f.target < 0 or f.reporter == f.target:
+                raise InvalidArgument("a failure report needs a reporter and another target")
         elif not request.mds.name or not request.mds.addr:
             raise InvalidArgument("a beacon needs the daemon's name and address")
         if not self.d.is_leader:

@@ -56,8 +56,8 @@ def test_the_newest_activation_wins_over_a_longer_log() -> None:
     # osd.0 led epoch 5 and wrote seq 11 locally, then died before any replica had it;
     # osd.1 and osd.2 activated at epoch 7 and wrote seq 11 and 12 of their own
     common = history(*[(5, b"x%d" % i) for i in range(10)])
-    old = Peer(0, True, les=5, log=common + [Entry(11, v(5, 11), b"lost")])
-    new_log = common + [Entry(11, v(7, 11), b"y"), Entry(12, v(7, 12), b"x3")]
+    old = Peer(0, True, les=5, log=[*common, Entry(11, v(5, 11), b"lost")])
+    new_log = [*common, Entry(11, v(7, 11), b"y"), Entry(12, v(7, 12), b"x3")]
     p = plan([old, Peer(1, True, les=7, log=new_log), Peer(2, True, les=7, log=new_log)],
              primary=1)
     assert p.auth == 1
@@ -72,8 +72,8 @@ def test_the_newest_activation_wins_over_a_longer_log() -> None:
 
 def test_a_divergent_entry_the_new_history_rewrote_needs_the_new_version() -> None:
     common = history((5, b"a"))
-    old = Peer(0, True, les=5, log=common + [Entry(2, v(5, 2), b"a")])
-    new = Peer(1, True, les=6, log=common + [Entry(2, v(6, 2), b"a")])
+    old = Peer(0, True, les=5, log=[*common, Entry(2, v(5, 2), b"a")])
+    new = Peer(1, True, les=6, log=[*common, Entry(2, v(6, 2), b"a")])
     p = plan([old, new], primary=1)
     assert p.members[0].missing == {b"a": v(6, 2)} and p.unresolved == set()
 

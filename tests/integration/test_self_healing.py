@@ -1,0 +1,181 @@
+"""Self-healing with real processes (1 monitor, 4 OSDs, pool size 3, default failure timers):
+failure detection by peer heartbeats (SIGKILL and SIGSTOP), log-based recovery of an OSD that
+missed writes, backfill when an OSD is marked out (its copies move, then it holds nothing),
+and after each: every PG active+clean, every object with its last acknowledged content, and
+every replica identical in each OSD's own store."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from cluster import launcher
+from rados_py.config import load
+from rados_py.errors import NotFound
+from rados_py.proto.loligo import mon_pb2
+from rados_py.rados import IoCtx, Rados
+from tests.integration import running_cluster
+from tests.integration.checks import replicas_identical, wait_clean
+from tests.waiting import wait_for_async
+
+GRACE = 3.0  # osd_heartbeat_grace, the default
+CLEAN_WITHIN = 90.0
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[launcher.LocalCluster]:
+    settings = {"osd_pool_default_pg_num": 16, "mon_osd_down_out_interval": 0}
+    with running_cluster(tmp_path_factory.mktemp("heal") / "cluster", osds=4,
+                         pool=launcher.DEFAULT_POOL, settings=settings) as c:
+        yield c
+
+
+class Model:
+    """The last acknowledged content of every object (None: removed)."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes | None] = {}
+
+    async def write(self, io: IoCtx, name: str, data: bytes) -> None:
+        await io.write_full(name, data)
+        self.objects[name] = data
+
+    async def append(self, io: IoCtx, name: str, data: bytes) -> None:
+        await io.append(name, data)
+        self.objects[name] = (self.objects.get(name) or b"") + data
+
+    async def remove(self, io: IoCtx, name: str) -> None:
+        await io.remove(name)
+        self.objects[name] = None
+
+    async def verify(self, io: IoCtx) -> None:
+        for name, data in self.objects.items():
+            if data is None:
+                with pytest.raises(NotFound):
+                    await io.read(name)
+            else:
+                assert await io.read(name) == data, f"{name} lost its acknowledged content"
+
+
+async def _osd(r: Rados, osd: int) -> tuple[bool, bool]:
+    state = (await r.mon.get_maps(latest=True)).osdmap.osds[osd]
+    return state.up, state.is_in
+
+
+async def _marked_down_within(r: Rados, osd: int, since: float) -> float:
+    async def down() -> bool:
+        return not (await _osd(r, osd))[0]
+    await wait_for_async(down, GRACE + 10, f"osd.{osd} marked down")
+    return time.monotonic() - since
+
+
+def test_killed_osd_detected_then_recovered_from_the_log(cluster: launcher.LocalCluster) -> None:
+    async def go() -> None:
+        async with Rados(load(cluster.conf)) as r:
+            io = await r.open_ioctx("data")
+            model = Model()
+            for i in range(40):
+                await model.write(io, f"k-{i}", os.urandom(100 + i))
+            await wait_clean(r, CLEAN_WITHIN)
+            cluster.kill("osd.1")
+            took = await _marked_down_within(r, 1, time.monotonic())
+            print(f"\n[heal] SIGKILLed osd.1 marked down after {took:.1f}s (grace {GRACE}s)")
+            assert took < GRACE + 2 + 1  # grace + 2 s, plus the poll and beacon slack
+            # writes go on with two of three replicas; osd.1 misses all of them
+            for i in range(0, 40, 2):
+                await model.write(io, f"k-{i}", b"new %d" % i)
+            for i in range(1, 40, 5):
+                await model.append(io, f"k-{i}", b"+tail")
+            for i in range(3, 40, 7):
+                await model.remove(io, f"k-{i}")
+            for i in range(40, 60):
+                await model.write(io, f"k-{i}", b"born while osd.1 was down")
+            await asyncio.to_thread(cluster.start, ["osd.1"], timeout=60)
+            await wait_for_async(lambda: _is(_osd(r, 1), (True, True)), 30, "osd.1 back up")
+            await wait_clean(r, CLEAN_WITHIN)
+            await model.verify(io)
+            objects = await replicas_identical(r, io.pool_id, 3)
+            assert len(objects) == sum(v is not None for v in model.objects.values())
+    asyncio.run(go())
+
+
+def test_a_hung_osd_is_marked_down_and_boots_again(cluster: launcher.LocalCluster) -> None:
+    async def go() -> None:
+        async with Rados(load(cluster.conf)) as r:
+            io = await r.open_ioctx("data")
+            model = Model()
+            await wait_clean(r, CLEAN_WITHIN)
+            pid = cluster.pid(cluster.daemon("osd.2"))
+            assert pid is not None
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                took = await _marked_down_within(r, 2, time.monotonic())
+                print(f"\n[heal] SIGSTOPped osd.2 marked down after {took:.1f}s")
+                assert took < GRACE + 2 + 1
+                for i in range(20):
+                    await model.write(io, f"h-{i}", b"while osd.2 hung %d" % i)
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            # alive again: it learns it was marked down, boots, and is recovered
+            await wait_for_async(lambda: _is(_osd(r, 2), (True, True)), 30, "osd.2 up again")
+            await wait_clean(r, CLEAN_WITHIN)
+            await model.verify(io)
+            await replicas_identical(r, io.pool_id, 3)
+    asyncio.run(go())
+
+
+def test_marking_out_backfills_elsewhere_and_drains(cluster: launcher.LocalCluster) -> None:
+    async def go() -> None:
+        async with Rados(load(cluster.conf)) as r:
+            io = await r.open_ioctx("data")
+            model = Model()
+            for i in range(30):
+                await model.write(io, f"b-{i}", os.urandom(2000))
+            await wait_clean(r, CLEAN_WITHIN)
+            await r.mon.command(osd_mark=mon_pb2.OsdMark(ids=[3], state=mon_pb2.OsdMark.OUT))
+            try:
+                for i in range(30, 40):  # the data stays available while it moves
+                    await model.write(io, f"b-{i}", b"during backfill")
+                await wait_clean(r, CLEAN_WITHIN)
+                await model.verify(io)
+                await replicas_identical(r, io.pool_id, 3)
+                osdmap = (await r.mon.get_maps(latest=True)).osdmap
+                assert all(3 not in p.acting for p in osdmap.map_pool(io.pool_id))
+                await wait_for_async(lambda: _holds_nothing(cluster, r, 3, io.pool_id), 30,
+                                     "osd.3 dropped its copies")
+            finally:
+                await r.mon.command(osd_mark=mon_pb2.OsdMark(ids=[3], state=mon_pb2.OsdMark.IN))
+            await wait_clean(r, CLEAN_WITHIN)
+            await model.verify(io)
+            await replicas_identical(r, io.pool_id, 3)
+    asyncio.run(go())
+
+
+async def _holds_nothing(cluster: launcher.LocalCluster, r: Rados, osd: int,
+                         pool_id: int) -> bool:
+    """No PG of the pool left in the OSD's store (its stray copies were removed)."""
+    from rados_py import rpc
+    from rados_py.proto.loligo import osd_pb2, osd_pb2_grpc
+
+    addr = r.osdmap.osds[osd].addr
+    channel = rpc.open_channel(addr, r.config, r._creds)
+    try:
+        stub = osd_pb2_grpc.OsdPeerStub(channel)
+        for seed in range(r.osdmap.pool(pool_id).pg_num):
+            reply = await stub.Query(osd_pb2.PgQuery(pgid=f"{pool_id}.{seed:x}"), timeout=10)
+            if reply.exists:
+                return False
+        return True
+    finally:
+        with contextlib.suppress(Exception):
+            await channel.close()
+
+
+async def _is(coro, expected: tuple[bool, bool]) -> bool:
+    return await coro == expected
