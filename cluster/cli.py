@@ -36,6 +36,7 @@ def build_parser() -> ArgumentParser:
         gateway_cli,
         mon_cli,
         osdmap_cli,
+        pg_cli,
         rados_cli,
         user_cli,
     )
@@ -47,6 +48,7 @@ def build_parser() -> ArgumentParser:
     crush_sub = crush_cli.register(sub)
     mon_cli.register(sub)
     osdmap_cli.register(sub, crush_sub)
+    pg_cli.register(sub)
     rados_cli.register(sub)
     cluster_cli.register(sub)
     gateway_cli.register(sub)

@@ -94,6 +94,16 @@ def pg_checks(pgs: mon_pb2.PgSummary) -> list[Check]:
             f"object copies to recover, {n} pgs degraded or undersized",
             "recovery runs on its own; if PGs stay undersized, start the down OSDs or add "
             "OSDs so every PG has pool size members"))
+    damaged = [s for s in pgs.pgs if s.inconsistent_objects]
+    if damaged:
+        errors = sum(s.inconsistent_objects for s in damaged)
+        where = "; ".join(f"pg {s.pgid}: {_names(list(s.inconsistent), 5)}" for s in damaged[:5])
+        checks.append(Check(
+            "OSD_SCRUB_ERRORS", HEALTH_ERR, f"{errors} scrub errors", where))
+        checks.append(Check(
+            "PG_DAMAGED", HEALTH_ERR, f"Possible data damage: {len(damaged)} pgs inconsistent "
+            f"({where})", f"loligo pg repair {damaged[0].pgid} rewrites the bad copies from the "
+            "good ones (each inconsistent PG)"))
     unfound = [s.pgid for s in pgs.pgs if "recovery_unfound" in s.state]
     if unfound:
         checks.append(Check(

@@ -133,6 +133,8 @@ class OsdDaemon:
         heartbeats = Heartbeats(self.id, self.config, self.current_map, self.service.peers,
                                 self.service.recovery.pg_peers, self._report_failure)
         self._tasks.append(asyncio.create_task(heartbeats.run(), name="heartbeats"))
+        self._tasks.append(asyncio.create_task(self.service.scrubber.run_schedule(),
+                                               name="scrub-schedule"))
 
     async def _report_failure(self, failure: mon_pb2.OsdFailure) -> None:
         assert self.mon is not None

@@ -16,13 +16,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
+import xxhash
+
 from osd import ops as ops_mod
 from osd import pgmeta
-from osd.objectstore import NotFound, ObjectStore, Transaction
+from osd.objectstore import ChecksumError, NotFound, ObjectStore, Transaction
 from osd.pg import PgState
 from rados_py.proto.loligo import osd_pb2
 
 __all__ = ["PgRegistry"]
+
+SCRUB_READ = 8 << 20  # deep scrub reads objects in parts of this size
 
 
 class PgRegistry:
@@ -198,6 +202,58 @@ class PgRegistry:
             await self._submit(coll, txn)
             if msg.last or msg.remove:
                 pg.missing.pop(oid, None)
+
+    async def scrub_map(self, req: osd_pb2.ScrubMapRequest) -> osd_pb2.ScrubMapReply:
+        """Size, version and digests of this member's objects in (after, upto]."""
+        coll = req.pgid
+        reply = osd_pb2.ScrubMapReply()
+        after = req.after
+        while True:
+            try:
+                rows, more = await self.store.list_versions(coll, after, 500)
+            except NotFound:
+                return reply
+            for oid, version, size in rows:
+                if req.upto and oid > req.upto:
+                    return reply
+                if pgmeta.is_pgmeta(oid):
+                    continue
+                reply.objects.append(await self._scrub_object(coll, oid, version, size,
+                                                              req.deep))
+            if not more or not rows:
+                return reply
+            after = rows[-1][0]
+
+    async def _scrub_object(self, coll: str, oid: bytes, version: int, size: int,
+                            deep: bool) -> osd_pb2.ScrubObject:
+        out = osd_pb2.ScrubObject(oid=oid, size=size, version=version)
+        meta = xxhash.xxh3_64()
+        try:
+            for key, value in sorted((await self.store.getxattrs(coll, oid)).items()):
+                meta.update(len(key).to_bytes(4, "big") + key + len(value).to_bytes(4, "big")
+                            + value)
+            if deep:
+                meta.update(b"header" + await self.store.omap_get_header(coll, oid))
+                after = b""
+                while True:
+                    pairs, more = await self.store.omap_list(coll, oid, after, max_items=1000)
+                    for key, value in pairs:
+                        meta.update(len(key).to_bytes(4, "big") + key
+                                    + len(value).to_bytes(4, "big") + value)
+                    if not more or not pairs:
+                        break
+                    after = pairs[-1][0]
+                data = xxhash.xxh3_64()
+                for offset in range(0, size, SCRUB_READ):
+                    data.update(await self.store.read(coll, oid, offset,
+                                                      min(SCRUB_READ, size - offset)))
+                out.data_digest = data.digest()
+        except ChecksumError:
+            out.read_error = True
+        except NotFound:  # removed since it was listed
+            out.size, out.version = 0, 0
+        out.meta_digest = meta.digest()
+        return out
 
     async def remove(self, coll: str) -> None:
         async with self.lock(coll):

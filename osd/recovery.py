@@ -36,6 +36,7 @@ import grpc
 from osd import peering, pgmeta
 from osd.peering import ABSENT, Peer
 from osd.peers import PeerChannels
+from osd.pg import split_oid
 from osd.pgs import PgRegistry
 from rados_py import rpc
 from rados_py.config import Config
@@ -46,6 +47,7 @@ from rados_py.proto.loligo import mon_pb2, osd_pb2
 __all__ = ["PgPrimary", "Recovery", "Unfound"]
 
 log = logging.getLogger(__name__)
+MAX_NAMED = 20  # inconsistent object names a PG reports to the monitors
 
 
 class Unfound(LoligoError):
@@ -82,6 +84,10 @@ class PgPrimary:
         self.recovered_objects = 0
         self.recovered_bytes = 0
         self.recovery_seconds = 0.0
+        self.scrubbing = ""                          # "", "scrub" or "deep"
+        self.inconsistent: dict[bytes, str] = {}     # oid -> what scrub found
+        self.last_scrub_stamp = 0.0
+        self.last_deep_scrub_stamp = 0.0
         self.task: asyncio.Task[None] | None = None
 
     @property
@@ -119,6 +125,12 @@ class PgPrimary:
             words.append("undersized")
         if missing or undersized:
             words.append("degraded")
+        if self.scrubbing:
+            words.append("scrubbing")
+        if self.scrubbing == "deep":
+            words.append("deep")
+        if self.inconsistent:
+            words.append("inconsistent")
         if self.recovering and backfilling:
             words.append("backfilling")
         return "+".join(words)
@@ -490,7 +502,12 @@ class Recovery:
                 num_bytes=size, missing_objects=prim.missing_count(),
                 recovered_objects=prim.recovered_objects,
                 recovered_bytes=prim.recovered_bytes,
-                recovery_seconds=prim.recovery_seconds))
+                recovery_seconds=prim.recovery_seconds,
+                inconsistent_objects=len(prim.inconsistent),
+                inconsistent=[split_oid(o)[1].decode(errors="backslashreplace")
+                              for o in sorted(prim.inconsistent)[:MAX_NAMED]],
+                last_scrub_stamp=prim.last_scrub_stamp,
+                last_deep_scrub_stamp=prim.last_deep_scrub_stamp))
         return out
 
     async def _has_pgmeta(self, coll: str) -> bool:

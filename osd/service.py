@@ -44,6 +44,7 @@ from osd.pg import (
 )
 from osd.pgs import PgRegistry
 from osd.recovery import PgPrimary, Recovery, Unfound
+from osd.scrub import Scrubber
 from rados_py import auth, rpc
 from rados_py.config import Config
 from rados_py.errors import InvalidArgument, LoligoError, StaleEpoch
@@ -64,10 +65,12 @@ ACTIVE_WAIT = 2.0  # how long an op waits for its PG to become active before INA
 
 def server_auth(secret: bytes) -> rpc.ServerAuth:
     """Clients need r for ops (w is checked per request), peers and admins `allow *`."""
-    peer_methods = ("Query", "Inventory", "Activate", "Pull", "Push", "Remove", "Ping")
+    peer_methods = ("Query", "Inventory", "Activate", "Pull", "Push", "Remove", "Ping",
+                    "ScrubMap")
     return rpc.ServerAuth(service="osd", service_secret=secret,
                           method_ops={_OSD + "Op": "r", _OSD + "List": "r",
                                       _OSD + "RepOp": "*", _OSD + "DumpPg": "*",
+                                      _OSD + "Scrub": "*",
                                       **{_PEER + m: "*" for m in peer_methods}})
 
 
@@ -88,6 +91,7 @@ class OsdService(osd_pb2_grpc.OsdServicer):
         self.peers = PeerChannels(config, osdmap, own_ticket)
         self._locks: dict[str, asyncio.Lock] = {}
         self.recovery = Recovery(osd_id, self.registry, self.peers, config, osdmap, self._lock)
+        self.scrubber = Scrubber(self.recovery)
         self.max_read = max(4096, config.rpc_max_message_size - ENVELOPE)
 
     def on_map(self, osdmap: OSDMap) -> None:
@@ -166,8 +170,7 @@ class OsdService(osd_pb2_grpc.OsdServicer):
                     reply.replayed, reply.epoch = True, epoch
                     return reply
             try:
-                outcome = await ops_mod.execute(self.store, coll, oid, list(request.ops),
-                                                self.max_read)
+                outcome = await self._execute(prim, coll, oid, request)
             except ops_mod.OpFailed as exc:
                 reply = osd_pb2.OpReply(status=osd_pb2.OpReply.FAILED, errno=exc.errno,
                                         failed_op=exc.index, message=str(exc), epoch=epoch)
@@ -183,6 +186,33 @@ class OsdService(osd_pb2_grpc.OsdServicer):
             rep = osd_pb2.RepOpRequest(epoch=epoch, pgid=coll, seq=seq, entry=entry, oid=oid,
                                        ops=outcome.store_ops, from_osd=self.id)
             return await self._replicate_write(prim, decision, rep, outcome, request, epoch)
+
+    async def _execute(self, prim: PgPrimary, coll: str, oid: bytes,
+                       request: osd_pb2.OpRequest) -> ops_mod.Outcome:
+        """Run the request; if this OSD's copy fails its checksum, take the object from a
+        replica (it is then marked inconsistent for scrub to report) and run it again."""
+        try:
+            return await ops_mod.execute(self.store, coll, oid, list(request.ops),
+                                         self.max_read)
+        except ops_mod.OpFailed as exc:
+            if exc.errno != errno.EIO or len(prim.acting) < 2:
+                raise
+            try:
+                version = (await self.store.stat(coll, oid)).version
+            except LoligoError:
+                raise exc from None
+            log.warning("osd.%d: %r in %s fails its checksum here: recovering it from a "
+                        "replica", self.id, request.name, coll)
+            prim.inconsistent[oid] = f"osd.{self.id} data failed its checksum on read"
+            prim.missing.setdefault(self.id, {})[oid] = version
+            try:
+                await self.recovery.recover_object(prim, oid)
+            except (LoligoError, grpc.aio.AioRpcError) as again:
+                log.error("osd.%d: no good copy of %r in %s: %s", self.id, request.name, coll,
+                          again)
+                raise exc from None
+            return await ops_mod.execute(self.store, coll, oid, list(request.ops),
+                                         self.max_read)
 
     async def _replicate_write(self, prim: PgPrimary, decision: RouteDecision,
                                rep: osd_pb2.RepOpRequest, outcome: ops_mod.Outcome,
@@ -303,6 +333,23 @@ class OsdService(osd_pb2_grpc.OsdServicer):
         return reply
 
 
+    async def Scrub(self, request: osd_pb2.ScrubRequest, context: Any) -> osd_pb2.ScrubReply:
+        """Admin: scrub one PG this OSD leads, now; answered when done."""
+        coll = _checked_coll(request.pgid)
+        prim = self.recovery.primary(coll)
+        if prim is None:
+            placement = self._osdmap().pg_to_up_acting(PgId.parse(coll))
+            raise InvalidArgument(f"osd.{self.id} is not the primary of {coll}: ask osd."
+                                  f"{placement.acting_primary}")
+        result = await self.scrubber.scrub(prim, request.deep or request.repair,
+                                           request.repair)
+        reply = osd_pb2.ScrubReply(pgid=coll, primary=self.id, objects=result.objects,
+                                   repaired=result.repaired, state=prim.state())
+        for f in result.findings:
+            reply.inconsistent.add(oid=f.oid, osds=f.bad, auth=f.auth, why=f.why)
+        return reply
+
+
 class OsdPeerService(osd_pb2_grpc.OsdPeerServicer):
     """The member side of peering and recovery, asked by a PG's primary."""
 
@@ -360,6 +407,11 @@ class OsdPeerService(osd_pb2_grpc.OsdPeerServicer):
         await self.registry.remove(coll)
         log.info("osd.%d: dropped stray copy of PG %s", self.osd.id, coll)
         return osd_pb2.PgRemoveReply()
+
+    async def ScrubMap(self, request: osd_pb2.ScrubMapRequest, context: Any
+                       ) -> osd_pb2.ScrubMapReply:
+        _checked_coll(request.pgid)
+        return await self.registry.scrub_map(request)
 
     async def Ping(self, request: osd_pb2.PingRequest, context: Any) -> osd_pb2.PingReply:
         return osd_pb2.PingReply(osd=self.osd.id, epoch=self.osd._osdmap().epoch)

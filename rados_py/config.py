@@ -322,6 +322,15 @@ SCHEMA: Mapping[str, Option] = MappingProxyType({o.name: o for o in (
            "recovery and backfill as primary; 0: no limit.", ("osd",), min=0, max=1 << 40),
     Option("osd_recovery_chunk_size", "size", 8 * _MIB, "Recovery copies an object in parts "
            "of this size.", ("osd",), min=4096, max=1 << 30),
+    Option("osd_scrub_interval", "duration", 86400.0, "Each PG is scrubbed (object lists, "
+           "sizes, versions, attrs compared across replicas) this often; 0: never on its own.",
+           ("osd",), min=0, max=365 * 86400),
+    Option("osd_deep_scrub_interval", "duration", 7 * 86400.0, "Each PG is deep-scrubbed "
+           "(all data read and compared) this often; 0: never on its own.", ("osd",), min=0,
+           max=365 * 86400),
+    Option("osd_scrub_auto_repair", "bool", False, "Rewrite inconsistent copies found by "
+           "scrub from the authoritative one at once, instead of waiting for `pg repair`.",
+           ("osd",)),
     Option("osd_peering_retry", "duration", 0.5, "Pause before peering again when a member "
            "of the acting set did not answer.", ("osd",), min=0.01, max=60),
     Option("mds_beacon_interval", "duration", 1.0, "How often an MDS tells the monitors it "

@@ -69,6 +69,11 @@ class OsdPeerStub:
                 request_serializer=loligo_dot_osd__pb2.PingRequest.SerializeToString,
                 response_deserializer=loligo_dot_osd__pb2.PingReply.FromString,
                 _registered_method=True)
+        self.ScrubMap = channel.unary_unary(
+                '/loligo.OsdPeer/ScrubMap',
+                request_serializer=loligo_dot_osd__pb2.ScrubMapRequest.SerializeToString,
+                response_deserializer=loligo_dot_osd__pb2.ScrubMapReply.FromString,
+                _registered_method=True)
 
 
 class OsdPeerServicer:
@@ -116,6 +121,12 @@ class OsdPeerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ScrubMap(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OsdPeerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -153,6 +164,11 @@ def add_OsdPeerServicer_to_server(servicer, server):
                     servicer.Ping,
                     request_deserializer=loligo_dot_osd__pb2.PingRequest.FromString,
                     response_serializer=loligo_dot_osd__pb2.PingReply.SerializeToString,
+            ),
+            'ScrubMap': grpc.unary_unary_rpc_method_handler(
+                    servicer.ScrubMap,
+                    request_deserializer=loligo_dot_osd__pb2.ScrubMapRequest.FromString,
+                    response_serializer=loligo_dot_osd__pb2.ScrubMapReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -354,6 +370,33 @@ class OsdPeer:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def ScrubMap(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loligo.OsdPeer/ScrubMap',
+            loligo_dot_osd__pb2.ScrubMapRequest.SerializeToString,
+            loligo_dot_osd__pb2.ScrubMapReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class OsdStub:
     """Missing associated documentation comment in .proto file."""
@@ -384,6 +427,11 @@ class OsdStub:
                 request_serializer=loligo_dot_osd__pb2.DumpPgRequest.SerializeToString,
                 response_deserializer=loligo_dot_osd__pb2.DumpPgReply.FromString,
                 _registered_method=True)
+        self.Scrub = channel.unary_unary(
+                '/loligo.Osd/Scrub',
+                request_serializer=loligo_dot_osd__pb2.ScrubRequest.SerializeToString,
+                response_deserializer=loligo_dot_osd__pb2.ScrubReply.FromString,
+                _registered_method=True)
 
 
 class OsdServicer:
@@ -413,6 +461,13 @@ class OsdServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Scrub(self, request, context):
+        """admin
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OsdServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -435,6 +490,11 @@ def add_OsdServicer_to_server(servicer, server):
                     servicer.DumpPg,
                     request_deserializer=loligo_dot_osd__pb2.DumpPgRequest.FromString,
                     response_serializer=loligo_dot_osd__pb2.DumpPgReply.SerializeToString,
+            ),
+            'Scrub': grpc.unary_unary_rpc_method_handler(
+                    servicer.Scrub,
+                    request_deserializer=loligo_dot_osd__pb2.ScrubRequest.FromString,
+                    response_serializer=loligo_dot_osd__pb2.ScrubReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -545,6 +605,33 @@ class Osd:
             '/loligo.Osd/DumpPg',
             loligo_dot_osd__pb2.DumpPgRequest.SerializeToString,
             loligo_dot_osd__pb2.DumpPgReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Scrub(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loligo.Osd/Scrub',
+            loligo_dot_osd__pb2.ScrubRequest.SerializeToString,
+            loligo_dot_osd__pb2.ScrubReply.FromString,
             options,
             channel_credentials,
             insecure,
