@@ -10,6 +10,7 @@ Phases (each bounded by --seconds, a progress line when each starts):
    (MB/s), 4 KiB write_full then reads (IOPS), with latency p50/p99.
 Then the ratios cluster/raw. With pool size 3 on one disk every client byte is written three
 times, so the "x3" column is the share of the disk's bandwidth the cluster actually uses.
+MB here is 10^6 bytes; `rados bench` (Ceph's and `loligo rados bench`) prints MiB as "MB".
 """
 
 from __future__ import annotations
