@@ -38,6 +38,7 @@ K = osd_pb2.OsdOp
 _NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 DELETING = "loligo.deleting"
 MAX_KEY_BYTES = 1024
+RESERVED = b"\x80"  # first byte of index entries that are not objects (never starts UTF-8)
 
 
 @dataclass
@@ -198,11 +199,18 @@ class BucketStore:
                    delimiter: bytes = b"", max_keys: int = 1000) -> Listing:
         async def fetch(shard: int, after: bytes, pfx: bytes, count: int
                         ) -> tuple[list[tuple[bytes, bytes]], bool]:
-            try:
-                return await self.index.omap_list(bucket.shard_oid(shard), after=after,
-                                                  prefix=pfx, max_items=count)
-            except NotFound:
-                raise errors.NoSuchBucket(BucketName=bucket.name) from None
+            while True:
+                try:
+                    page, more = await self.index.omap_list(bucket.shard_oid(shard),
+                                                            after=after, prefix=pfx,
+                                                            max_items=count)
+                except NotFound:
+                    raise errors.NoSuchBucket(BucketName=bucket.name) from None
+                # the version block (versioning.py) is not part of a plain listing
+                kept = [kv for kv in page if not kv[0].startswith(RESERVED)]
+                if kept or not more:
+                    return kept, more
+                after = max(after, page[-1][0], RESERVED + b"\xff")
 
         return await list_index(fetch, bucket.shards, prefix=prefix, marker=marker,
                                 delimiter=delimiter, max_keys=max_keys)

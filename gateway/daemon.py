@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import sys
 import time
 from pathlib import Path
@@ -82,13 +83,26 @@ class GatewayDaemon:
                                     handler_cancellation=False)
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.conf.gateway_host, self.conf.gateway_port,
-                           reuse_address=True)
+                           reuse_address=True, ssl_context=self._ssl_context())
         await site.start()
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else self.conf.gateway_port
         self._gc_task = asyncio.create_task(self._gc_worker(), name=f"{self.name}.gc")
-        log.info("%s serving S3 on http://%s:%d", self.name, self.conf.gateway_host, self.port)
+        scheme = "https" if self.conf.gateway_ssl_certificate else "http"
+        log.info("%s serving S3 on %s://%s:%d", self.name, scheme, self.conf.gateway_host,
+                 self.port)
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        if not self.conf.gateway_ssl_certificate:
+            return None
+        base = self.conf.base_dir
+        cert = base / Path(self.conf.gateway_ssl_certificate).expanduser()
+        key = (base / Path(self.conf.gateway_ssl_key).expanduser()
+               if self.conf.gateway_ssl_key else None)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert, key)
+        return context
 
     async def tick(self) -> int:
         """One GC round (the worker's loop body; tests call it directly)."""

@@ -17,6 +17,7 @@ class S3Error(Exception):
     def __init__(self, message: str | None = None, **extra: str) -> None:
         self.message = message or self.default
         self.extra = extra  # more elements of the error document (BucketName, Key...)
+        self.headers: dict[str, str] = {}  # more response headers (x-amz-delete-marker...)
         super().__init__(self.message)
 
 
@@ -82,3 +83,7 @@ XAmzContentSHA256Mismatch = _error("XAmzContentSHA256Mismatch", 400, "The provid
 InvalidChecksum = _error("InvalidRequest", 400, "Value for x-amz-checksum header is invalid.")
 BadChecksum = _error("BadDigest", 400, "The checksum you specified did not match what we "
                      "received.")
+NoSuchVersion = _error("NoSuchVersion", 404, "The specified version does not exist.")
+IllegalVersioningConfigurationException = _error(
+    "IllegalVersioningConfigurationException", 400,
+    "The versioning configuration specified in the request is invalid.")

@@ -26,6 +26,7 @@ from typing import Any
 from gateway import errors
 from gateway.buckets import Bucket, BucketStore
 from gateway.gc import UNKNOWN, GarbageCollector, stripe_oid
+from gateway.versioning import VersionedIndex
 from rados_py.errors import NotFound
 from rados_py.rados import IoCtx
 
@@ -40,6 +41,7 @@ class ObjectStore:
         self.buckets = buckets
         self.gc = gc
         self.stripe = stripe_size
+        self.versions = VersionedIndex(buckets)
 
     def new_prefix(self, bucket: Bucket) -> str:
         return f"{bucket.id}.{uuid.uuid4().hex}"
@@ -95,16 +97,27 @@ class ObjectStore:
 
     async def commit(self, bucket: Bucket, key: bytes, entry: dict[str, Any],
                      gc_keys: list[str]) -> None:
-        """Point the key at `entry`; the replaced object's data goes to GC."""
+        """Point the key at `entry` (as a new version in a versioned bucket); replaced data
+        goes to GC."""
         try:
-            old = await self.buckets.swap(bucket, key, entry)
+            if bucket.versioning:
+                change = await self.versions.put(bucket, key, entry)
+                entry["vid"] = change.result["vid"]
+                garbage = change.garbage
+            else:
+                old = await self.buckets.swap(bucket, key, entry)
+                garbage = [old] if old is not None and old["segs"] != entry["segs"] else []
         except BaseException:
             await asyncio.shield(self._drop_entry_data(entry, gc_keys))
             raise
         for gc_key in gc_keys:
             await self.gc.cancel(gc_key)
-        if old is not None and old["segs"] != entry["segs"]:
-            await self.gc.defer(old["segs"])
+        await self._collect(garbage)
+
+    async def _collect(self, entries: list[dict[str, Any]]) -> None:
+        segs = [seg for e in entries for seg in e.get("segs", [])]
+        if segs:
+            await self.gc.defer(segs)
 
     async def _drop_entry_data(self, entry: dict[str, Any], gc_keys: list[str]) -> None:
         try:
@@ -129,11 +142,24 @@ class ObjectStore:
         await self.commit(bucket, key, entry, [gc_key])
         return entry
 
-    async def delete(self, bucket: Bucket, key: bytes) -> dict[str, Any] | None:
+    async def delete(self, bucket: Bucket, key: bytes, owner: str = "") -> dict[str, Any] | None:
+        """Delete the current object: the entry removed, or (versioned bucket) the delete
+        marker now on top."""
+        if bucket.versioning:
+            change = await self.versions.delete(bucket, key, owner or bucket.owner)
+            await self._collect(change.garbage)
+            return change.result
         old = await self.buckets.unlink(bucket, key)
         if old is not None:
-            await self.gc.defer(old["segs"])
+            await self._collect([old])
         return old
+
+    async def delete_version(self, bucket: Bucket, key: bytes, vid: str
+                             ) -> dict[str, Any] | None:
+        """Remove one version for good; the version removed (None: there was none)."""
+        change = await self.versions.delete_version(bucket, key, vid)
+        await self._collect(change.garbage)
+        return change.result
 
     # --- reading --------------------------------------------------------------------------
     def _reads(self, entry: dict[str, Any], start: int, end: int

@@ -10,7 +10,6 @@ from typing import Any
 from aiohttp import web
 
 from gateway import errors, s3_xml
-from gateway.buckets import key_bytes
 from gateway.context import S3Request
 from gateway.s3_xml import Node, document, encode_key, iso8601
 
@@ -168,19 +167,27 @@ async def delete_objects(req: S3Request) -> web.Response:
     objects = root.findall("Object")
     if len(objects) > 1000 or not objects:
         raise errors.MalformedXML("A DeleteObjects request names 1 to 1,000 keys")
+    from gateway.s3_objects import delete_one
+
     results: list[Node] = []
     for obj in objects:
         key = s3_xml.text(obj, "Key")
+        vid = s3_xml.text(obj, "VersionId")
         if key is None:
             raise errors.MalformedXML()
         try:
-            await req.svc.objects.delete(bucket, key_bytes(key))
+            done = await delete_one(req, bucket, key, vid or None)
         except errors.S3Error as exc:
-            results.append(("Error", [("Key", key), ("Code", exc.code),
+            results.append(("Error", [("Key", key), ("VersionId", vid), ("Code", exc.code),
                                       ("Message", exc.message)]))
             continue
         if not quiet:
-            results.append(("Deleted", [("Key", key)]))
+            marker = done.get("x-amz-delete-marker") == "true"
+            results.append(("Deleted", [
+                ("Key", key), ("VersionId", vid),
+                ("DeleteMarker", True if marker else None),
+                ("DeleteMarkerVersionId", done.get("x-amz-version-id")
+                 if marker and not vid else None)]))
     return xml_response(document("DeleteResult", results))
 
 

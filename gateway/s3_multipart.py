@@ -25,7 +25,7 @@ from gateway import errors, s3_xml
 from gateway.buckets import Bucket, key_bytes
 from gateway.context import S3Request
 from gateway.s3_buckets import owner_node, xml_response
-from gateway.s3_objects import check_conditions, describe_upload, parse_copy_source, parse_range
+from gateway.s3_objects import copy_source, describe_upload, parse_range
 from gateway.s3_xml import Node, document, iso8601
 from rados_py.errors import NotFound
 from rados_py.proto.loligo import osd_pb2
@@ -124,14 +124,7 @@ async def upload_part(req: S3Request) -> web.Response:
 
 
 async def _copy_source(req: S3Request, md5: Any) -> AsyncIterator[bytes]:
-    src_bucket_name, src_key = parse_copy_source(req.headers["x-amz-copy-source"])
-    src_bucket = await req.svc.buckets.get(src_bucket_name)
-    entry = await req.svc.buckets.entry(src_bucket, key_bytes(src_key))
-    if entry is None:
-        raise errors.NoSuchKey(Key=src_key)
-    if not req.can_read_object(src_bucket, entry):
-        raise errors.AccessDenied()
-    check_conditions(req.headers, entry, prefix="x-amz-copy-source-if-", copy=True)
+    entry = (await copy_source(req))[0]
     size = entry["size"]
     rng = req.headers.get("x-amz-copy-source-range")
     first, last = 0, size - 1

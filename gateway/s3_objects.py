@@ -4,7 +4,6 @@ Copy, and the object's canned ACL."""
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import AsyncIterator
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -61,6 +60,8 @@ def entry_headers(entry: dict[str, Any]) -> dict[str, str]:
         headers[META_PREFIX + name] = value
     if entry.get("parts"):
         headers["x-amz-mp-parts-count"] = str(entry["parts"])
+    if "vid" in entry:
+        headers["x-amz-version-id"] = entry["vid"]
     return headers
 
 
@@ -78,8 +79,10 @@ async def put_object(req: S3Request) -> web.Response:
         return {**fields, "etag": body.md5, "cksum": body.checksum,
                 "owner": req.user.user_id if req.user else bucket.owner}
 
-    await req.svc.objects.put(bucket, key, body.pieces(), describe)
+    entry = await req.svc.objects.put(bucket, key, body.pieces(), describe)
     headers = {"ETag": f'"{body.md5}"'}
+    if "vid" in entry:
+        headers["x-amz-version-id"] = entry["vid"]
     if body.checksum is not None:
         headers[f"x-amz-checksum-{body.checksum[0]}"] = body.checksum[1]
     return web.Response(status=200, headers=headers)
@@ -144,13 +147,36 @@ def parse_range(value: str | None, size: int) -> tuple[int, int] | None:
     return start, min(end, size - 1)
 
 
-async def _readable_entry(req: S3Request) -> tuple[Bucket, dict[str, Any]]:
-    bucket = await req.svc.buckets.get(req.bucket_name)
-    entry = await req.svc.buckets.entry(bucket, key_bytes(req.key))
+async def find_entry(req: S3Request, bucket: Bucket, key: str, vid: str | None
+                     ) -> dict[str, Any]:
+    """The object (or the version `vid` of it); NoSuchKey/NoSuchVersion, or MethodNotAllowed
+    for a delete marker, as S3 answers."""
+    raw = key_bytes(key)
+    if vid is not None:
+        entry = await req.svc.objects.versions.get(bucket, raw, vid)
+        if entry is None and vid == "null" and not bucket.versioning:
+            entry = await req.svc.buckets.entry(bucket, raw)
+        if entry is None:
+            raise errors.NoSuchVersion(Key=key, VersionId=vid)
+        if entry.get("dm"):
+            exc = errors.MethodNotAllowed(Method=req.http.method, ResourceType="DeleteMarker")
+            exc.headers = {"x-amz-delete-marker": "true", "x-amz-version-id": vid}
+            raise exc
+        return entry
+    entry = await req.svc.buckets.entry(bucket, raw)
     if entry is None:
         if not req.is_owner(bucket) and bucket.acl not in ("public-read", "public-read-write"):
             raise errors.AccessDenied()  # a stranger learns nothing about which keys exist
-        raise errors.NoSuchKey(Key=req.key)
+        missing = errors.NoSuchKey(Key=key)
+        if bucket.versioning and await req.svc.objects.versions.latest_is_marker(bucket, raw):
+            missing.headers = {"x-amz-delete-marker": "true"}
+        raise missing
+    return entry
+
+
+async def _readable_entry(req: S3Request) -> tuple[Bucket, dict[str, Any]]:
+    bucket = await req.svc.buckets.get(req.bucket_name)
+    entry = await find_entry(req, bucket, req.key, req.query.get("versionId"))
     if not req.can_read_object(bucket, entry):
         raise errors.AccessDenied()
     return bucket, entry
@@ -192,18 +218,42 @@ async def get_object(req: S3Request, head: bool = False) -> web.StreamResponse:
 
 async def delete_object(req: S3Request) -> web.Response:
     bucket = await req.bucket("write")
-    await req.svc.objects.delete(bucket, key_bytes(req.key))
-    return web.Response(status=204)
+    headers = await delete_one(req, bucket, req.key, req.query.get("versionId"))
+    return web.Response(status=204, headers=headers)
 
 
-def parse_copy_source(value: str) -> tuple[str, str]:
-    source = unquote(value.partition("?")[0]).lstrip("/")
+async def delete_one(req: S3Request, bucket: Bucket, key: str, vid: str | None
+                     ) -> dict[str, str]:
+    """Delete the object or one version of it; the x-amz-* headers that say what happened."""
+    objects = req.svc.objects
+    if vid is not None:
+        removed = await objects.delete_version(bucket, key_bytes(key), vid)
+        headers = {"x-amz-version-id": vid}
+        if removed is not None and removed.get("dm"):
+            headers["x-amz-delete-marker"] = "true"
+        return headers
+    owner = req.user.user_id if req.user else bucket.owner
+    result = await objects.delete(bucket, key_bytes(key), owner)
+    if bucket.versioning and result is not None:
+        return {"x-amz-delete-marker": "true", "x-amz-version-id": result["vid"]}
+    return {}
+
+
+def parse_copy_source(value: str) -> tuple[str, str, str | None]:
+    """(bucket, key, version id or None) of x-amz-copy-source."""
+    path, _, query = value.partition("?")
+    source = unquote(path).lstrip("/")
     bucket, _, key = source.partition("/")
     if not bucket or not key:
         raise errors.InvalidArgument("Copy Source must mention the source bucket and key: "
                                      "sourcebucket/sourcekey",
                                      ArgumentName="x-amz-copy-source", ArgumentValue=value)
-    return bucket, key
+    vid = None
+    for item in query.split("&") if query else ():
+        name, _, val = item.partition("=")
+        if name == "versionId":
+            vid = unquote(val)
+    return bucket, key, vid
 
 
 async def _hashing(pieces: AsyncIterator[bytes], md5: Any) -> AsyncIterator[bytes]:
@@ -214,19 +264,12 @@ async def _hashing(pieces: AsyncIterator[bytes], md5: Any) -> AsyncIterator[byte
 
 async def copy_object(req: S3Request) -> web.Response:
     dest = await req.bucket("write")
-    src_bucket_name, src_key = parse_copy_source(req.headers["x-amz-copy-source"])
-    src_bucket = await req.svc.buckets.get(src_bucket_name)
-    entry = await req.svc.buckets.entry(src_bucket, key_bytes(src_key))
-    if entry is None:
-        raise errors.NoSuchKey(Key=src_key)
-    if not req.can_read_object(src_bucket, entry):
-        raise errors.AccessDenied()
-    check_conditions(req.headers, entry, prefix="x-amz-copy-source-if-", copy=True)
+    entry, src_bucket, src_key, src_vid = await copy_source(req)
     directive = req.headers.get("x-amz-metadata-directive", "COPY").upper()
     if directive not in ("COPY", "REPLACE"):
         raise errors.InvalidArgument("Unknown metadata directive.",
                                      ArgumentName="x-amz-metadata-directive")
-    same = src_bucket.name == dest.name and src_key == req.key
+    same = src_bucket.name == dest.name and src_key == req.key and src_vid is None
     if same and directive == "COPY":
         raise errors.InvalidRequest("This copy request is illegal because it is trying to copy "
                                     "an object to itself without changing the object's "
@@ -245,8 +288,24 @@ async def copy_object(req: S3Request) -> web.Response:
 
     await req.small_body(s3_xml.MAX_BODY)  # a copy has no body; a stray one is drained
     new = await req.svc.objects.put(dest, key_bytes(req.key), _hashing(pieces, md5), describe)
-    return xml_response(document("CopyObjectResult", [
+    headers = {"x-amz-version-id": new["vid"]} if "vid" in new else {}
+    if src_vid is not None:
+        headers["x-amz-copy-source-version-id"] = src_vid
+    resp = xml_response(document("CopyObjectResult", [
         ("LastModified", iso8601(new["mtime"])), ("ETag", f'"{new["etag"]}"')]))
+    resp.headers.update(headers)
+    return resp
+
+
+async def copy_source(req: S3Request) -> tuple[dict[str, Any], Bucket, str, str | None]:
+    """The entry x-amz-copy-source names, if readable and its conditions hold."""
+    src_bucket_name, src_key, src_vid = parse_copy_source(req.headers["x-amz-copy-source"])
+    src_bucket = await req.svc.buckets.get(src_bucket_name)
+    entry = await find_entry(req, src_bucket, src_key, src_vid)
+    if not req.can_read_object(src_bucket, entry):
+        raise errors.AccessDenied()
+    check_conditions(req.headers, entry, prefix="x-amz-copy-source-if-", copy=True)
+    return entry, src_bucket, src_key, src_vid
 
 
 async def _empty() -> AsyncIterator[bytes]:
@@ -266,8 +325,11 @@ async def put_object_acl(req: S3Request) -> web.Response:
     entry = await req.svc.buckets.entry(bucket, key)
     if entry is None:
         raise errors.NoSuchKey(Key=req.key)
-    entry["acl"] = await requested_acl(req)
-    entry["mtime"] = entry.get("mtime", time.time())
+    acl = await requested_acl(req)
+    if bucket.versioning:
+        await req.svc.objects.versions.set_acl(bucket, key, acl)
+        return web.Response(status=200)
+    entry["acl"] = acl
     # the same data under a new entry: swap only if nobody replaced the object meanwhile
     old = await req.svc.buckets.swap(bucket, key, entry)
     if old is not None and old.get("segs") != entry["segs"]:

@@ -16,7 +16,7 @@ from urllib.parse import unquote_to_bytes
 
 from aiohttp import web
 
-from gateway import errors, s3_buckets, s3_multipart, s3_objects, s3_xml
+from gateway import errors, s3_buckets, s3_multipart, s3_objects, s3_versions, s3_xml
 from gateway.context import S3Request, Services
 from gateway.s3_auth import Target, authenticate
 
@@ -31,7 +31,7 @@ UNSUPPORTED = frozenset({
     "replication", "encryption", "object-lock", "retention", "legal-hold", "requestPayment",
     "accelerate", "analytics", "inventory", "metrics", "intelligent-tiering",
     "ownershipControls", "publicAccessBlock", "restore", "select", "torrent", "attributes",
-    "versioning", "versions", "policyStatus"})
+    "policyStatus"})
 
 
 def _route(method: str, has_key: bool, query: dict[str, str]) -> Handler:
@@ -41,8 +41,12 @@ def _route(method: str, has_key: bool, query: dict[str, str]) -> Handler:
             "GET": (s3_buckets.get_location if "location" in q else
                     s3_buckets.get_bucket_acl if "acl" in q else
                     s3_multipart.list_uploads if "uploads" in q else
+                    s3_versions.get_versioning if "versioning" in q else
+                    s3_versions.list_versions if "versions" in q else
                     s3_buckets.list_objects),
-            "PUT": s3_buckets.put_bucket_acl if "acl" in q else s3_buckets.create_bucket,
+            "PUT": (s3_buckets.put_bucket_acl if "acl" in q else
+                    s3_versions.put_versioning if "versioning" in q else
+                    s3_buckets.create_bucket),
             "HEAD": s3_buckets.head_bucket,
             "DELETE": s3_buckets.delete_bucket,
         }
@@ -134,8 +138,9 @@ def error_response(exc: errors.S3Error, request: web.Request) -> web.Response:
     body = s3_xml.error_document(exc.code, exc.message, request.get("resource", request.path),
                                  request["request_id"], exc.extra)
     if exc.status == 304 or request.method == "HEAD":
-        return web.Response(status=exc.status)
-    return web.Response(body=body, status=exc.status, content_type="application/xml")
+        return web.Response(status=exc.status, headers=exc.headers)
+    return web.Response(body=body, status=exc.status, content_type="application/xml",
+                        headers=exc.headers)
 
 
 @web.middleware

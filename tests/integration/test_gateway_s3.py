@@ -31,7 +31,6 @@ from unittest import mock
 import boto3
 import botocore
 import pytest
-import urllib3
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config as BotoConfig
@@ -43,7 +42,6 @@ from rados_py.rados import Rados
 from tests.integration import random_base_port, running_cluster
 from tests.waiting import wait_for
 
-urllib3.disable_warnings()
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 MiB = 1 << 20
@@ -57,6 +55,7 @@ class Gateway:
     tls_url: str
     access: str
     secret: str
+    ca: Path  # the HTTPS gateway's self-signed certificate, trusted by the clients
 
     @property
     def port(self) -> int:
@@ -65,7 +64,7 @@ class Gateway:
     def client(self, tls: bool = False, **config: Any) -> Any:
         return boto3.client("s3", endpoint_url=self.tls_url if tls else self.url,
                             aws_access_key_id=self.access, aws_secret_access_key=self.secret,
-                            region_name="us-east-1", verify=False,
+                            region_name="us-east-1", verify=str(self.ca),
                             config=BotoConfig(retries={"max_attempts": 1}, **config))
 
     def data_objects(self, bucket: str) -> list[bytes]:
@@ -82,7 +81,9 @@ class Gateway:
 
 def _self_signed(directory: Path) -> None:
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=localhost", "-keyout", str(directory / "gw.key"),
+                    "-subj", "/CN=localhost", "-addext",
+                    "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    "-keyout", str(directory / "gw.key"),
                     "-out", str(directory / "gw.crt")], check=True, capture_output=True)
 
 
@@ -110,7 +111,8 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         user = cluster.gateway_info()["user"]
         key = user["keys"][0]
         yield Gateway(cluster, f"http://127.0.0.1:{ports[0]}",
-                      f"https://127.0.0.1:{ports[1]}", key["access_key"], key["secret_key"])
+                      f"https://127.0.0.1:{ports[1]}", key["access_key"], key["secret_key"],
+                      directory / "gw.crt")
 
 
 def new_bucket(s3: Any) -> str:
@@ -498,6 +500,74 @@ def test_public_read_objects_and_buckets(gw: Gateway) -> None:
         urllib.request.urlopen(f"{gw.url}/{bucket}")
     s3.put_bucket_acl(Bucket=bucket, ACL="public-read")
     assert b"<Key>closed</Key>" in urllib.request.urlopen(f"{gw.url}/{bucket}").read()
+
+
+def test_versioning(gw: Gateway) -> None:
+    s3 = gw.client()
+    bucket = new_bucket(s3)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"v0")  # before versioning: the null version
+    assert "Status" not in s3.get_bucket_versioning(Bucket=bucket)
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    v1 = s3.put_object(Bucket=bucket, Key="k", Body=b"v1")["VersionId"]
+    v2 = s3.put_object(Bucket=bucket, Key="k", Body=b"v2")["VersionId"]
+    s3.put_object(Bucket=bucket, Key="other", Body=b"o")
+
+    def body(**kw: str) -> bytes:
+        return s3.get_object(Bucket=bucket, Key="k", **kw)["Body"].read()
+    assert body() == b"v2" and body(VersionId=v1) == b"v1" and body(VersionId="null") == b"v0"
+    assert s3.head_object(Bucket=bucket, Key="k")["VersionId"] == v2
+    listed = s3.list_object_versions(Bucket=bucket, Prefix="k")["Versions"]
+    assert [(v["VersionId"], v["IsLatest"], v["Size"]) for v in listed] == [
+        (v2, True, 2), (v1, False, 2), ("null", False, 2)]
+    gone = s3.delete_object(Bucket=bucket, Key="k")
+    assert gone["DeleteMarker"] is True
+    marker = gone["VersionId"]
+    with pytest.raises(ClientError) as err:
+        s3.get_object(Bucket=bucket, Key="k")
+    assert error_of(err.value) == (404, "NoSuchKey")
+    assert err.value.response["ResponseMetadata"]["HTTPHeaders"]["x-amz-delete-marker"] == "true"
+    with pytest.raises(ClientError) as err:
+        s3.get_object(Bucket=bucket, Key="k", VersionId=marker)
+    assert error_of(err.value)[0] == 405
+    assert [c["Key"] for c in s3.list_objects_v2(Bucket=bucket)["Contents"]] == ["other"]
+    listing = s3.list_object_versions(Bucket=bucket)
+    assert [(m["VersionId"], m["IsLatest"]) for m in listing["DeleteMarkers"]] == [(marker, True)]
+    assert len(listing["Versions"]) == 4
+    paged = s3.get_paginator("list_object_versions").paginate(
+        Bucket=bucket, PaginationConfig={"PageSize": 1})
+    seen = [(v["Key"], v["VersionId"]) for page in paged
+            for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+    assert sorted(seen) == sorted([("k", marker), ("k", v2), ("k", v1), ("k", "null"),
+                                   ("other", listing["Versions"][-1]["VersionId"])])
+    s3.delete_object(Bucket=bucket, Key="k", VersionId=marker)  # undelete
+    assert body() == b"v2"
+    s3.delete_object(Bucket=bucket, Key="k", VersionId=v2)  # the previous version is back
+    assert body() == b"v1"
+    copied = s3.copy_object(Bucket=bucket, Key="k2",
+                            CopySource={"Bucket": bucket, "Key": "k", "VersionId": "null"})
+    assert copied["CopySourceVersionId"] == "null"
+    assert s3.get_object(Bucket=bucket, Key="k2")["Body"].read() == b"v0"
+    with pytest.raises(ClientError) as err:
+        s3.get_object(Bucket=bucket, Key="k", VersionId="0000000000000000000nosuch")
+    assert error_of(err.value) == (404, "NoSuchVersion")
+    # suspended: a PUT replaces the null version (whose data goes to GC), keeps the others
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Suspended"})
+    assert s3.put_object(Bucket=bucket, Key="k", Body=b"v3")["VersionId"] == "null"
+    listed = s3.list_object_versions(Bucket=bucket, Prefix="k")["Versions"]
+    assert [(v["Key"], v["VersionId"]) for v in listed if v["Key"] == "k"] == [
+        ("k", "null"), ("k", v1)]
+    assert body() == b"v3" and body(VersionId="null") == b"v3"
+    with pytest.raises(ClientError) as err:
+        s3.delete_bucket(Bucket=bucket)
+    assert error_of(err.value) == (409, "BucketNotEmpty")
+    everything = s3.list_object_versions(Bucket=bucket)
+    s3.delete_objects(Bucket=bucket, Delete={"Objects": [
+        {"Key": v["Key"], "VersionId": v["VersionId"]}
+        for v in everything.get("Versions", []) + everything.get("DeleteMarkers", [])]})
+    assert "Versions" not in s3.list_object_versions(Bucket=bucket)
+    wait_for(lambda: gw.data_objects(bucket) == [], 30, "every version's stripes collected")
+    s3.delete_bucket(Bucket=bucket)
 
 
 # --- storage behaviour: atomic swaps, GC, disconnects -------------------------------------------

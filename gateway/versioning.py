@@ -1,0 +1,266 @@
+"""Object versions in the bucket index, for buckets whose versioning is Enabled or Suspended.
+
+Each version is an omap entry in the same shard as its key, in a block that plain listings skip
+(0x80 never starts a UTF-8 key):
+
+    <key>                          the current version (absent when the latest is a marker)
+    0x80 "v" <key> 0x00 <suffix>   every version, delete markers included
+
+`suffix` is the inverted creation time in nanoseconds (19 digits) plus a random tag, so a key's
+versions sort newest first; it is also the version id, except for the "null" version (objects
+written while versioning was off or suspended), whose suffix ends in "null".
+
+A change reads the shard (its object version, the key's entry and versions) and writes it back
+guarded by that object version, retrying on a conflict: current entry and version block change
+together, all or nothing. Unversioned buckets keep the cheaper blind swap (buckets.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway import errors
+from gateway.buckets import DELETING, Bucket, BucketStore
+from gateway.listing import Listing, list_index
+from rados_py.errors import NotFound
+from rados_py.proto.loligo import osd_pb2
+from rados_py.rados import CompareFailed, ObjectOp
+
+K = osd_pb2.OsdOp
+BLOCK = b"\x80v"
+NULL = "null"
+MAX_VERSIONS_READ = 1000
+ATTEMPTS = 50
+
+
+def new_suffix(null: bool = False) -> str:
+    rev = (1 << 63) - time.time_ns()
+    return f"{rev:019d}" + (NULL if null else uuid.uuid4().hex[:8])
+
+
+def version_key(key: bytes, suffix: str) -> bytes:
+    return BLOCK + key + b"\0" + suffix.encode()
+
+
+def split_version_key(raw: bytes) -> tuple[bytes, str]:
+    key, _, suffix = raw[len(BLOCK):].rpartition(b"\0")
+    return key, suffix.decode()
+
+
+def vid_of(suffix: str) -> str:
+    return NULL if suffix.endswith(NULL) else suffix
+
+
+@dataclass
+class Shard:
+    """What a change reads: the shard's object version, the key's entry, its versions."""
+
+    version: int
+    current: dict[str, Any] | None
+    versions: list[tuple[str, dict[str, Any]]]  # (suffix, entry), newest first
+
+    def find(self, vid: str) -> tuple[str, dict[str, Any]] | None:
+        for suffix, entry in self.versions:
+            if vid_of(suffix) == vid:
+                return suffix, entry
+        return None
+
+
+@dataclass
+class Change:
+    sets: dict[bytes, dict[str, Any]] = field(default_factory=dict)
+    removes: list[bytes] = field(default_factory=list)
+    garbage: list[list[Any]] = field(default_factory=list)  # segments for GC
+    result: Any = None
+
+
+class VersionedIndex:
+    def __init__(self, buckets: BucketStore) -> None:
+        self.buckets = buckets
+        self.index = buckets.index
+
+    async def _read(self, bucket: Bucket, key: bytes) -> Shard:
+        op = ObjectOp().stat()
+        op._add(kind=K.OMAP_GET, keys=[key])
+        op._add(kind=K.OMAP_LIST, prefix=BLOCK + key + b"\0", max=MAX_VERSIONS_READ)
+        try:
+            results = await self.index.operate(bucket.shard_oid(bucket.shard_of(key)), op)
+        except NotFound:
+            raise errors.NoSuchBucket(BucketName=bucket.name) from None
+        current = json.loads(results[1].pairs[0].value) if results[1].pairs else None
+        versions = [(split_version_key(p.key)[1], json.loads(p.value))
+                    for p in results[2].pairs]
+        return Shard(results[0].version, current, versions)
+
+    async def change(self, bucket: Bucket, key: bytes,
+                     decide: Callable[[Shard], Change]) -> Change:
+        """Read, decide, write guarded by the shard's version; again on a conflict."""
+        for attempt in range(ATTEMPTS):
+            shard = await self._read(bucket, key)
+            change = decide(shard)
+            op = ObjectOp().assert_version(shard.version).cmpxattr(DELETING, b"", "eq")
+            if change.removes:
+                op.omap_rm(change.removes)
+            if change.sets:
+                op.omap_set({k: json.dumps(v, separators=(",", ":")).encode()
+                             for k, v in change.sets.items()})
+            try:
+                await self.index.operate(bucket.shard_oid(bucket.shard_of(key)), op)
+            except NotFound:
+                raise errors.NoSuchBucket(BucketName=bucket.name) from None
+            except CompareFailed as exc:
+                if getattr(exc, "errno", 0) == errno.ECANCELED:  # the bucket is being deleted
+                    raise errors.NoSuchBucket(BucketName=bucket.name) from None
+                await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
+                continue
+            return change
+        raise errors.ServiceUnavailable("Too many concurrent changes to this key's index "
+                                        "shard; retry")
+
+    @staticmethod
+    def _keep_unversioned(shard: Shard, key: bytes, change: Change) -> None:
+        """A current object written before versioning was enabled becomes the null version."""
+        cur = shard.current
+        if cur is not None and "vid" not in cur and shard.find(NULL) is None:
+            suffix = f"{(1 << 63) - int(cur['mtime'] * 1e9):019d}{NULL}"
+            change.sets[version_key(key, suffix)] = {**cur, "vid": NULL}
+
+    @staticmethod
+    def _drop_null(shard: Shard, key: bytes, change: Change) -> None:
+        """Suspended versioning replaces the null version: its data goes."""
+        found = shard.find(NULL)
+        if found is not None:
+            change.removes.append(version_key(key, found[0]))
+            if not found[1].get("dm"):
+                change.garbage.append(found[1])
+        elif shard.current is not None and "vid" not in shard.current:
+            change.garbage.append(shard.current)
+
+    async def put(self, bucket: Bucket, key: bytes, entry: dict[str, Any]) -> Change:
+        """Make `entry` the key's newest version (and its current object)."""
+        suspended = bucket.versioning != "Enabled"
+
+        def decide(shard: Shard) -> Change:
+            change = Change()
+            suffix = new_suffix(null=suspended)
+            new = {**entry, "vid": vid_of(suffix)}
+            if suspended:
+                self._drop_null(shard, key, change)
+            else:
+                self._keep_unversioned(shard, key, change)
+            change.sets[key] = new
+            change.sets[version_key(key, suffix)] = new
+            change.result = new
+            return change
+        change = await self.change(bucket, key, decide)
+        return change
+
+    async def delete(self, bucket: Bucket, key: bytes, owner: str) -> Change:
+        """DELETE without a version: a delete marker becomes the newest version."""
+        suspended = bucket.versioning != "Enabled"
+
+        def decide(shard: Shard) -> Change:
+            change = Change()
+            suffix = new_suffix(null=suspended)
+            marker = {"dm": True, "vid": vid_of(suffix), "mtime": time.time(), "owner": owner,
+                      "size": 0, "etag": "", "segs": []}
+            if suspended:
+                self._drop_null(shard, key, change)
+            else:
+                self._keep_unversioned(shard, key, change)
+            if shard.current is not None:
+                change.removes.append(key)
+            change.sets[version_key(key, suffix)] = marker
+            change.result = marker
+            return change
+        return await self.change(bucket, key, decide)
+
+    async def delete_version(self, bucket: Bucket, key: bytes, vid: str) -> Change:
+        """Remove one version for good; the newest remaining one becomes current."""
+        def decide(shard: Shard) -> Change:
+            change = Change()
+            found = shard.find(vid)
+            cur = shard.current
+            is_current = cur is not None and (cur.get("vid") == vid or (
+                vid == NULL and "vid" not in cur))
+            if found is None and not (is_current and vid == NULL):
+                return change  # no such version: nothing to do, as S3 answers
+            target = found[1] if found is not None else cur
+            assert target is not None
+            if found is not None:
+                change.removes.append(version_key(key, found[0]))
+            if not target.get("dm"):
+                change.garbage.append(target)
+            rest = [e for s, e in shard.versions if found is None or s != found[0]]
+            was_newest = found is not None and shard.versions[0][0] == found[0]
+            if is_current or was_newest:  # the newest remaining version becomes current
+                newest = rest[0] if rest else None
+                if newest is not None and not newest.get("dm"):
+                    change.sets[key] = newest
+                elif cur is not None:
+                    change.removes.append(key)
+            change.result = target
+            return change
+        return await self.change(bucket, key, decide)
+
+    async def set_acl(self, bucket: Bucket, key: bytes, acl: str) -> None:
+        """The canned ACL of the current version (in both of its entries)."""
+        def decide(shard: Shard) -> Change:
+            change = Change()
+            if shard.current is None:
+                raise errors.NoSuchKey()
+            cur = {**shard.current, "acl": acl}
+            change.sets[key] = cur
+            for suffix, entry in shard.versions:
+                if vid_of(suffix) == cur.get("vid"):
+                    change.sets[version_key(key, suffix)] = {**entry, "acl": acl}
+            return change
+        await self.change(bucket, key, decide)
+
+    async def get(self, bucket: Bucket, key: bytes, vid: str) -> dict[str, Any] | None:
+        if vid != NULL:
+            try:
+                found = await self.index.omap_get(bucket.shard_oid(bucket.shard_of(key)),
+                                                  [version_key(key, vid)])
+            except NotFound:
+                raise errors.NoSuchBucket(BucketName=bucket.name) from None
+            raw = found.get(version_key(key, vid))
+            return json.loads(raw) if raw is not None else None
+        shard = await self._read(bucket, key)
+        hit = shard.find(NULL)
+        if hit is not None:
+            return hit[1]
+        if shard.current is not None and "vid" not in shard.current:
+            return shard.current
+        return None
+
+    async def latest_is_marker(self, bucket: Bucket, key: bytes) -> bool:
+        shard = await self._read(bucket, key)
+        return bool(shard.versions) and bool(shard.versions[0][1].get("dm"))
+
+    async def list(self, bucket: Bucket, *, prefix: bytes, key_marker: bytes,
+                   vid_marker: str, delimiter: bytes, max_keys: int) -> Listing:
+        """Versions in key order, newest first per key (`ListObjectVersions`)."""
+        marker = b""
+        if key_marker:
+            marker = (version_key(key_marker, vid_marker) if vid_marker and vid_marker != NULL
+                      else BLOCK + key_marker + b"\0\xff")
+
+        async def fetch(shard: int, after: bytes, pfx: bytes, count: int
+                        ) -> tuple[list[tuple[bytes, bytes]], bool]:
+            try:
+                return await self.index.omap_list(bucket.shard_oid(shard), after=after,
+                                                  prefix=pfx, max_items=count)
+            except NotFound:
+                raise errors.NoSuchBucket(BucketName=bucket.name) from None
+
+        return await list_index(fetch, bucket.shards, prefix=BLOCK + prefix, marker=marker,
+                                delimiter=delimiter, max_keys=max_keys)
