@@ -116,6 +116,13 @@ def cmd_restart(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_add_osd(args: argparse.Namespace) -> int:
+    daemon = _cluster(args).add_osd(timeout=args.timeout)
+    print(f"{daemon.name} is running at {daemon.addr}; CRUSH moves its share of PGs to it "
+          "(backfill progress: loligo status)")
+    return 0
+
+
 def register(sub: Any) -> None:
     cluster = sub.add_parser("cluster", help="the local cluster: up, down, info, fault drills",
                              description=__doc__,
@@ -149,6 +156,9 @@ def register(sub: Any) -> None:
     p.add_argument("-f", "--format", choices=["text", "json"], default="text")
     p = add("down", cmd_down, "stop every daemon: TERM, then KILL after --grace")
     p.add_argument("--grace", type=float, default=10.0, help="seconds (default 10)")
+    p = add("add-osd", cmd_add_osd, "add one OSD to the running cluster and start it")
+    p.add_argument("--timeout", type=float, default=60.0,
+                   help="seconds to wait until it answers (default 60)")
     p = add("kill", cmd_kill, "SIGKILL one daemon (a crash), e.g. mon.a")
     p.add_argument("name")
     for name, func, what in (("start", cmd_start, "start one stopped daemon, e.g. mon.a"),

@@ -224,6 +224,24 @@ class LocalCluster:
                 found.append(Daemon("osd", ident, f"127.0.0.1:{port}" if port else ""))
         return sorted(found, key=lambda d: int(d.id))
 
+    def add_osd(self, timeout: float = 60.0) -> Daemon:
+        """A new OSD for a running cluster: its key, an [osd.N] section with a free port,
+        started. CRUSH then gives it its share of PGs, which backfill onto it."""
+        new = max((int(d.id) for d in self.osds), default=-1) + 1
+        taken = {int(d.addr.rsplit(":", 1)[1]) for d in self.daemons + self.gateways if d.addr}
+        base = max((int(d.addr.rsplit(":", 1)[1]) for d in self.osds if d.addr),
+                   default=OSD_BASE_PORT)
+        port = next(p for p in pick_ports(len(taken) + 1, base + 1) if p not in taken)
+        entity = f"osd.{new}"
+        keyring = Keyring.load(self.config.keyring)
+        keyring.with_entity(entity, default_caps(entity)).write(self.config.keyring,
+                                                                overwrite=True)
+        text = self.conf.read_text()
+        write_atomic(self.conf, text.rstrip("\n") + f"\n\n[{entity}]\nosd_port = {port}\n")
+        daemon = self.daemon(entity)
+        self.start([entity], timeout=timeout)
+        return daemon
+
     def daemon(self, name: str) -> Daemon:
         for d in self.daemons + self.gateways:
             if d.name == name:

@@ -323,7 +323,8 @@ class MonDaemon:
         (or its new address is) through the log when needed."""
         if request.HasField("failure"):
             f = request.failure
-            self.failure_reports.report(f.reporter, f.target, f.still_alive, time.monotonic())
+            self.failure_reports.report(f.reporter, f.target, f.still_alive, time.monotonic(),
+                                        f.epoch)
             return mon_pb2.BeaconReply(mdsmap_epoch=self.maps.mdsmap.epoch)
         if request.HasField("osd"):
             osd = self.maps.osdmap.osds.get(request.osd.id)

@@ -88,20 +88,25 @@ class PgStats:
 
 
 class FailureReports:
-    """Which OSDs say which peer stopped answering heartbeats, and since when."""
+    """Which OSDs say which peer stopped answering heartbeats, when, and at which map epoch."""
 
     def __init__(self) -> None:
-        self._reports: dict[int, dict[int, float]] = {}
+        self._reports: dict[int, dict[int, tuple[float, int]]] = {}
 
-    def report(self, reporter: int, target: int, alive: bool, now: float) -> None:
+    def report(self, reporter: int, target: int, alive: bool, now: float, epoch: int) -> None:
         if alive:
             self._reports.get(target, {}).pop(reporter, None)
         else:
-            self._reports.setdefault(target, {})[reporter] = now
+            self._reports.setdefault(target, {})[reporter] = (now, epoch)
 
     def reporters(self, target: int, osdmap: OSDMap, now: float, window: float) -> set[int]:
-        """Up OSDs that reported `target` within `window` seconds."""
-        fresh = {r for r, t in self._reports.get(target, {}).items() if now - t <= window}
+        """Up OSDs that reported `target` within `window` seconds, about its current life: a
+        report sent with a map from before the target last booted is about a process that
+        is gone (it would mark a restarted OSD down again)."""
+        state = osdmap.osds.get(target)
+        up_from = state.up_from if state is not None else 0
+        fresh = {r for r, (t, epoch) in self._reports.get(target, {}).items()
+                 if now - t <= window and epoch >= up_from}
         return {r for r in fresh if (s := osdmap.osds.get(r)) is not None and s.up}
 
     def forget(self, target: int) -> None:

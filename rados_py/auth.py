@@ -326,10 +326,36 @@ class Authenticator:
         self.proof_window = proof_window
         self.audience = audience
         self.replays = ReplayCache(proof_window, replay_capacity)
+        self._mtime = self._stamp()
+
+    def _stamp(self) -> float:
+        try:
+            return os.stat(self.keyring.path).st_mtime if self.keyring.path else 0.0
+        except OSError:
+            return 0.0
+
+    def _reload(self) -> bool:
+        """Read the keyring file again if it changed (a daemon was added with its key, e.g.
+        `loligo cluster add-osd`); whether it did. The cluster secret must stay the same."""
+        stamp = self._stamp()
+        if not stamp or stamp == self._mtime:
+            return False
+        fresh = Keyring.load(self.keyring.path)
+        if fresh.service_secret != self.keyring.service_secret:
+            raise AuthError(f"keyring {self.keyring.path} now holds another cluster secret: "
+                            "not using it")
+        self.keyring, self._mtime = fresh, stamp
+        return True
 
     def authenticate(self, proof_token: str, now: float) -> Ticket:
-        entry = check_proof(self.keyring, proof_token, now, window=self.proof_window,
-                            replays=self.replays, audience=self.audience)
+        try:
+            entry = check_proof(self.keyring, proof_token, now, window=self.proof_window,
+                                replays=self.replays, audience=self.audience)
+        except AuthError as exc:
+            if "unknown entity" not in str(exc) or not self._reload():
+                raise
+            entry = check_proof(self.keyring, proof_token, now, window=self.proof_window,
+                                replays=self.replays, audience=self.audience)
         return issue_ticket(self.keyring.service_secret, entry.entity, entry.caps,
                             self.ticket_ttl, now)
 
@@ -382,6 +408,14 @@ class Keyring:
         ring = cls.generate(entities)
         ring.write(path, overwrite=overwrite)
         return ring
+
+    def with_entity(self, entity: str, caps: Mapping[str, str]) -> Keyring:
+        """This keyring plus a fresh random key for `entity` (a daemon added later)."""
+        if entity in self._entries:
+            raise AuthError(f"{entity} already has a key")
+        entry = KeyEntry(validate_entity(entity), secrets.token_bytes(KEY_BYTES),
+                         MappingProxyType(normalize_caps(caps)))
+        return Keyring({**self._entries, entity: entry}, self.path)
 
     def to_toml(self) -> str:
         out = []

@@ -157,6 +157,53 @@ def test_marking_out_backfills_elsewhere_and_drains(cluster: launcher.LocalClust
     asyncio.run(go())
 
 
+def test_an_added_osd_takes_only_the_pgs_crush_gives_it(cluster: launcher.LocalCluster) -> None:
+    """Runs last: the cluster then has 5 OSDs."""
+    async def go() -> None:
+        async with Rados(load(cluster.conf)) as r:
+            io = await r.open_ioctx("data")
+            model = Model()
+            for i in range(30):
+                await model.write(io, f"a-{i}", os.urandom(5000))
+            await wait_clean(r, CLEAN_WITHIN)
+            before = [p.acting for p in (await r.mon.get_maps(latest=True)).osdmap.map_pool(
+                io.pool_id)]
+            daemon = await asyncio.to_thread(cluster.add_osd)
+            new = int(daemon.id)
+            await wait_for_async(lambda: _is(_osd(r, new), (True, True)), 30,
+                                 f"osd.{new} up and in")
+            after = [p.acting for p in (await r.mon.get_maps(latest=True)).osdmap.map_pool(
+                io.pool_id)]
+            moved = [i for i, (b, a) in enumerate(zip(before, after, strict=True)) if b != a]
+            assert moved, "the new OSD got no PG"
+            for i in moved:  # a PG changes only to take the new OSD in
+                assert new in after[i] and set(before[i]) - set(after[i]) <= set(before[i])
+                assert len(set(after[i]) - set(before[i])) == 1, (before[i], after[i])
+            print(f"\n[heal] osd.{new} added: {len(moved)} of {len(after)} PGs moved to it")
+            await wait_clean(r, CLEAN_WITHIN)
+            await model.verify(io)
+            await replicas_identical(r, io.pool_id, 3)
+            # an OSD a PG moved away from drops its copy once the PG is clean again
+            for i in moved:
+                (gone,) = set(before[i]) - set(after[i])
+                await wait_for_async(lambda g=gone, s=i: _lacks_pg(r, g, f"{io.pool_id}.{s:x}"),
+                                     30, f"osd.{gone} dropped {io.pool_id}.{i:x}")
+    asyncio.run(go())
+
+
+async def _lacks_pg(r: Rados, osd: int, pgid: str) -> bool:
+    from rados_py import rpc
+    from rados_py.proto.loligo import osd_pb2, osd_pb2_grpc
+
+    channel = rpc.open_channel(r.osdmap.osds[osd].addr, r.config, r._creds)
+    try:
+        reply = await osd_pb2_grpc.OsdPeerStub(channel).Query(osd_pb2.PgQuery(pgid=pgid),
+                                                              timeout=10)
+        return not reply.exists
+    finally:
+        await channel.close()
+
+
 async def _holds_nothing(cluster: launcher.LocalCluster, r: Rados, osd: int,
                          pool_id: int) -> bool:
     """No PG of the pool left in the OSD's store (its stray copies were removed)."""

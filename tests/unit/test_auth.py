@@ -208,6 +208,28 @@ def test_authenticator_end_to_end(ring: Keyring) -> None:
         mon.authenticate(proof, NOW + 2)
 
 
+def test_a_key_added_to_the_keyring_file_is_known_without_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "keyring"
+    ring = Keyring.create(path, {"client.admin": {"mon": "allow *"}})
+    mon = auth.Authenticator(Keyring.load(path), ticket_ttl=60, proof_window=30, audience="m")
+    grown = ring.with_entity("osd.7", auth.default_caps("osd.7"))
+    with pytest.raises(AuthError, match="already has a key"):
+        grown.with_entity("osd.7", {})
+    os.utime(path, (1, 1))  # the rewrite below must look like a change whatever the clock
+    grown.write(path, overwrite=True)
+    proof = auth.prove_identity(grown.key("osd.7"), "osd.7", NOW, audience="m")
+    assert mon.authenticate(proof, NOW + 1).entity == "osd.7"
+    stranger = Keyring.generate({"osd.8": {}})
+    with pytest.raises(AuthError, match="unknown entity"):
+        mon.authenticate(auth.prove_identity(stranger.key("osd.8"), "osd.8", NOW,
+                                             audience="m"), NOW + 1)
+    Keyring.create(path, {"osd.9": {}}, overwrite=True)  # another cluster's secret: refused
+    os.utime(path, (2, 2))
+    with pytest.raises(AuthError, match="another cluster secret"):
+        mon.authenticate(auth.prove_identity(stranger.key("osd.8"), "osd.8", NOW,
+                                             audience="m"), NOW + 2)
+
+
 def test_keyring_create_and_load(tmp_path: Path) -> None:
     path = tmp_path / "keyring"
     made = Keyring.create(path, {"client.admin": {"mon": "allow *"},
