@@ -255,6 +255,8 @@ class OsdService(osd_pb2_grpc.OsdServicer):
                                f"({why}); resend it", version=rep.entry.version)
 
     async def _replicate(self, osd: int, rep: osd_pb2.RepOpRequest) -> None:
+        if self.config.osd_debug_replicate_delay:
+            await asyncio.sleep(self.config.osd_debug_replicate_delay)
         addr, stub = self.peers.osd(osd)
         await rpc.call_with_retry(stub.RepOp, rep, idempotent=True, config=self.config,
                                   address=f"osd.{osd} ({addr})")

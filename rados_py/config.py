@@ -331,6 +331,9 @@ SCHEMA: Mapping[str, Option] = MappingProxyType({o.name: o for o in (
     Option("osd_scrub_auto_repair", "bool", False, "Rewrite inconsistent copies found by "
            "scrub from the authoritative one at once, instead of waiting for `pg repair`.",
            ("osd",)),
+    Option("osd_debug_replicate_delay", "duration", 0.0, "Fault tests only: the primary "
+           "waits this long before sending each write to its replicas (so it can be killed "
+           "between its own commit and theirs).", ("osd",), min=0, max=60),
     Option("osd_peering_retry", "duration", 0.5, "Pause before peering again when a member "
            "of the acting set did not answer.", ("osd",), min=0.01, max=60),
     Option("mds_beacon_interval", "duration", 1.0, "How often an MDS tells the monitors it "
