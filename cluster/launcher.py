@@ -432,6 +432,27 @@ class LocalCluster:
         async with MonClient(self.config, Keyring.load(self.config.keyring)) as client:
             await client.command(pool_create=mon_pb2.PoolCreate(name=name, size=size))
 
+    async def wait_healthy(self, timeout: float) -> str:
+        """Until the monitors say HEALTH_OK (every PG active+clean), showing the PG states as
+        they change; past `timeout`, say what is still wrong and go on. The health."""
+        async with MonClient(self.config, Keyring.load(self.config.keyring)) as client:
+            deadline = time.monotonic() + timeout
+            shown = ""
+            while True:
+                status = (await client.status()).view
+                if status.health == "HEALTH_OK":
+                    self.out("  HEALTH_OK: all PGs active+clean")
+                    return status.health
+                states = ", ".join(f"{s.count} {s.state}" for s in status.pgs.by_state)
+                if states and states != shown:
+                    self.out(f"  waiting for PGs: {states}")
+                    shown = states
+                if time.monotonic() > deadline:
+                    for check in status.checks:
+                        self.out(f"  {status.health}: {check.summary} -> {check.detail}")
+                    return status.health
+                await asyncio.sleep(0.5)
+
     # --- describing -----------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
         """Endpoints and credentials as data (`cluster info --format json`)."""
@@ -538,4 +559,5 @@ def up(directory: Path, mons: int | None = None, base_port: int | None = None, *
         out(f"  created pool {DEFAULT_POOL!r}")
     if wait and cluster.osds:
         cluster.start_gateways(timeout)
+        asyncio.run(cluster.wait_healthy(timeout))
     return cluster
