@@ -38,6 +38,7 @@ def build_parser() -> ArgumentParser:
         osdmap_cli,
         pg_cli,
         rados_cli,
+        tell_cli,
         user_cli,
     )
 
@@ -49,6 +50,7 @@ def build_parser() -> ArgumentParser:
     mon_cli.register(sub)
     osdmap_cli.register(sub, crush_sub)
     pg_cli.register(sub)
+    tell_cli.register(sub)
     rados_cli.register(sub)
     cluster_cli.register(sub)
     gateway_cli.register(sub)

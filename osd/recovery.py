@@ -199,6 +199,13 @@ class Recovery:
             self.primaries.pop(coll).close()
         self._acting = acting_now
 
+    def set_config(self, config: Config) -> None:
+        """New throttles at run time (recoveries in flight finish under the old ones)."""
+        if config.osd_recovery_max_active != self.config.osd_recovery_max_active:
+            self._slots = asyncio.Semaphore(config.osd_recovery_max_active)
+        self.bucket.rate = config.osd_recovery_max_bytes_per_sec
+        self.config = config
+
     def repeer(self, coll: str) -> None:
         """Peer a PG again in the same interval (its members' logs may have diverged)."""
         old = self.primaries.get(coll)

@@ -46,7 +46,7 @@ from osd.pgs import PgRegistry
 from osd.recovery import PgPrimary, Recovery, Unfound
 from osd.scrub import Scrubber
 from rados_py import auth, rpc
-from rados_py.config import Config
+from rados_py.config import SCHEMA, Config
 from rados_py.errors import InvalidArgument, LoligoError, StaleEpoch
 from rados_py.osdmap import OSDMap, PgId
 from rados_py.proto.loligo import osd_pb2, osd_pb2_grpc
@@ -61,6 +61,11 @@ _STATUS = {Route.STALE_EPOCH: osd_pb2.OpReply.STALE_EPOCH,
            Route.NOT_PRIMARY: osd_pb2.OpReply.NOT_PRIMARY,
            Route.UNDERSIZED: osd_pb2.OpReply.UNDERSIZED}
 ACTIVE_WAIT = 2.0  # how long an op waits for its PG to become active before INACTIVE
+# options an OSD applies while it runs (`loligo tell osd.N config set KEY VALUE`)
+LIVE_OPTIONS = frozenset({"osd_recovery_max_active", "osd_recovery_max_bytes_per_sec",
+                          "osd_recovery_chunk_size", "osd_scrub_interval",
+                          "osd_deep_scrub_interval", "osd_scrub_auto_repair",
+                          "osd_debug_replicate_delay"})
 
 
 def server_auth(secret: bytes) -> rpc.ServerAuth:
@@ -70,7 +75,7 @@ def server_auth(secret: bytes) -> rpc.ServerAuth:
     return rpc.ServerAuth(service="osd", service_secret=secret,
                           method_ops={_OSD + "Op": "r", _OSD + "List": "r",
                                       _OSD + "RepOp": "*", _OSD + "DumpPg": "*",
-                                      _OSD + "Scrub": "*",
+                                      _OSD + "Scrub": "*", _OSD + "ConfigSet": "*",
                                       **{_PEER + m: "*" for m in peer_methods}})
 
 
@@ -350,6 +355,25 @@ class OsdService(osd_pb2_grpc.OsdServicer):
         for f in result.findings:
             reply.inconsistent.add(oid=f.oid, osds=f.bad, auth=f.auth, why=f.why)
         return reply
+
+
+    async def ConfigSet(self, request: osd_pb2.ConfigSetRequest, context: Any
+                        ) -> osd_pb2.ConfigSetReply:
+        """Admin: change an option that takes effect at once (`loligo tell osd.N config set`)."""
+        if request.key not in LIVE_OPTIONS:
+            live = ", ".join(sorted(LIVE_OPTIONS))
+            raise InvalidArgument(f"{request.key} cannot change while the OSD runs (set it in "
+                                  f"the config file and restart it); these can: {live}")
+        try:
+            value = SCHEMA[request.key].parse(request.value, from_env=True)
+        except ValueError as exc:
+            raise InvalidArgument(f"{request.key}: {exc}") from None
+        old = getattr(self.config, request.key)
+        self.config = self.config.replace(**{request.key: value})
+        self.recovery.set_config(self.config)
+        self.scrubber.config = self.config
+        log.info("osd.%d: %s = %s (was %s)", self.id, request.key, value, old)
+        return osd_pb2.ConfigSetReply(key=request.key, value=str(value), old=str(old))
 
 
 class OsdPeerService(osd_pb2_grpc.OsdPeerServicer):

@@ -115,3 +115,23 @@ def test_a_corrupted_primary_copy_is_replaced_on_read(cluster: launcher.LocalClu
             assert report["inconsistent"] == []
             await replicas_identical(r, io.pool_id, 3)
     asyncio.run(go())
+
+
+def test_recovery_throttles_change_at_run_time(cluster: launcher.LocalCluster) -> None:
+    def tell(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "cluster", "tell", *args, "--conf",
+                               str(cluster.conf)], capture_output=True, text=True, cwd=ROOT,
+                              timeout=60)
+    out = tell("osd.*", "config", "set", "osd_recovery_max_bytes_per_sec", "20MiB")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        f"osd.{i}: osd_recovery_max_bytes_per_sec = {20 << 20} (was 0)" for i in range(3)]
+    out = tell("osd.1", "config", "set", "osd_recovery_max_active", "8")
+    assert out.stdout.strip() == "osd.1: osd_recovery_max_active = 8 (was 4)"
+    refused = tell("osd.1", "config", "set", "osd_heartbeat_grace", "9")
+    assert refused.returncode == 1 and "restart" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    bad = tell("osd.1", "config", "set", "osd_recovery_max_active", "lots")
+    assert bad.returncode == 1 and "osd_recovery_max_active" in bad.stderr
+    wrong = tell("mon.a", "config", "set", "x", "1")
+    assert wrong.returncode == 1 and "name OSDs as osd.N or osd.*" in wrong.stderr

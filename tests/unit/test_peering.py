@@ -150,3 +150,19 @@ async def test_member_state_survives_a_reload_and_follows_an_activation() -> Non
     assert (pulled.data, pulled.size, pulled.xattrs[0].value) == (b"123", 4, b"x")
     await fresh.remove("1.0")
     assert not (await fresh.query("1.0")).exists
+
+
+@pytest.mark.asyncio
+async def test_recovery_bandwidth_is_limited() -> None:
+    import time
+
+    from osd.recovery import TokenBucket
+    bucket = TokenBucket(rate=1 << 20)  # 1 MiB/s with a 1 s burst
+    start = time.monotonic()
+    for _ in range(6):
+        await bucket.take(256 << 10)  # 1.5 MiB: the last half MiB waits ~0.5 s
+    assert 0.4 < time.monotonic() - start < 1.5
+    unlimited = TokenBucket(rate=0)
+    start = time.monotonic()
+    await unlimited.take(1 << 30)
+    assert time.monotonic() - start < 0.1

@@ -432,6 +432,11 @@ class OsdStub:
                 request_serializer=loligo_dot_osd__pb2.ScrubRequest.SerializeToString,
                 response_deserializer=loligo_dot_osd__pb2.ScrubReply.FromString,
                 _registered_method=True)
+        self.ConfigSet = channel.unary_unary(
+                '/loligo.Osd/ConfigSet',
+                request_serializer=loligo_dot_osd__pb2.ConfigSetRequest.SerializeToString,
+                response_deserializer=loligo_dot_osd__pb2.ConfigSetReply.FromString,
+                _registered_method=True)
 
 
 class OsdServicer:
@@ -468,6 +473,13 @@ class OsdServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ConfigSet(self, request, context):
+        """admin
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OsdServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -495,6 +507,11 @@ def add_OsdServicer_to_server(servicer, server):
                     servicer.Scrub,
                     request_deserializer=loligo_dot_osd__pb2.ScrubRequest.FromString,
                     response_serializer=loligo_dot_osd__pb2.ScrubReply.SerializeToString,
+            ),
+            'ConfigSet': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfigSet,
+                    request_deserializer=loligo_dot_osd__pb2.ConfigSetRequest.FromString,
+                    response_serializer=loligo_dot_osd__pb2.ConfigSetReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -632,6 +649,33 @@ class Osd:
             '/loligo.Osd/Scrub',
             loligo_dot_osd__pb2.ScrubRequest.SerializeToString,
             loligo_dot_osd__pb2.ScrubReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfigSet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loligo.Osd/ConfigSet',
+            loligo_dot_osd__pb2.ConfigSetRequest.SerializeToString,
+            loligo_dot_osd__pb2.ConfigSetReply.FromString,
             options,
             channel_credentials,
             insecure,
