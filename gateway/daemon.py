@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 import ssl
 import sys
@@ -16,6 +18,7 @@ import time
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway.buckets import BucketStore
 from gateway.context import Services
@@ -54,6 +57,18 @@ async def connect(conf: Config, rados_conf: Config, timeout: float = CONNECT_TIM
             pause = min(pause * 2, 2.0)
 
 
+class _MalformedHttp(logging.Filter):
+    """A request that is not even HTTP is the client's error: one line, not a traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.msg = "malformed HTTP request: " + " ".join(str(exc).split())
+            record.args, record.exc_info = (), None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
 def build_services(conf: Config, pools: Pools) -> Services:
     users = UserStore(pools.users)
     buckets = BucketStore(pools, conf.gateway_bucket_index_shards)
@@ -76,6 +91,7 @@ class GatewayDaemon:
         self._gc_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        logging.getLogger("aiohttp.server").addFilter(_MalformedHttp())
         self.rados, pools = await connect(self.conf, self.rados_conf)
         self.services = build_services(self.conf, pools)
         self.runner = web.AppRunner(build_app(self.services), access_log=log,
@@ -130,8 +146,20 @@ class GatewayDaemon:
             await self.rados.close()
 
 
+def _return_big_buffers_to_the_system() -> None:
+    """Stripes pass through as multi-MiB buffers. glibc raises its mmap threshold after such
+    a buffer is freed, so later ones come from the heap and stay in the process when freed:
+    a fixed threshold keeps every big buffer an mmap given back on free (RSS stays bounded)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(-3, 256 * 1024)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):  # not glibc: its allocator decides
+        pass
+
+
 def main(conf_path: str | Path, ident: str) -> int:
     """`loligo gateway --conf FILE --id N`: serve until SIGTERM."""
+    _return_big_buffers_to_the_system()
     name = f"gateway.{ident}"
     conf = load(Path(conf_path), name)
     rados_conf = load(Path(conf_path), conf.gateway_rados_user)

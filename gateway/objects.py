@@ -63,7 +63,8 @@ class ObjectStore:
                 buf += piece
                 size += len(piece)
                 while len(buf) >= self.stripe:
-                    chunk = bytes(buf[:self.stripe])
+                    with memoryview(buf) as view:  # one copy, not two
+                        chunk = bytes(view[:self.stripe])
                     del buf[:self.stripe]
                     if pending is not None:
                         await pending

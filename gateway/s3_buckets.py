@@ -58,6 +58,9 @@ async def head_bucket(req: S3Request) -> web.Response:
 async def delete_bucket(req: S3Request) -> web.Response:
     bucket = await req.bucket("owner")
     await req.svc.buckets.delete(bucket)
+    from gateway.s3_multipart import abort_all  # (multipart imports this module)
+
+    await abort_all(req, bucket)  # unfinished uploads die with their bucket
     return web.Response(status=204)
 
 

@@ -12,6 +12,7 @@ NoSuchUpload. A part uploaded again replaces the earlier one, whose data goes to
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -289,3 +290,28 @@ async def list_uploads(req: S3Request) -> web.Response:
         ("Prefix", prefix or None), ("MaxUploads", max_uploads),
         ("IsTruncated", bool(more))]
     return xml_response(document("ListMultipartUploadsResult", head + uploads))
+
+
+async def abort_all(req: S3Request, bucket: Bucket) -> int:
+    """Abort every upload of a deleted bucket (its parts go to GC); how many there were."""
+    meta, count = req.svc.meta, 0
+    while True:
+        try:
+            page, more = await meta.omap_list(_index_oid(bucket), max_items=100)
+        except NotFound:
+            return count
+        for _, value in page:
+            upload = json.loads(value)
+            try:
+                version, parts = await _claim(req, bucket, upload["upload_id"])
+                await _take(req, bucket, upload, version)
+            except errors.NoSuchUpload:
+                await meta.omap_rm(_index_oid(bucket), [_upload_key(upload["key"],
+                                                                    upload["upload_id"])])
+                continue
+            await req.svc.gc.defer([p["seg"] for p in parts.values()], wait=0)
+            count += 1
+        if not more or not page:
+            with contextlib.suppress(NotFound):
+                await meta.remove(_index_oid(bucket))
+            return count
