@@ -500,7 +500,9 @@ async def _create_ready_user(config: config_mod.Config) -> dict[str, Any]:
 
     async with Rados(config) as rados:
         pools = await open_pools(rados, config.gateway_pool_prefix, config.gateway_pool_pg_num)
-        user = await UserStore(pools.users).create("loligo", "Loligo user")
+        # a Swift key too, so the same user works with Swift once the gateway speaks it
+        user = await UserStore(pools.users).create("loligo", "Loligo user",
+                                                   swift_user="loligo:swift")
     return user.to_json()
 
 
