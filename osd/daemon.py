@@ -121,6 +121,7 @@ class OsdDaemon:
         self._boot = mon_pb2.OsdBoot(id=self.id, uuid=disk, addr=self.addr,
                                      host=socket.gethostname().split(".")[0],
                                      capacity_bytes=self.config.osd_capacity)
+        await self._end_previous_life()
         await self.mon.command(osd_boot=self._boot, timeout=60.0)
         maps = await self.mon.get_maps(timeout=60.0)
         self._booted = True
@@ -135,6 +136,21 @@ class OsdDaemon:
         self._tasks.append(asyncio.create_task(heartbeats.run(), name="heartbeats"))
         self._tasks.append(asyncio.create_task(self.service.scrubber.run_schedule(),
                                                name="scrub-schedule"))
+
+    async def _end_previous_life(self) -> None:
+        """A restart quicker than failure detection finds the map still showing this OSD up
+        at the same address: mark that previous instance down first, so the boot is a new
+        epoch with a new up_from and every PG peers again (the old process's in-flight
+        writes died with it)."""
+        assert self.mon is not None
+        maps = await self.mon.get_maps(latest=True, timeout=60.0)
+        state = maps.osdmap.osds.get(self.id)
+        if state is not None and state.up:
+            log.info("%s: the map still shows my previous instance up (epoch %d): marking it "
+                     "down before booting", self.name, maps.osdmap.epoch)
+            await self.mon.command(osd_mark=mon_pb2.OsdMark(ids=[self.id],
+                                                            state=mon_pb2.OsdMark.DOWN),
+                                   timeout=60.0)
 
     async def _report_failure(self, failure: mon_pb2.OsdFailure) -> None:
         assert self.mon is not None

@@ -62,13 +62,15 @@ class PgPrimary:
     """This OSD as the acting primary of one PG, for one interval."""
 
     def __init__(self, pgid: PgId, pool: Pool, epoch: int, acting: Iterable[int],
-                 up: Iterable[int], prior: Iterable[int]) -> None:
+                 up: Iterable[int], prior: Iterable[int],
+                 up_from: Iterable[int] = ()) -> None:
         self.pgid = pgid
         self.pool = pool
         self.coll = str(pgid)
         self.epoch = epoch
         self.acting = tuple(acting)
         self.up = tuple(up)
+        self.up_from = tuple(up_from)  # a member that restarted makes a new interval
         self.prior = set(prior)
         self.size, self.min_size = pool.size, pool.min_size
         self.phase = "peering"
@@ -91,8 +93,8 @@ class PgPrimary:
         self.task: asyncio.Task[None] | None = None
 
     @property
-    def key(self) -> tuple[tuple[int, ...], tuple[int, ...], int, int]:
-        return self.acting, self.up, self.size, self.min_size
+    def key(self) -> tuple[Any, ...]:
+        return self.acting, self.up, self.up_from, self.size, self.min_size
 
     def close(self) -> None:
         self.closed.set()
@@ -186,7 +188,8 @@ class Recovery:
                     continue
                 mine.add(coll)
                 prim = PgPrimary(pgid, pool, osdmap.epoch, placement.acting, placement.up,
-                                 self._acting.get(coll, ()))
+                                 self._acting.get(coll, ()),
+                                 [osdmap.osds[o].up_from for o in placement.acting])
                 current = self.primaries.get(coll)
                 if current is not None and current.key == prim.key:
                     continue
@@ -213,7 +216,7 @@ class Recovery:
             return
         old.close()
         prim = PgPrimary(old.pgid, old.pool, old.epoch, old.acting, old.up,
-                         old.prior | set(old.acting))
+                         old.prior | set(old.acting), old.up_from)
         self.primaries[coll] = prim
         prim.task = asyncio.create_task(self._drive(prim), name=f"pg-{coll}")
 

@@ -130,6 +130,38 @@ def test_a_hung_osd_is_marked_down_and_boots_again(cluster: launcher.LocalCluste
     asyncio.run(go())
 
 
+def test_a_restart_faster_than_detection_still_starts_a_new_interval(
+        cluster: launcher.LocalCluster) -> None:
+    async def go() -> None:
+        async with Rados(load(cluster.conf)) as r:
+            io = await r.open_ioctx("data")
+            model = Model()
+            await wait_clean(r, CLEAN_WITHIN)
+            before = (await r.mon.get_maps(latest=True)).osdmap.osds[0].up_from
+            stop = asyncio.Event()
+            writer = asyncio.create_task(_keep_writing(io, model, "q", stop))
+            try:
+                cluster.kill("osd.0")
+                await asyncio.to_thread(cluster.start, ["osd.0"], timeout=60)
+            finally:
+                stop.set()
+                await writer  # the op in flight finishes: its outcome is recorded
+            state = (await r.mon.get_maps(latest=True)).osdmap.osds[0]
+            assert state.up and state.up_from > before
+            await wait_clean(r, CLEAN_WITHIN)
+            await model.verify(io)
+            await replicas_identical(r, io.pool_id, 3)
+    asyncio.run(go())
+
+
+async def _keep_writing(io: IoCtx, model: Model, prefix: str, stop: asyncio.Event) -> None:
+    i = 0
+    while not stop.is_set():
+        await model.write(io, f"{prefix}-{i % 25}", b"%d" % i)
+        i += 1
+    assert i > 0
+
+
 def test_marking_out_backfills_elsewhere_and_drains(cluster: launcher.LocalCluster) -> None:
     async def go() -> None:
         async with Rados(load(cluster.conf)) as r:
