@@ -6,10 +6,12 @@ error, so a body that fails any check (or a client that goes away) never becomes
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 from aiohttp.http_exceptions import HttpProcessingError
 
@@ -17,6 +19,12 @@ from gateway import checksums, chunked, errors
 from gateway.sigv4 import STREAMING, STREAMING_SIGNED, STREAMING_SIGNED_TRAILER, ChunkSigner
 
 PIECE = 1 << 20
+OFFLOAD = 256 * 1024  # pieces at least this big are hashed off the event loop
+
+
+def _update(digests: list[Any], piece: bytes) -> None:
+    for d in digests:
+        d.update(piece)
 
 
 class _Guarded:
@@ -35,6 +43,12 @@ class _Guarded:
     async def read(self, n: int) -> bytes:
         try:
             return await self.source.read(n)
+        except (ConnectionError, HttpProcessingError) as exc:
+            raise errors.IncompleteBody(f"The request body was cut short: {exc}") from None
+
+    async def readexactly(self, n: int) -> bytes:
+        try:
+            return await self.source.readexactly(n)
         except (ConnectionError, HttpProcessingError) as exc:
             raise errors.IncompleteBody(f"The request body was cut short: {exc}") from None
 
@@ -84,6 +98,20 @@ class Body:
         return length
 
     async def _raw(self) -> AsyncIterator[bytes]:
+        if self.expected is not None:  # whole pieces: fewer, bigger hash updates
+            left = self.expected
+            while left > 0:
+                try:
+                    piece = await self.source.readexactly(min(left, PIECE))
+                except asyncio.IncompleteReadError as exc:
+                    self.size += len(exc.partial)
+                    raise errors.IncompleteBody() from None
+                left -= len(piece)
+                yield piece
+            # anything after the declared length is a longer body than declared
+            if await self.source.read(1):
+                raise errors.InvalidRequest("The body is longer than its declared length")
+            return
         while True:
             piece = await self.source.read(PIECE)
             if not piece:
@@ -105,11 +133,12 @@ class Body:
                 if self.size > self.max_size:
                     raise errors.EntityTooLarge(MaxSizeAllowed=str(self.max_size))
                 raise errors.InvalidRequest("The body is longer than its declared length")
-            md5.update(piece)
-            if sha is not None:
-                sha.update(piece)
-            if self._digest is not None:
-                self._digest.update(piece)
+            digests = [d for d in (md5, sha, self._digest) if d is not None]
+            if len(piece) >= OFFLOAD:
+                # hashlib and zlib let go of the GIL on big buffers: other requests go on
+                await asyncio.to_thread(_update, digests, piece)
+            else:
+                _update(digests, piece)
             yield piece
         if self.expected is not None and self.size != self.expected:
             raise errors.IncompleteBody()

@@ -14,6 +14,7 @@ on before a failure is never visible.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 from collections.abc import AsyncIterator
@@ -30,6 +31,7 @@ PIECE = 1 << 20  # bytes passed on at a time: memory stays bounded whatever the 
 class Source(Protocol):
     async def readline(self) -> bytes: ...
     async def read(self, n: int) -> bytes: ...
+    async def readexactly(self, n: int) -> bytes: ...
 
 
 async def _line(source: Source) -> bytes:
@@ -41,9 +43,11 @@ async def _line(source: Source) -> bytes:
 
 async def _exactly(source: Source, n: int) -> AsyncIterator[bytes]:
     while n > 0:
-        piece = await source.read(min(n, PIECE))
-        if not piece:
-            raise errors.IncompleteBody("The request body ended inside an aws-chunked chunk")
+        try:  # whole pieces (not whatever arrived): fewer, bigger hash updates downstream
+            piece = await source.readexactly(min(n, PIECE))
+        except asyncio.IncompleteReadError:
+            raise errors.IncompleteBody("The request body ended inside an aws-chunked "
+                                        "chunk") from None
         n -= len(piece)
         yield piece
 

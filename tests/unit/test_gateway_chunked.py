@@ -37,6 +37,12 @@ class Source:
         out, self.pos = self.data[self.pos:self.pos + n], min(len(self.data), self.pos + n)
         return out
 
+    async def readexactly(self, n: int) -> bytes:
+        out, self.pos = self.data[self.pos:self.pos + n], min(len(self.data), self.pos + n)
+        if len(out) < n:
+            raise asyncio.IncompleteReadError(out, n)
+        return out
+
 
 def signer() -> sigv4.ChunkSigner:
     key = sigv4.signing_key(SECRET, "20130524", "us-east-1", "s3")
