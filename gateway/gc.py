@@ -87,26 +87,34 @@ class GarbageCollector:
             misses = 0 if await self._rm(stripe_oid(prefix, n)) else misses + 1
             n += 1
 
-    async def collect(self, now: float | None = None, limit: int = 100) -> int:
-        """Remove what is due (at most `limit` entries per list); how many entries went."""
+    async def collect(self, now: float | None = None, limit: int = 1000) -> int:
+        """Remove what is due, at most `limit` entries per list and round (the next round
+        goes on); how many entries went."""
         now = time.time() if now is None else now
         done = 0
         for n in range(SHARDS):
-            try:
-                page, _ = await self.meta.omap_list(f"gc.{n}", max_items=limit)
-            except NotFound:
-                continue
-            finished = []
-            for key, value in page:
-                if int(key[:15]) > now * 1000:
-                    break
+            after = b""
+            left = limit
+            while left > 0:
                 try:
-                    await self.remove_segments(json.loads(value)["segs"])
-                except Exception:  # keep the entry: the next round tries again
-                    log.exception("GC of %s failed", key)
-                    continue
-                finished.append(key)
-            if finished:
-                await self.meta.omap_rm(f"gc.{n}", finished)
-                done += len(finished)
+                    page, more = await self.meta.omap_list(f"gc.{n}", after=after,
+                                                           max_items=min(left, 100))
+                except NotFound:
+                    break
+                due = [(k, v) for k, v in page if int(k[:15]) <= now * 1000]
+                finished = []
+                for key, value in due:
+                    try:
+                        await self.remove_segments(json.loads(value)["segs"])
+                    except Exception:  # keep the entry: the next round tries again
+                        log.exception("GC of %s failed", key)
+                        continue
+                    finished.append(key)
+                if finished:
+                    await self.meta.omap_rm(f"gc.{n}", finished)
+                    done += len(finished)
+                if len(due) < len(page) or not more or not page:
+                    break  # the rest is not due yet (keys sort by due time), or none is left
+                after = page[-1][0]
+                left -= len(page)
         return done
