@@ -22,6 +22,7 @@ from osd import ops as ops_mod
 from osd import pgmeta
 from osd.objectstore import ChecksumError, NotFound, ObjectStore, Transaction
 from osd.pg import PgState
+from rados_py.errors import StaleEpoch
 from rados_py.proto.loligo import osd_pb2
 
 __all__ = ["PgRegistry"]
@@ -81,9 +82,13 @@ class PgRegistry:
         async with self.lock(coll):
             pg = await self.get(coll)
             if rep.entry.client and pg.dedup.get(rep.entry.client, rep.entry.tid) is not None:
-                return False
+                return False  # a resend of a write this member has
+            if rep.epoch < pg.les:
+                raise StaleEpoch(f"{coll}: a write of epoch {rep.epoch}, from before this "
+                                 f"member's activation at epoch {pg.les}: dropped")
             if rep.seq <= pg.last_seq:
-                return False  # an older copy of a write this member has (a late resend)
+                raise StaleEpoch(f"{coll}: log position {rep.seq} is taken here (last "
+                                 f"{pg.last_seq}) by another write: the PG must peer again")
             txn = await self._new_txn(coll)
             version = None if rep.entry.removed else rep.entry.version
             ops_mod.to_transaction(txn, coll, rep.oid, list(rep.ops), version)

@@ -9,6 +9,7 @@ from osd.objectstore import MemoryStore
 from osd.peering import ABSENT, Entry, Peer, backfill_missing, plan
 from osd.pg import pack_version
 from osd.pgs import PgRegistry
+from rados_py.errors import StaleEpoch
 from rados_py.proto.loligo import osd_pb2
 
 
@@ -117,6 +118,8 @@ async def test_member_state_survives_a_reload_and_follows_an_activation() -> Non
     for seq, oid in ((1, b"a"), (2, b"b"), (3, b"lost")):
         assert await reg.apply_write(rep(seq, oid, oid * 3))
     assert not await reg.apply_write(rep(3, b"lost", b"again"))  # a resend: applied once
+    with pytest.raises(StaleEpoch, match="taken"):  # another write at a used log position
+        await reg.apply_write(rep(3, b"other", b"x", tid=99))
     reply = await reg.query("1.0")
     assert reply.exists and reply.info.last_seq == 3 and reply.info.last_update == v(3, 3)
     # the auth's history replaced seq 3; the member must fetch b"c" and lose b"lost"
@@ -131,6 +134,8 @@ async def test_member_state_survives_a_reload_and_follows_an_activation() -> Non
     assert (state.last_seq, state.les, state.les_acting) == (3, 6, (1, 0))
     assert state.missing == {b"c": v(6, 3), b"lost": ABSENT}
     assert state.dedup.get("c", 3) is None  # the rolled-back write is forgotten
+    with pytest.raises(StaleEpoch, match="before this member's activation"):
+        await fresh.apply_write(rep(4, b"late", b"from the old interval", epoch=5))
     # recovery: the object arrives in two parts, the removal in one
     await fresh.push(osd_pb2.PushRequest(pgid="1.0", oid=b"c", version=v(6, 3), first=True,
                                          data=b"12", xattrs=[osd_pb2.KeyValue(key=b"k",
