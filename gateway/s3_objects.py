@@ -4,6 +4,7 @@ Copy, and the object's canned ACL."""
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import AsyncIterator
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -153,6 +154,7 @@ async def find_entry(req: S3Request, bucket: Bucket, key: str, vid: str | None
     for a delete marker, as S3 answers."""
     raw = key_bytes(key)
     if vid is not None:
+        check_version_id(vid)
         entry = await req.svc.objects.versions.get(bucket, raw, vid)
         if entry is None and vid == "null" and not bucket.versioning:
             entry = await req.svc.buckets.entry(bucket, raw)
@@ -196,7 +198,11 @@ async def get_object(req: S3Request, head: bool = False) -> web.StreamResponse:
     rng = parse_range(req.headers.get("range"), size)
     for param, header in OVERRIDES.items():
         if param in req.query:
-            headers[header] = req.query[param]
+            value = req.query[param]
+            if any(ord(c) < 32 or ord(c) == 127 for c in value):
+                raise errors.InvalidArgument(f"{param} must not contain control characters",
+                                             ArgumentName=param)
+            headers[header] = value
     if rng is None:
         first, last, status = 0, size - 1, 200
         cksum = entry.get("cksum")
@@ -227,6 +233,7 @@ async def delete_one(req: S3Request, bucket: Bucket, key: str, vid: str | None
     """Delete the object or one version of it; the x-amz-* headers that say what happened."""
     objects = req.svc.objects
     if vid is not None:
+        check_version_id(vid)
         removed = await objects.delete_version(bucket, key_bytes(key), vid)
         headers = {"x-amz-version-id": vid}
         if removed is not None and removed.get("dm"):
@@ -237,6 +244,15 @@ async def delete_one(req: S3Request, bucket: Bucket, key: str, vid: str | None
     if bucket.versioning and result is not None:
         return {"x-amz-delete-marker": "true", "x-amz-version-id": result["vid"]}
     return {}
+
+
+def check_version_id(vid: str) -> str:
+    """Version ids are "null" or ours (digits and hex): anything else never names a version
+    (and is never echoed into a header)."""
+    if not re.fullmatch(r"null|[0-9a-f]{1,64}", vid):
+        raise errors.InvalidArgument("Invalid version id specified", ArgumentName="versionId",
+                                     ArgumentValue=vid[:64])
+    return vid
 
 
 def parse_copy_source(value: str) -> tuple[str, str, str | None]:

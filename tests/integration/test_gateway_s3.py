@@ -426,6 +426,9 @@ def test_bad_input_never_gets_a_500(gw: Gateway) -> None:
         ("GET", f"/{bucket}/obj?versionId=", b""),
         ("DELETE", f"/{bucket}/obj?versionId=nosuch", b""),
         ("GET", f"/{bucket}/obj?partNumber=1", b""),
+        ("GET", f"/{bucket}/obj?response-content-type=a%0D%0ASet-Cookie:%20x", b""),
+        ("DELETE", f"/{bucket}/obj?versionId=a%0D%0Ab", b""),
+        ("GET", f"/{bucket}/obj?versionId=%00", b""),
     ]
     for method, path, body in signed_cases:
         status, _, answer = signed(gw, method, path, body)
@@ -738,8 +741,11 @@ def test_versioning(gw: Gateway) -> None:
     assert copied["CopySourceVersionId"] == "null"
     assert s3.get_object(Bucket=bucket, Key="k2")["Body"].read() == b"v0"
     with pytest.raises(ClientError) as err:
-        s3.get_object(Bucket=bucket, Key="k", VersionId="0000000000000000000nosuch")
+        s3.get_object(Bucket=bucket, Key="k", VersionId="0" * 19 + "deadbeef")
     assert error_of(err.value) == (404, "NoSuchVersion")
+    with pytest.raises(ClientError) as err:
+        s3.get_object(Bucket=bucket, Key="k", VersionId="not-a-version")
+    assert error_of(err.value) == (400, "InvalidArgument")
     # suspended: a PUT replaces the null version (whose data goes to GC), keeps the others
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Suspended"})
     assert s3.put_object(Bucket=bucket, Key="k", Body=b"v3")["VersionId"] == "null"
