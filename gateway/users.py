@@ -1,17 +1,18 @@
 """Gateway users and their keys, kept in RADOS (the `<prefix>.users` pool), shaped as
 radosgw-admin prints them.
 
-    user.<uid>        the user as JSON (display name, keys, Swift keys, suspended)
-    index.users       omap uid -> ""            (listing users without a pool scan)
-    index.s3keys      omap access key -> uid    (authenticating a request: one omap lookup)
-    index.swiftkeys   omap account:user -> uid
+    user.<uid>            the user as JSON (display name, keys, Swift keys, suspended)
+    index.users           omap uid -> ""   (listing users without a pool scan)
+    s3key.<access key>    the owner's uid  (authenticating a request: one read)
+    swiftkey.<acct:user>  the owner's uid
 
-A user is created with an exclusive create, so two admins creating one uid cannot both win.
-An access key is unique: adding one that belongs to someone else is refused.
+A user, and each key, is claimed with an exclusive create, so of two admins creating one uid
+or one access key only one wins; a key that belongs to someone else is refused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import secrets
@@ -26,7 +27,7 @@ from rados_py.rados import IoCtx, ObjectOp
 _UID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+=-]{0,63}")
 _ACCESS = re.compile(r"[A-Za-z0-9_+=.@-]{3,128}")
 _SWIFT_USER = re.compile(r"[A-Za-z0-9_.@-]{1,64}:[A-Za-z0-9_.@-]{1,64}")
-USERS, S3KEYS, SWIFTKEYS = "index.users", "index.s3keys", "index.swiftkeys"
+USERS, S3KEYS, SWIFTKEYS = "index.users", "s3key.", "swiftkey."
 
 
 class UserError(LoligoError):
@@ -109,13 +110,24 @@ class UserStore:
                 return uids
             after = page[-1][0]
 
-    async def _owner_of(self, index: str, key: str) -> str | None:
+    async def _owner_of(self, kind: str, key: str) -> str | None:
         try:
-            found = await self.io.omap_get(index, [key])
+            return (await self.io.read(kind + key)).decode()
         except NotFound:
             return None
-        value = found.get(key.encode())
-        return value.decode() if value is not None else None
+
+    async def _claim(self, kind: str, key: str, uid: str) -> None:
+        """Make `uid` the owner of the key, unless someone else is (atomically)."""
+        try:
+            await self.io.operate(kind + key, ObjectOp().create(True).write_full(uid.encode()))
+        except AlreadyExists:
+            if await self._owner_of(kind, key) != uid:
+                raise UserError(f"{key!r} belongs to another user") from None
+
+    async def _release(self, kind: str, keys: list[str]) -> None:
+        for key in keys:
+            with contextlib.suppress(NotFound):
+                await self.io.remove(kind + key)
 
     async def create(self, uid: str, display_name: str = "", *, access_key: str | None = None,
                      secret_key: str | None = None, swift_user: str | None = None,
@@ -163,9 +175,9 @@ class UserStore:
             raise InvalidArgument("a secret key has at least 8 characters")
         entry = {"user": uid, "access_key": access_key,
                  "secret_key": secret_key or new_secret_key()}
+        await self._claim(S3KEYS, access_key, uid)  # first: a lost race changes nothing
         user.keys = [k for k in user.keys if k["access_key"] != access_key] + [entry]
         await self._save(user)
-        await self.io.omap_set(S3KEYS, {access_key: uid.encode()})
         return user
 
     async def add_swift_key(self, uid: str, swift_user: str | None = None,
@@ -174,9 +186,9 @@ class UserStore:
         swift_user = swift_user or f"{uid}:swift"
         await self._check_free_swift(swift_user, uid)
         entry = {"user": swift_user, "secret_key": secret_key or new_secret_key()}
+        await self._claim(SWIFTKEYS, swift_user, uid)
         user.swift_keys = [k for k in user.swift_keys if k["user"] != swift_user] + [entry]
         await self._save(user)
-        await self.io.omap_set(SWIFTKEYS, {swift_user: uid.encode()})
         return user
 
     async def remove_key(self, access_key: str) -> User:
@@ -186,7 +198,7 @@ class UserStore:
         user = await self.get(uid)
         user.keys = [k for k in user.keys if k["access_key"] != access_key]
         await self._save(user)
-        await self.io.omap_rm(S3KEYS, [access_key])
+        await self._release(S3KEYS, [access_key])
         return user
 
     async def set_suspended(self, uid: str, suspended: bool) -> User:
@@ -199,9 +211,9 @@ class UserStore:
         """Remove a user and its keys (the caller checks it owns no bucket)."""
         user = await self.get(uid)
         if user.keys:
-            await self.io.omap_rm(S3KEYS, [k["access_key"] for k in user.keys])
+            await self._release(S3KEYS, [k["access_key"] for k in user.keys])
         if user.swift_keys:
-            await self.io.omap_rm(SWIFTKEYS, [k["user"] for k in user.swift_keys])
+            await self._release(SWIFTKEYS, [k["user"] for k in user.swift_keys])
         await self.io.omap_rm(USERS, [uid])
         await self.io.remove(f"user.{uid}")
 
