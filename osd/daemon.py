@@ -132,7 +132,8 @@ class OsdDaemon:
         self._tasks.append(asyncio.create_task(self._follow_maps(), name="follow-maps"))
         self._tasks.append(asyncio.create_task(self._beacons(), name="beacons"))
         heartbeats = Heartbeats(self.id, self.config, self.current_map, self.service.peers,
-                                self.service.recovery.pg_peers, self._report_failure)
+                                self.service.recovery.pg_peers, self._report_failure,
+                                self.service.peer_space)
         self._tasks.append(asyncio.create_task(heartbeats.run(), name="heartbeats"))
         self._tasks.append(asyncio.create_task(self.service.scrubber.run_schedule(),
                                                name="scrub-schedule"))

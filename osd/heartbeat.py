@@ -30,7 +30,8 @@ EXTRA_PEERS = 2  # random others pinged too, so a small failure domain is still 
 class Heartbeats:
     def __init__(self, osd_id: int, config: Config, osdmap: Callable[[], OSDMap],
                  peers: PeerChannels, pg_peers: Callable[[], set[int]],
-                 report: Callable[[mon_pb2.OsdFailure], Awaitable[None]]) -> None:
+                 report: Callable[[mon_pb2.OsdFailure], Awaitable[None]],
+                 space: dict[int, tuple[int, int]] | None = None) -> None:
         self.id = osd_id
         self.config = config
         self._osdmap = osdmap
@@ -39,6 +40,7 @@ class Heartbeats:
         self._report = report
         self.last_reply: dict[int, float] = {}
         self.reported: set[int] = set()
+        self.space = {} if space is None else space  # peers' (free, reserve), as they said
         self._extra: set[int] = set()
         self._pings: set[asyncio.Task[None]] = set()
 
@@ -81,10 +83,13 @@ class Heartbeats:
     async def _ping(self, osd: int, epoch: int, timeout: float) -> None:
         try:
             _, stub = self._peers.peer(osd)
-            await stub.Ping(osd_pb2.PingRequest(from_osd=self.id, epoch=epoch), timeout=timeout)
+            reply = await stub.Ping(osd_pb2.PingRequest(from_osd=self.id, epoch=epoch),
+                                    timeout=timeout)
         except Exception:  # any failure is simply "no answer"
             return
         self.last_reply[osd] = asyncio.get_running_loop().time()
+        if reply.has_space:
+            self.space[osd] = (reply.free_bytes, reply.reserve_bytes)
         if osd in self.reported:
             self.reported.discard(osd)
             log.info("osd.%d: osd.%d answers again: withdrawing the report", self.id, osd)

@@ -302,6 +302,11 @@ class ObjectStore(abc.ABC):
                        max_items: int = 1000) -> list[tuple[int, bytes]]:
         """PG-log entries (seq, entry) with seq > after, in order."""
 
+    def space(self) -> tuple[int, int] | None:
+        """(bytes free for this store, bytes it keeps in reserve), or None when it has no
+        such limit (in memory). A write bigger than free - reserve would be refused."""
+        return None
+
     @abc.abstractmethod
     async def close(self) -> None:
         """Release resources; pending submits finish first."""

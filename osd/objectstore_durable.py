@@ -566,6 +566,9 @@ class DurableStore(ObjectStore):
                 (cid, after, max_items))]
         return await self._q(go)
 
+    def space(self) -> tuple[int, int] | None:
+        return disk_free(self.path), self.reserve_bytes
+
     async def close(self) -> None:
         if self._closed:
             return

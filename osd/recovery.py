@@ -58,6 +58,14 @@ class _WrongSource(Exception):
     pass
 
 
+class _TargetFailed(Exception):
+    """Writing a recovered object to a member failed (a full disk...): not the source's fault."""
+
+    def __init__(self, error: LoligoError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class PgPrimary:
     """This OSD as the acting primary of one PG, for one interval."""
 
@@ -399,9 +407,10 @@ class Recovery:
                  prim.coll, prim.state(), prim.recovered_objects, prim.recovered_bytes,
                  prim.recovery_seconds)
 
-    async def ensure(self, prim: PgPrimary, oid: bytes) -> None:
-        """Before an op on `oid` (the PG's op lock held): recover it wherever it is missing."""
-        if prim.missing_anywhere(oid):
+    async def ensure(self, prim: PgPrimary, oid: bytes, everywhere: bool = True) -> None:
+        """Before an op on `oid` (the PG's op lock held): recover it wherever it is missing
+        (a write), or at least here (a read)."""
+        if prim.missing_anywhere(oid) if everywhere else oid in prim.missing.get(self.id, {}):
             await self.recover_object(prim, oid)
 
     async def recover_object(self, prim: PgPrimary, oid: bytes) -> None:
@@ -423,6 +432,8 @@ class Recovery:
         for source in sources:
             try:
                 moved = await self._copy(prim, source, oid, need, targets)
+            except _TargetFailed as exc:  # the source was fine: no other source helps
+                raise exc.error from None
             except (_WrongSource, LoligoError, grpc.aio.AioRpcError) as exc:
                 log.info("osd.%d: %r of %s not taken from osd.%d: %s", self.id, oid,
                          prim.coll, source, exc)
@@ -459,7 +470,16 @@ class Recovery:
                 epoch=prim.epoch, pgid=prim.coll, from_osd=self.id, oid=oid, version=need,
                 first=first, last=last, offset=offset, data=reply.data, xattrs=reply.xattrs,
                 omap_header=reply.omap_header, omap=reply.omap)
-            await asyncio.gather(*(self._push(osd, push) for osd in targets))
+            pushed = await asyncio.gather(*(self._push(osd, push) for osd in targets),
+                                          return_exceptions=True)
+            for osd, result in zip(targets, pushed, strict=True):
+                if isinstance(result, BaseException):
+                    error = (result if isinstance(result, LoligoError)
+                             else rpc.from_grpc_error(result, f"osd.{osd}")
+                             if isinstance(result, grpc.aio.AioRpcError) else None)
+                    if error is None:
+                        raise result
+                    raise _TargetFailed(error)
             moved += len(reply.data)
             offset += len(reply.data)
             first = False

@@ -97,6 +97,7 @@ class OsdService(osd_pb2_grpc.OsdServicer):
         self._locks: dict[str, asyncio.Lock] = {}
         self.recovery = Recovery(osd_id, self.registry, self.peers, config, osdmap, self._lock)
         self.scrubber = Scrubber(self.recovery)
+        self.peer_space: dict[int, tuple[int, int]] = {}  # from heartbeats: (free, reserve)
         self.max_read = max(4096, config.rpc_max_message_size - ENVELOPE)
 
     def on_map(self, osdmap: OSDMap) -> None:
@@ -161,7 +162,7 @@ class OsdService(osd_pb2_grpc.OsdServicer):
             if prim.closed.is_set() or self.recovery.primary(coll) is not prim:
                 return self._inactive(f"PG {coll} changed interval; peering again")
             try:
-                await self.recovery.ensure(prim, oid)
+                await self.recovery.ensure(prim, oid, everywhere=write)
             except Unfound as exc:
                 return osd_pb2.OpReply(status=osd_pb2.OpReply.FAILED, errno=errno.EIO,
                                        message=str(exc), epoch=epoch)
@@ -185,12 +186,47 @@ class OsdService(osd_pb2_grpc.OsdServicer):
             if not outcome.store_ops:
                 return osd_pb2.OpReply(status=osd_pb2.OpReply.OK, epoch=epoch,
                                        version=outcome.version_before, results=outcome.results)
+            full = await self._would_not_fit(outcome.store_ops, decision.placement.acting)
+            if full:
+                return osd_pb2.OpReply(status=osd_pb2.OpReply.FAILED, errno=errno.ENOSPC,
+                                       message=full, epoch=epoch)
             seq, version = pg.next_version(epoch)
             entry = osd_pb2.PgLogEntry(version=version, oid=oid, client=request.client,
                                        tid=request.tid, removed=not outcome.exists_after)
             rep = osd_pb2.RepOpRequest(epoch=epoch, pgid=coll, seq=seq, entry=entry, oid=oid,
                                        ops=outcome.store_ops, from_osd=self.id)
             return await self._replicate_write(prim, decision, rep, outcome, request, epoch)
+
+    async def _would_not_fit(self, store_ops: list[osd_pb2.StoreOp], acting: list[int]) -> str:
+        """Why a write cannot fit on some member (its free space less its reserve), or "":
+        refused up front, the write is applied nowhere and the client gets ENOSPC. Peers'
+        space comes from their heartbeat replies; one that looks full is asked again now, so
+        space freed since its last heartbeat counts."""
+        size = sum(len(op.data) + sum(len(p.key) + len(p.value) for p in op.pairs)
+                   for op in store_ops)
+        if not size:
+            return ""
+        for osd in acting:
+            space = self.store.space() if osd == self.id else self.peer_space.get(osd)
+            if space is not None and size > space[0] - space[1] and osd != self.id:
+                space = await self._ask_space(osd)
+            if space is not None and size > space[0] - space[1]:
+                return (f"osd.{osd} is full: {max(space[0], 0)} bytes free, {space[1]} kept "
+                        f"in reserve, the write needs {size}; remove objects or add capacity")
+        return ""
+
+    async def _ask_space(self, osd: int) -> tuple[int, int] | None:
+        try:
+            _, stub = self.peers.peer(osd)
+            reply = await stub.Ping(osd_pb2.PingRequest(from_osd=self.id,
+                                                        epoch=self._osdmap().epoch),
+                                    timeout=self.config.rpc_timeout)
+        except (LoligoError, grpc.aio.AioRpcError):
+            return None  # unreachable: the write will tell
+        if not reply.has_space:
+            return None
+        self.peer_space[osd] = (reply.free_bytes, reply.reserve_bytes)
+        return self.peer_space[osd]
 
     async def _execute(self, prim: PgPrimary, coll: str, oid: bytes,
                        request: osd_pb2.OpRequest) -> ops_mod.Outcome:
@@ -440,7 +476,12 @@ class OsdPeerService(osd_pb2_grpc.OsdPeerServicer):
         return await self.registry.scrub_map(request)
 
     async def Ping(self, request: osd_pb2.PingRequest, context: Any) -> osd_pb2.PingReply:
-        return osd_pb2.PingReply(osd=self.osd.id, epoch=self.osd._osdmap().epoch)
+        reply = osd_pb2.PingReply(osd=self.osd.id, epoch=self.osd._osdmap().epoch)
+        space = self.osd.store.space()
+        if space is not None:
+            reply.has_space = True
+            reply.free_bytes, reply.reserve_bytes = space
+        return reply
 
 
 def _checked_coll(pgid: str) -> str:

@@ -228,19 +228,43 @@ async def _abort(context: grpc.aio.ServicerContext, method: str, exc: Exception)
     await context.abort(found[1], detail, ((ERROR_KEY, found[0].__name__),))
 
 
+class _Undecodable:
+    """A request whose bytes are not its method's message (answered INVALID_ARGUMENT)."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """grpc answers a deserializer's exception itself (UNKNOWN, and a logged traceback):
+    hand the servicer wrapper a marker instead, so bad bytes get a typed error."""
+    if deserializer is None:
+        return None
+
+    def decode(raw: bytes) -> Any:
+        try:
+            return deserializer(raw)
+        except Exception as exc:  # DecodeError, or anything a custom codec raises
+            return _Undecodable(str(exc) or type(exc).__name__)
+    return decode
+
+
 def _wrap(handler: grpc.RpcMethodHandler, method: str,
           verdict: Ticket | LoligoError | None) -> grpc.RpcMethodHandler:
     """The same handler, run after the verdict, with typed errors mapped to statuses."""
 
-    def begin() -> None:
+    def begin(request: Any = None) -> None:
         if isinstance(verdict, LoligoError):
             raise verdict
         _TICKET.set(verdict)
+        if isinstance(request, _Undecodable):
+            raise InvalidArgument(f"{method}: the request is not a valid message "
+                                  f"({request.why})")
 
     def unary(inner: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
         async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
             try:
-                begin()
+                begin(request)
                 if inspect.iscoroutinefunction(inner):
                     return await inner(request, context)
                 result = await asyncio.to_thread(inner, request, context)  # may block
@@ -254,7 +278,7 @@ def _wrap(handler: grpc.RpcMethodHandler, method: str,
     def streaming(inner: Callable[..., Any]) -> Callable[..., AsyncIterator[Any]]:
         async def behavior(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             try:
-                begin()
+                begin(request)
                 result = inner(request, context)
                 if hasattr(result, "__aiter__"):
                     async for item in result:
@@ -272,7 +296,7 @@ def _wrap(handler: grpc.RpcMethodHandler, method: str,
                 await _abort(context, method, exc)
         return behavior
 
-    codec = {"request_deserializer": handler.request_deserializer,
+    codec = {"request_deserializer": _tolerant(handler.request_deserializer),
              "response_serializer": handler.response_serializer}
     if handler.unary_unary:
         return grpc.unary_unary_rpc_method_handler(unary(handler.unary_unary), **codec)

@@ -228,11 +228,6 @@ def test_a_full_primary_gives_errors_not_loss_and_recovers(
     asyncio.run(go())
 
 
-@pytest.mark.xfail(strict=True, reason="osd/recovery.py: after a full OSD refused a write "
-                   "(REPLICA_FAILED), the client's resend makes the primary recover the object "
-                   "to that OSD first; the target's StoreFull is taken for a bad source "
-                   "(_copy's error is caught per source), every source is 'tried', the object "
-                   "is marked unfound, and the client gets ChecksumError (EIO) for a full disk")
 def test_a_full_osd_is_reported_as_full(cluster: launcher.LocalCluster) -> None:
     """Whether osd.0 is the replica or the primary, a write that does not fit gets StoreFull,
     or at worst a Timeout (the client resending until its deadline) saying the disk is full."""

@@ -143,21 +143,12 @@ def test_undecodable_protobuf(cluster: launcher.LocalCluster) -> None:
     config = cluster.config
     addr = osd_addrs(cluster)[0]
     for method in ("/loligo.Osd/Op", "/loligo.Osd/List", "/loligo.Osd/RepOp",
-                   "/loligo.Osd/DumpPg"):
+                   "/loligo.Osd/DumpPg", "/loligo.OsdPeer/Query", "/loligo.OsdPeer/Push"):
         code, detail = run(raw_call(config, addr, method, GARBAGE))
-        # refused, saying why (grpc's own UNKNOWN for now: see the xfail test below)
-        assert code in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INVALID_ARGUMENT), (method, code)
-        assert "Error parsing message" in detail, (method, detail)
+        # refused as bad input, saying why, by our code (not grpc's own UNKNOWN + traceback)
+        assert code == grpc.StatusCode.INVALID_ARGUMENT, (method, code, detail)
+        assert "not a valid message" in detail and "Error parsing message" in detail, detail
     assert_serving(cluster, "undecodable protobuf")
-
-
-@pytest.mark.xfail(strict=True, reason="rados_py/rpc.py: a request that does not decode is "
-                   "answered by grpc itself with UNKNOWN (the client sees RemoteError) and grpc "
-                   "logs a traceback; bad input should be INVALID_ARGUMENT (InvalidArgument), "
-                   "e.g. by wrapping request_deserializer in _wrap")
-def test_undecodable_protobuf_is_invalid_argument(cluster: launcher.LocalCluster) -> None:
-    code, _ = run(raw_call(cluster.config, osd_addrs(cluster)[0], "/loligo.Osd/Op", GARBAGE))
-    assert code == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_message_over_the_limit(cluster: launcher.LocalCluster) -> None:
