@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import socket
@@ -30,6 +31,7 @@ from rados_py.rados import IoCtx, Rados
 
 MIB = 1 << 20
 BENCH_PREFIX = "benchmark_data"
+LAST_RUN = "benchmark_last_metadata"  # Ceph's name: what seq/rand read
 
 
 def _rados(args: argparse.Namespace) -> Rados:
@@ -196,8 +198,11 @@ class Bench:
                 t0 = time.monotonic()
                 if self.mode == "write":
                     await self.io.write_full(self.name(i), data)
-                elif self.mode == "seq":
-                    await self.io.read(existing[i % len(existing)])
+                elif self.mode == "seq":  # each object once, in the order written
+                    if i >= len(existing):
+                        self.started -= 1
+                        return
+                    await self.io.read(existing[i])
                 else:
                     await self.io.read(random.choice(existing))
                 self.latencies.append(time.monotonic() - t0)
@@ -232,10 +237,16 @@ class Bench:
         iops = [float(n) for n in self.per_second] or [0.0]
         kind = "writes" if self.mode == "write" else "reads"
         what = "Write" if self.mode == "write" else "Read"
-        stats = {
+        bandwidth = [n * self.block / MIB for n in iops]
+        stats: dict[str, Any] = {
             "Total time run": total, f"Total {kind} made": len(lat),
             f"{what} size": self.block, "Object size": self.block,
-            "Bandwidth (MB/sec)": len(lat) * self.block / MIB / total if total else 0.0,
+            "Bandwidth (MB/sec)": len(lat) * self.block / MIB / total if total else 0.0}
+        if self.mode == "write":  # as Ceph prints them, for writes only
+            stats.update({"Stddev Bandwidth": statistics.pstdev(bandwidth),
+                          "Max bandwidth (MB/sec)": max(bandwidth),
+                          "Min bandwidth (MB/sec)": min(bandwidth)})
+        stats.update({
             "Average IOPS": len(lat) / total if total else 0.0,
             "Stddev IOPS": statistics.pstdev(iops), "Max IOPS": max(iops),
             "Min IOPS": min(iops),
@@ -244,27 +255,45 @@ class Bench:
             "Max latency(s)": lat[-1] if lat else 0.0, "Min latency(s)": lat[0] if lat else 0.0,
             "p50 latency(s)": lat[len(lat) // 2] if lat else 0.0,
             "p99 latency(s)": lat[min(len(lat) - 1, int(len(lat) * 0.99))] if lat else 0.0,
-        }
+        })
         for key, value in stats.items():
             shown = f"{value:.6g}" if isinstance(value, float) else str(value)
             self.out.write(f"{key + ':':<24}{shown}\n")
         return stats
 
 
+async def _last_run(io: IoCtx) -> tuple[list[bytes], int]:
+    """The objects and object size of the last `bench write --no-cleanup` (what seq and rand
+    read, as Ceph's rados bench does), from its metadata object."""
+    try:
+        meta = json.loads(await io.read(LAST_RUN))
+        prefix, count, block = meta["prefix"], int(meta["objects"]), int(meta["object_size"])
+    except NotFound:
+        raise NotFound("no benchmark objects to read: run `rados bench S write "
+                       "--no-cleanup` first") from None
+    except (ValueError, KeyError, TypeError):
+        raise InvalidArgument(f"object {LAST_RUN!r} is not rados bench metadata: remove it "
+                              "and write again") from None
+    return [f"{prefix}_object{i}".encode() for i in range(count)], block
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     async def work(io: IoCtx) -> int:
-        existing = None
+        existing, block = None, args.block_size
         if args.mode != "write":
-            existing = [name async for _, name in io.list_objects()
-                        if name.startswith(BENCH_PREFIX.encode())]
-        bench = Bench(io, args.mode, args.seconds, args.block_size, args.concurrent_ios)
+            existing, block = await _last_run(io)
+        bench = Bench(io, args.mode, args.seconds, block, args.concurrent_ios)
         if args.mode == "write":
             print(f"Maintaining {args.concurrent_ios} concurrent writes of {args.block_size} "
                   f"bytes to objects of size {args.block_size} for up to {args.seconds:g} "
                   "seconds")
             print(f"Object prefix: {bench.prefix}")
         await bench.run(existing)
-        if args.mode == "write" and not args.no_cleanup:
+        if args.mode == "write" and args.no_cleanup:
+            await io.write_full(LAST_RUN, json.dumps({
+                "prefix": bench.prefix, "objects": bench.finished,
+                "object_size": bench.block}).encode())
+        elif args.mode == "write":
             for i in range(bench.finished):
                 await io.remove(bench.name(i))
         return 0

@@ -60,13 +60,18 @@ def test_objects_xattrs_and_omap(cluster: launcher.LocalCluster, tmp_path: Path)
 
 def test_bench_prints_rados_bench_lines(cluster: launcher.LocalCluster) -> None:
     out = ok(cluster, "bench", "1", "write", "-b", "64K", "-t", "4", "--no-cleanup").decode()
-    for line in ("Total writes made:", "Bandwidth (MB/sec):", "Average IOPS:",
+    for line in ("Total writes made:", "Bandwidth (MB/sec):", "Stddev Bandwidth:",
+                 "Max bandwidth (MB/sec):", "Min bandwidth (MB/sec):", "Average IOPS:",
                  "Average Latency(s):", "Max latency(s):", "Min latency(s):",
                  "p50 latency(s):", "p99 latency(s):"):
         assert line in out, line
     written = int(out.split("Total writes made:")[1].split()[0])
     assert written > 0
-    seq = ok(cluster, "bench", "1", "seq", "-t", "4").decode()
-    assert "Total reads made:" in seq
+    # seq reads the last run's objects once each, at the size they were written (not -b)
+    seq = ok(cluster, "bench", "10", "seq", "-t", "4").decode()
+    assert int(seq.split("Total reads made:")[1].split()[0]) == written
+    assert "Read size:              65536" in seq
+    rand = ok(cluster, "bench", "1", "rand", "-t", "4").decode()
+    assert int(rand.split("Total reads made:")[1].split()[0]) > 0
     listed = [n for n in ok(cluster, "ls").split(b"\n") if n.startswith(b"benchmark_data")]
     assert len(listed) == written
