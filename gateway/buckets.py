@@ -24,7 +24,7 @@ import re
 import time
 import uuid
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from gateway import errors
@@ -38,6 +38,7 @@ K = osd_pb2.OsdOp
 _NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 DELETING = "loligo.deleting"
 MAX_KEY_BYTES = 1024
+CACHE_TTL = 10.0  # seconds a bucket entry read for an owner's GET may be reused
 RESERVED = b"\x80"  # first byte of index entries that are not objects (never starts UTF-8)
 
 
@@ -88,18 +89,35 @@ class BucketStore:
         self.meta = pools.meta
         self.index = pools.index
         self.index_shards = index_shards
+        self._cache: dict[str, tuple[float, Bucket]] = {}
 
     # --- buckets --------------------------------------------------------------------------
-    async def get(self, name: str) -> Bucket:
+    async def get(self, name: str, *, cached: bool = False) -> Bucket:
+        """The bucket entry. `cached` may answer from a recent read: only for an owner's reads,
+        where what can change (ACL, versioning) does not matter; a bucket deleted meanwhile
+        shows as NoSuchBucket from its index (its shards are gone), and `forget` then."""
+        now = time.monotonic()
+        hit = self._cache.get(name) if cached else None
+        if hit is not None and now - hit[0] < CACHE_TTL:
+            return replace(hit[1])
         try:
             raw = await self.meta.read(f"bucket.{name}")
         except NotFound:
+            self._cache.pop(name, None)
             raise errors.NoSuchBucket(BucketName=name) from None
-        return Bucket(**json.loads(raw))
+        bucket = Bucket(**json.loads(raw))
+        if len(self._cache) > 10000:
+            self._cache.clear()
+        self._cache[name] = (now, replace(bucket))
+        return bucket
+
+    def forget(self, name: str) -> None:
+        self._cache.pop(name, None)
 
     async def save(self, bucket: Bucket) -> None:
         await self.meta.operate(f"bucket.{bucket.name}", ObjectOp().assert_exists().write_full(
             json.dumps(asdict(bucket)).encode()))
+        self.forget(bucket.name)
 
     async def create(self, name: str, owner: str, acl: str = "private") -> Bucket:
         check_bucket_name(name)
@@ -144,6 +162,7 @@ class BucketStore:
             await asyncio.gather(*(self.index.set_xattr(bucket.shard_oid(n), DELETING, b"")
                                    for n in marked), return_exceptions=True)
             raise
+        self.forget(bucket.name)
         with contextlib.suppress(NotFound):
             await self.meta.remove(f"bucket.{bucket.name}")
         await self.meta.omap_rm(f"buckets.{bucket.owner}", [bucket.name])

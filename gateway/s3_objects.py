@@ -177,8 +177,20 @@ async def find_entry(req: S3Request, bucket: Bucket, key: str, vid: str | None
 
 
 async def _readable_entry(req: S3Request) -> tuple[Bucket, dict[str, Any]]:
-    bucket = await req.svc.buckets.get(req.bucket_name)
-    entry = await find_entry(req, bucket, req.key, req.query.get("versionId"))
+    buckets = req.svc.buckets
+    # the owner's reads (the common case) reuse a recent bucket entry: one RADOS read less
+    bucket = await buckets.get(req.bucket_name, cached=True)
+    if not req.is_owner(bucket):
+        bucket = await buckets.get(req.bucket_name)  # others' access depends on its ACL now
+    vid = req.query.get("versionId")
+    try:
+        entry = await find_entry(req, bucket, req.key, vid)
+    except errors.NoSuchBucket:
+        buckets.forget(req.bucket_name)  # deleted (maybe created again) since it was cached
+        bucket = await buckets.get(req.bucket_name)
+        if not req.is_owner(bucket):
+            raise errors.AccessDenied() from None
+        entry = await find_entry(req, bucket, req.key, vid)
     if not req.can_read_object(bucket, entry):
         raise errors.AccessDenied()
     return bucket, entry

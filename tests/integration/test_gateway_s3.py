@@ -237,6 +237,17 @@ def test_buckets_objects_metadata_and_errors(gw: Gateway) -> None:
     with pytest.raises(ClientError) as err:
         s3.head_bucket(Bucket=bucket)
     assert error_of(err.value)[0] == 404
+    # the same name again is a new, empty bucket (nothing of the old one shows through)
+    s3.put_object(Bucket=(again := new_bucket(s3)), Key="x", Body=b"old")
+    assert s3.get_object(Bucket=again, Key="x")["Body"].read() == b"old"
+    s3.delete_object(Bucket=again, Key="x")
+    s3.delete_bucket(Bucket=again)
+    s3.create_bucket(Bucket=again)
+    with pytest.raises(ClientError) as err:
+        s3.get_object(Bucket=again, Key="x")
+    assert error_of(err.value) == (404, "NoSuchKey")
+    s3.put_object(Bucket=again, Key="x", Body=b"new")
+    assert s3.get_object(Bucket=again, Key="x")["Body"].read() == b"new"
 
 
 def test_large_object_ranges_conditions_and_checksums(gw: Gateway) -> None:
