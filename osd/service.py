@@ -260,7 +260,8 @@ class OsdService(osd_pb2_grpc.OsdServicer):
                                request: osd_pb2.OpRequest, epoch: int) -> osd_pb2.OpReply:
         """Apply `rep` here and on every replica in parallel; answer the client."""
         jobs: list[Awaitable[Any]] = [self.registry.apply_write(rep)]
-        jobs += [self._replicate(o, rep) for o in decision.replicas]
+        encoded = rep.SerializeToString() if decision.replicas else b""
+        jobs += [self._replicate(o, encoded) for o in decision.replicas]
         gathered = asyncio.gather(*jobs, return_exceptions=True)
         closed = asyncio.ensure_future(prim.closed.wait())
         try:
@@ -295,11 +296,12 @@ class OsdService(osd_pb2_grpc.OsdServicer):
                                message=f"{prim.coll}: not every member applied the write "
                                f"({why}); resend it", version=rep.entry.version)
 
-    async def _replicate(self, osd: int, rep: osd_pb2.RepOpRequest) -> None:
+    async def _replicate(self, osd: int, encoded: bytes) -> None:
+        """Send a serialised RepOpRequest to one replica until it confirms (or time is up)."""
         if self.config.osd_debug_replicate_delay:
             await asyncio.sleep(self.config.osd_debug_replicate_delay)
-        addr, stub = self.peers.osd(osd)
-        await rpc.call_with_retry(stub.RepOp, rep, idempotent=True, config=self.config,
+        addr, call = self.peers.rep_op(osd)
+        await rpc.call_with_retry(call, encoded, idempotent=True, config=self.config,
                                   address=f"osd.{osd} ({addr})")
 
     # --- replica side --------------------------------------------------------------------

@@ -62,6 +62,7 @@ log = logging.getLogger(__name__)
 TICKET_KEY = "x-loligo-ticket"
 FSID_KEY = "x-loligo-fsid"
 EPOCH_KEY = "x-loligo-epoch"  # the sender's OSDMap epoch
+VERIFIED_TICKETS = 4096  # verified tickets remembered by a server (then forgotten at once)
 ERROR_KEY = "x-loligo-error"  # trailing metadata: the error family, for exact round trips
 Code = grpc.StatusCode
 
@@ -183,6 +184,7 @@ class _Guard(grpc.aio.ServerInterceptor):
     def __init__(self, fsid: str, auth: ServerAuth | None) -> None:
         self.fsid = fsid
         self.auth = auth
+        self._verified: dict[str, Ticket] = {}  # token -> its verified ticket
 
     async def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails],
                                                              Awaitable[grpc.RpcMethodHandler]],
@@ -212,7 +214,14 @@ class _Guard(grpc.aio.ServerInterceptor):
         if not token:
             raise AuthError(f"no ticket ({TICKET_KEY}) for {method}: authenticate with the "
                             "monitors first")
-        ticket = _verify_ticket(auth.service_secret, str(token), auth.clock())
+        now = auth.clock()
+        ticket = self._verified.get(token)
+        if ticket is None or ticket.expires_at <= now:
+            # a client sends the same ticket on every call: verify its signature once
+            ticket = _verify_ticket(auth.service_secret, str(token), now)
+            if len(self._verified) >= VERIFIED_TICKETS:
+                self._verified.clear()
+            self._verified[token] = ticket
         authorize(ticket, auth.service, auth.method_ops.get(method, auth.default_op))
         return ticket
 
