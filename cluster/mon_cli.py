@@ -92,6 +92,7 @@ def status_json(st: ClusterStatus, maps: Maps | None, mon_addrs: dict[str, str]
         "num_objects": pgs.num_objects, "data_bytes": pgs.data_bytes,
         "bytes_used": pgs.used_bytes, "bytes_avail": pgs.avail_bytes,
         "bytes_total": pgs.total_bytes, "degraded_objects": pgs.missing_objects,
+        "degraded_bytes": pgs.missing_bytes,
         "recovering_objects_per_sec": round(pgs.recovery_objects_per_sec, 1),
         "recovering_bytes_per_sec": round(pgs.recovery_bytes_per_sec)}
     mdsmap = maps.mdsmap
@@ -144,8 +145,9 @@ def format_status(data: dict[str, Any]) -> str:
     elif pgs["num_pgs"]:
         lines.append(f"    pgs:     {pgs['num_pgs']} unknown (no OSD has reported PG states yet)")
     if pgs["degraded_objects"]:
-        lines += ["", "  progress:", f"    recovery: {pgs['degraded_objects']} object copies "
-                  "left" + _rate(pgs)]
+        left = f" (~{human_bytes(pgs['degraded_bytes'])})" if pgs["degraded_bytes"] else ""
+        lines += ["", "  progress:", f"    recovery: {pgs['degraded_objects']} object copies"
+                  f"{left} left" + _rate(pgs)]
     return "\n".join(lines) + "\n"
 
 
@@ -154,6 +156,8 @@ def _rate(pgs: dict[str, Any]) -> str:
     if per_sec <= 0:
         return ""
     eta = pgs["degraded_objects"] / per_sec
+    if pgs["degraded_bytes"] and pgs["recovering_bytes_per_sec"] > 0:
+        eta = max(eta, pgs["degraded_bytes"] / pgs["recovering_bytes_per_sec"])
     return (f", {human_bytes(pgs['recovering_bytes_per_sec'])}/s, {per_sec:g} objects/s, "
             f"ETA {eta:.0f}s")
 

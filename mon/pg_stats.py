@@ -71,6 +71,7 @@ class PgStats:
                     out.num_objects += report.stat.num_objects
                     out.data_bytes += report.stat.num_bytes
                     out.missing_objects += report.stat.missing_objects
+                    out.missing_bytes += report.stat.missing_bytes
                 counts[state] = counts.get(state, 0) + 1
         for state, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
             out.by_state.add(state=state, count=count)

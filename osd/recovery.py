@@ -48,6 +48,7 @@ __all__ = ["PgPrimary", "Recovery", "Unfound"]
 
 log = logging.getLogger(__name__)
 MAX_NAMED = 20  # inconsistent object names a PG reports to the monitors
+STATS_EVERY = 5.0  # seconds between re-reads of a PG's object count and bytes for stats
 
 
 class Unfound(LoligoError):
@@ -180,7 +181,7 @@ class Recovery:
         self._acting: dict[str, tuple[int, ...]] = {}  # every PG's acting set in the last map
         self._slots = asyncio.Semaphore(config.osd_recovery_max_active)
         self.bucket = TokenBucket(config.osd_recovery_max_bytes_per_sec)
-        self._stats_cache: dict[str, tuple[int, int]] = {}
+        self._stats_cache: dict[str, tuple[float, int, int]] = {}
 
     # --- intervals ---------------------------------------------------------------------------
     def on_map(self, osdmap: OSDMap) -> None:
@@ -517,19 +518,21 @@ class Recovery:
 
     # --- stats -------------------------------------------------------------------------------
     async def stats(self) -> list[mon_pb2.PgStat]:
-        """The state of every PG this OSD leads, for the beacon."""
+        """The state of every PG this OSD leads, for the beacon (object counts and sizes are
+        re-read from the store at most every STATS_EVERY seconds)."""
         out = []
         epoch = self._osdmap().epoch
+        now = time.monotonic()
         for coll, prim in list(self.primaries.items()):
-            objects, size = 0, 0
-            if await self.registry.exists(coll):
-                with contextlib.suppress(LoligoError):
-                    objects, size = await self.registry.store.coll_stats(coll)
-                    if objects and await self._has_pgmeta(coll):
-                        objects -= 1
+            stamp, objects, size = self._stats_cache.get(coll, (0.0, 0, 0))
+            if now - stamp > STATS_EVERY:
+                objects, size = await self._count(coll)
+                self._stats_cache[coll] = (now, objects, size)
+            missing = prim.missing_count()
             out.append(mon_pb2.PgStat(
                 pgid=coll, state=prim.state(), epoch=epoch, num_objects=objects,
-                num_bytes=size, missing_objects=prim.missing_count(),
+                num_bytes=size, missing_objects=missing,
+                missing_bytes=missing * size // objects if objects else 0,
                 recovered_objects=prim.recovered_objects,
                 recovered_bytes=prim.recovered_bytes,
                 recovery_seconds=prim.recovery_seconds,
@@ -538,14 +541,23 @@ class Recovery:
                               for o in sorted(prim.inconsistent)[:MAX_NAMED]],
                 last_scrub_stamp=prim.last_scrub_stamp,
                 last_deep_scrub_stamp=prim.last_deep_scrub_stamp))
+        for coll in [c for c in self._stats_cache if c not in self.primaries]:
+            del self._stats_cache[coll]
         return out
 
-    async def _has_pgmeta(self, coll: str) -> bool:
+    async def _count(self, coll: str) -> tuple[int, int]:
+        """(objects, bytes) of a PG in this store, its meta object not counted."""
+        if not await self.registry.exists(coll):
+            return 0, 0
+        try:
+            objects, size = await self.registry.store.coll_stats(coll)
+        except LoligoError:
+            return 0, 0
         try:
             await self.registry.store.stat(coll, pgmeta.PGMETA_OID)
         except LoligoError:
-            return False
-        return True
+            return objects, size
+        return max(0, objects - 1), size
 
 
 def _peer_of(osd: int, reply: osd_pb2.PgQueryReply) -> Peer:

@@ -127,6 +127,7 @@ def test_status_shows_pg_states_usage_and_recovery_progress() -> None:
     pgs.num_objects, pgs.data_bytes = 300, 3 << 20
     pgs.used_bytes, pgs.avail_bytes, pgs.total_bytes = 10 << 20, 90 << 30, 100 << 30
     pgs.missing_objects, pgs.recovery_objects_per_sec = 40, 8.0
+    pgs.missing_bytes = 20 << 20  # at 2 MiB/s: 10 s, longer than 40 objects at 8/s
     pgs.recovery_bytes_per_sec = 2 << 20
     st = ClusterStatus(status, True, {"a": status})
     data = mon_cli.status_json(st, MAPS, ADDRS)
@@ -144,7 +145,7 @@ def test_status_shows_pg_states_usage_and_recovery_progress() -> None:
         "             4 active+recovering+degraded",
         "",
         "  progress:",
-        "    recovery: 40 object copies left, 2.0 MiB/s, 8 objects/s, ETA 5s",
+        "    recovery: 40 object copies (~20.0 MiB) left, 2.0 MiB/s, 8 objects/s, ETA 10s",
     ]
 
 
