@@ -18,6 +18,7 @@ from gateway.gc import GarbageCollector
 from gateway.objects import ObjectStore
 from gateway.s3_auth import Identity, UserCache
 from gateway.users import User, UserStore
+from rados_py.rados import IoCtx
 
 MAX_OBJECT = 5 * (1 << 30)  # S3's largest single PUT
 CANNED_ACLS = ("private", "public-read", "public-read-write", "authenticated-read")
@@ -30,10 +31,10 @@ class Services:
     buckets: BucketStore
     objects: ObjectStore
     gc: GarbageCollector
+    meta: IoCtx  # the meta pool (multipart uploads)
     region: str = "us-east-1"
     dns_names: tuple[str, ...] = ()
     max_skew: float = 900.0
-    meta: Any = None  # the meta pool's IoCtx (multipart state)
 
 
 @dataclass

@@ -76,7 +76,8 @@ def build_services(conf: Config, pools: Pools) -> Services:
     objects = ObjectStore(pools.data, buckets, gc, conf.gateway_stripe_size)
     dns = tuple(n.strip().lower() for n in conf.gateway_dns_name.split(",") if n.strip())
     return Services(users, UserCache(users, conf.gateway_user_cache_ttl), buckets, objects, gc,
-                    conf.gateway_region, dns, conf.gateway_max_skew, pools.meta)
+                    pools.meta, region=conf.gateway_region, dns_names=dns,
+                    max_skew=conf.gateway_max_skew)
 
 
 class GatewayDaemon:

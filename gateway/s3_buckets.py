@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from typing import Any
 
 from aiohttp import web
@@ -97,8 +98,6 @@ def _encoding(req: S3Request) -> bool:
 
 def _contents(entries: list[tuple[bytes, bytes]], url: bool, owner: str | None
               ) -> list[Node]:
-    import json
-
     out: list[Node] = []
     for raw_key, raw_entry in entries:
         entry: dict[str, Any] = json.loads(raw_entry)

@@ -19,6 +19,7 @@ from aiohttp import web
 from gateway import errors, s3_buckets, s3_multipart, s3_objects, s3_versions, s3_xml
 from gateway.context import S3Request, Services
 from gateway.s3_auth import Target, authenticate
+from gateway.sigv4 import split_query
 
 log = logging.getLogger(__name__)
 Handler = Callable[[S3Request], Awaitable[web.StreamResponse]]
@@ -105,7 +106,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     svc = request.app[SERVICES_KEY]
     raw_path, _, raw_query = request.raw_path.partition("?")
     request["resource"] = raw_path
-    query_pairs = [(k, v) for k, v in _split_query(raw_query)]
+    query_pairs = split_query(raw_query)
     query = {}
     for k, v in query_pairs:
         query.setdefault(k, v)
@@ -126,12 +127,6 @@ async def handle(request: web.Request) -> web.StreamResponse:
             raise errors.MethodNotAllowed(Method=request.method, ResourceType="SERVICE")
         return await s3_buckets.list_buckets(req)
     return await _route(request.method, bool(key), query)(req)
-
-
-def _split_query(raw_query: str) -> list[tuple[str, str]]:
-    from gateway.sigv4 import split_query
-
-    return split_query(raw_query)
 
 
 def error_response(exc: errors.S3Error, request: web.Request) -> web.Response:
