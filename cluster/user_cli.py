@@ -68,7 +68,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    uids = _run(args, lambda users, _: users.list())
+    uids = _run(args, lambda users, _: users.ids())
     return emit(args, uids, lambda d: "\n".join(d))
 
 

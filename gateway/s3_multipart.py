@@ -187,12 +187,12 @@ async def complete_upload(req: S3Request) -> web.Response:
         raise errors.InvalidPartOrder()
     version, parts = await _claim(req, bucket, upload["upload_id"])
     chosen = []
-    for i, (number, etag) in enumerate(wanted):
-        part = parts.get(number)
-        if part is None or part["etag"] != etag:
-            raise errors.InvalidPart(PartNumber=str(number), ETag=etag)
+    for i, (part_number, part_etag) in enumerate(wanted):
+        part = parts.get(part_number)
+        if part is None or part["etag"] != part_etag:
+            raise errors.InvalidPart(PartNumber=str(part_number), ETag=part_etag)
         if i < len(wanted) - 1 and part["size"] < MIN_PART:
-            raise errors.EntityTooSmall(PartNumber=str(number),
+            raise errors.EntityTooSmall(PartNumber=str(part_number),
                                         ProposedSize=str(part["size"]),
                                         MinSizeAllowed=str(MIN_PART))
         chosen.append(part)

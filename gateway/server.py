@@ -107,7 +107,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     raw_path, _, raw_query = request.raw_path.partition("?")
     request["resource"] = raw_path
     query_pairs = split_query(raw_query)
-    query = {}
+    query: dict[str, str] = {}
     for k, v in query_pairs:
         query.setdefault(k, v)
     headers = _headers(request)

@@ -97,7 +97,7 @@ class UserStore:
             raise NotFound(f"no user {uid!r}") from None
         return User.from_json(json.loads(raw))
 
-    async def list(self) -> list[str]:
+    async def ids(self) -> list[str]:
         uids: list[str] = []
         after = b""
         while True:

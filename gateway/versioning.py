@@ -78,7 +78,7 @@ class Shard:
 class Change:
     sets: dict[bytes, dict[str, Any]] = field(default_factory=dict)
     removes: list[bytes] = field(default_factory=list)
-    garbage: list[list[Any]] = field(default_factory=list)  # segments for GC
+    garbage: list[dict[str, Any]] = field(default_factory=list)  # entries whose data goes
     result: Any = None
 
 
