@@ -5,7 +5,7 @@ also write)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,6 +61,9 @@ class S3Request:
         if self.user is None:
             raise errors.AccessDenied()
         return self.user
+
+    async def display_names(self, uids: Iterable[str]) -> dict[str, str]:
+        return {uid: await self.svc.user_cache.display_name(uid) for uid in set(uids)}
 
     def is_owner(self, bucket: Bucket) -> bool:
         return self.user is not None and self.user.user_id == bucket.owner

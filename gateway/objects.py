@@ -26,7 +26,7 @@ from typing import Any
 from gateway import errors
 from gateway.buckets import Bucket, BucketStore
 from gateway.gc import UNKNOWN, GarbageCollector, stripe_oid
-from gateway.versioning import VersionedIndex
+from gateway.versioning import Precondition, VersionedIndex
 from rados_py.errors import NotFound
 from rados_py.rados import IoCtx
 
@@ -97,13 +97,14 @@ class ObjectStore:
             log.exception("removing the stripes of an abandoned upload %s", prefix)
 
     async def commit(self, bucket: Bucket, key: bytes, entry: dict[str, Any],
-                     gc_keys: list[str]) -> None:
-        """Point the key at `entry` (as a new version in a versioned bucket); replaced data
-        goes to GC."""
+                     gc_keys: list[str], precondition: Precondition | None = None) -> None:
+        """Point the key at `entry` (as a new version in a versioned bucket), if
+        `precondition` holds for the current object then; replaced data goes to GC."""
         try:
-            if bucket.versioning:
-                change = await self.versions.put(bucket, key, entry)
-                entry["vid"] = change.result["vid"]
+            if bucket.versioning or precondition is not None:
+                change = await self.versions.put(bucket, key, entry, precondition)
+                if "vid" in change.result:
+                    entry["vid"] = change.result["vid"]
                 garbage = change.garbage
             else:
                 old = await self.buckets.swap(bucket, key, entry)
@@ -129,7 +130,8 @@ class ObjectStore:
             log.exception("removing the data of an uncommitted object")
 
     async def put(self, bucket: Bucket, key: bytes, pieces: AsyncIterator[bytes],
-                  describe: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+                  describe: Callable[[], dict[str, Any]],
+                  precondition: Precondition | None = None) -> dict[str, Any]:
         """Store a whole object; `describe()` (called once the data is in and verified) gives
         the entry's other fields (etag, content type, metadata...)."""
         prefix = self.new_prefix(bucket)
@@ -140,7 +142,7 @@ class ObjectStore:
         except BaseException:
             await asyncio.shield(self._drop_entry_data(entry, [gc_key]))
             raise
-        await self.commit(bucket, key, entry, [gc_key])
+        await self.commit(bucket, key, entry, [gc_key], precondition)
         return entry
 
     async def delete(self, bucket: Bucket, key: bytes, owner: str = "") -> dict[str, Any] | None:

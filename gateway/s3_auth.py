@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from gateway import errors, sigv2, sigv4
 from gateway.users import User, UserStore
+from rados_py.errors import InvalidArgument, NotFound
 
 
 class UserCache:
@@ -18,6 +19,22 @@ class UserCache:
         self.store = store
         self.ttl = ttl
         self._cache: dict[str, tuple[float, User | None]] = {}
+        self._names: dict[str, tuple[float, str]] = {}
+
+    async def display_name(self, uid: str) -> str:
+        """The user's display name (its id if the user is gone), as listings show owners."""
+        now = time.monotonic()
+        hit = self._names.get(uid)
+        if hit is not None and now - hit[0] < self.ttl:
+            return hit[1]
+        try:
+            name = (await self.store.get(uid)).display_name
+        except (NotFound, InvalidArgument):
+            name = uid
+        if len(self._names) > 10000:
+            self._names.clear()
+        self._names[uid] = (now, name)
+        return name
 
     async def by_access_key(self, access_key: str) -> User | None:
         now = time.monotonic()
@@ -67,6 +84,8 @@ async def authenticate(cache: UserCache, t: Target, max_skew: float,
     auth = headers.get("authorization")
     names = {k for k, _ in t.query}
     if auth is not None:
+        if not auth.strip():
+            raise errors.AccessDenied("An empty Authorization header")
         if auth.startswith("AWS "):
             return await _v2_header(cache, t, auth, max_skew, now)
         creds = sigv4.from_header(auth, headers.get("x-amz-date") or "")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -21,12 +22,15 @@ def xml_response(body: bytes, status: int = 200) -> web.Response:
     return web.Response(body=body, status=status, content_type=XML)
 
 
-def owner_node(uid: str) -> Node:
-    return ("Owner", [("ID", uid), ("DisplayName", uid)])
+def owner_node(uid: str, names: Mapping[str, str] | None = None) -> Node:
+    return ("Owner", [("ID", uid), ("DisplayName", (names or {}).get(uid, uid))])
 
 
 async def list_buckets(req: S3Request) -> web.Response:
-    user = req.need_user()
+    user = req.user
+    if user is None:  # anonymous: nobody's buckets (as RGW answers; S3 says AccessDenied)
+        return xml_response(document("ListAllMyBucketsResult", [
+            ("Owner", [("ID", "anonymous"), ("DisplayName", "")]), ("Buckets", [])]))
     buckets = await req.svc.buckets.list_for(user.user_id)
     return xml_response(document("ListAllMyBucketsResult", [
         ("Owner", [("ID", user.user_id), ("DisplayName", user.display_name)]),
@@ -96,8 +100,8 @@ def _encoding(req: S3Request) -> bool:
     return True
 
 
-def _contents(entries: list[tuple[bytes, bytes]], url: bool, owner: str | None
-              ) -> list[Node]:
+def _contents(entries: list[tuple[bytes, bytes]], url: bool, owner: str | None,
+              names: Mapping[str, str]) -> list[Node]:
     out: list[Node] = []
     for raw_key, raw_entry in entries:
         entry: dict[str, Any] = json.loads(raw_entry)
@@ -107,7 +111,7 @@ def _contents(entries: list[tuple[bytes, bytes]], url: bool, owner: str | None
                             ("ETag", f'"{entry["etag"]}"'), ("Size", entry["size"]),
                             ("StorageClass", "STANDARD")]
         if owner is not None:
-            node.append(owner_node(entry.get("owner", owner)))
+            node.append(owner_node(entry.get("owner", owner), names))
         out.append(("Contents", node))
     return out
 
@@ -134,7 +138,9 @@ async def list_objects(req: S3Request) -> web.Response:
     listing = await req.svc.buckets.list(bucket, prefix=prefix.encode(), marker=marker,
                                          delimiter=delimiter.encode(), max_keys=max_keys)
     show_owner = not v2 or req.query.get("fetch-owner") == "true"
-    contents = _contents(listing.entries, url, bucket.owner if show_owner else None)
+    owners = {json.loads(v).get("owner", bucket.owner) for _, v in listing.entries}
+    names = await req.display_names(owners) if show_owner else {}
+    contents = _contents(listing.entries, url, bucket.owner if show_owner else None, names)
     prefixes: list[Node] = [("CommonPrefixes", [("Prefix", encode_key(
         p.decode("utf-8", "surrogateescape"), url))]) for p in listing.prefixes]
     enc = "url" if url else None
@@ -193,9 +199,10 @@ async def delete_objects(req: S3Request) -> web.Response:
     return xml_response(document("DeleteResult", results))
 
 
-def acl_document(owner: str, acl: str) -> bytes:
+def acl_document(owner: str, acl: str, name: str | None = None) -> bytes:
     grants: list[Node] = [("Grant", [
-        ("Grantee", [("ID", owner), ("DisplayName", owner)]), ("Permission", "FULL_CONTROL")])]
+        ("Grantee", [("ID", owner), ("DisplayName", name or owner)]),
+        ("Permission", "FULL_CONTROL")])]
     if acl in ("public-read", "public-read-write"):
         grants.append(("Grant", [("Grantee", [
             ("URI", "http://acs.amazonaws.com/groups/global/AllUsers")]), ("Permission", "READ")]))
@@ -203,7 +210,8 @@ def acl_document(owner: str, acl: str) -> bytes:
         grants.append(("Grant", [("Grantee", [
             ("URI", "http://acs.amazonaws.com/groups/global/AllUsers")]),
             ("Permission", "WRITE")]))
-    body = document("AccessControlPolicy", [owner_node(owner), ("AccessControlList", grants)])
+    body = document("AccessControlPolicy", [owner_node(owner, {owner: name or owner}),
+                                            ("AccessControlList", grants)])
     # grantees carry their xsi:type, which clients read to tell users from groups
     return body.replace(b"<Grantee>", b'<Grantee xmlns:xsi="http://www.w3.org/2001/'
                         b'XMLSchema-instance" xsi:type="CanonicalUser">', 1).replace(
@@ -213,7 +221,8 @@ def acl_document(owner: str, acl: str) -> bytes:
 
 async def get_bucket_acl(req: S3Request) -> web.Response:
     bucket = await req.bucket("owner")
-    return xml_response(acl_document(bucket.owner, bucket.acl))
+    name = await req.svc.user_cache.display_name(bucket.owner)
+    return xml_response(acl_document(bucket.owner, bucket.acl, name))
 
 
 async def put_bucket_acl(req: S3Request) -> web.Response:

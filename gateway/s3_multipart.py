@@ -12,6 +12,7 @@ NoSuchUpload. A part uploaded again replaces the earlier one, whose data goes to
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import json
@@ -22,7 +23,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import errors, s3_xml
+from gateway import checksums, errors, s3_xml
 from gateway.buckets import Bucket, key_bytes
 from gateway.context import S3Request
 from gateway.s3_buckets import owner_node, xml_response
@@ -53,9 +54,12 @@ async def create_upload(req: S3Request) -> web.Response:
     bucket = await req.bucket("write")
     key_bytes(req.key)
     upload_id = uuid.uuid4().hex
+    algorithm = req.headers.get("x-amz-checksum-algorithm", "").lower() or None
+    if algorithm is not None and algorithm not in checksums.ALGORITHMS:
+        raise errors.InvalidRequest(f"Unsupported checksum algorithm {algorithm!r}")
     upload = {"key": req.key, "upload_id": upload_id, "initiated": time.time(),
               "owner": req.user.user_id if req.user else bucket.owner,
-              "fields": describe_upload(req, req.headers)}
+              "fields": describe_upload(req, req.headers), "cksum_alg": algorithm}
     raw = json.dumps(upload).encode()
     meta = req.svc.meta
     await meta.operate(_upload_oid(bucket, upload_id), ObjectOp().create(True).write_full(raw))
@@ -102,7 +106,8 @@ async def upload_part(req: S3Request) -> web.Response:
         seg, gc_key = await objects.write_segment(prefix, body.pieces())
         etag = body.md5
         checksum = body.checksum
-    part = {"etag": etag, "size": seg[1], "seg": seg, "mtime": time.time()}
+    part = {"etag": etag, "size": seg[1], "seg": seg, "mtime": time.time(),
+            "cksum": checksum}
     op = ObjectOp().assert_exists()
     op._add(kind=K.OMAP_GET, keys=[f"{number:05d}".encode()])
     op.omap_set({f"{number:05d}": json.dumps(part).encode()})
@@ -176,11 +181,15 @@ async def complete_upload(req: S3Request) -> web.Response:
     if root.tag != "CompleteMultipartUpload":
         raise errors.MalformedXML()
     wanted: list[tuple[int, str]] = []
+    claimed: dict[int, str] = {}  # part checksums the client lists, checked against ours
     for el in root.findall("Part"):
         number, etag = s3_xml.text(el, "PartNumber"), s3_xml.text(el, "ETag")
         if number is None or not number.strip().isdigit() or etag is None:
             raise errors.MalformedXML()
         wanted.append((int(number), etag.strip().strip('"')))
+        for child in el:
+            if child.tag.startswith("Checksum") and child.text:
+                claimed[int(number)] = child.text.strip()
     if not wanted:
         raise errors.MalformedXML("You must specify at least one part")
     if [n for n, _ in wanted] != sorted({n for n, _ in wanted}):
@@ -189,7 +198,9 @@ async def complete_upload(req: S3Request) -> web.Response:
     chosen = []
     for i, (part_number, part_etag) in enumerate(wanted):
         part = parts.get(part_number)
-        if part is None or part["etag"] != part_etag:
+        ours = (part or {}).get("cksum")
+        if part is None or part["etag"] != part_etag or (
+                part_number in claimed and (not ours or ours[1] != claimed[part_number])):
             raise errors.InvalidPart(PartNumber=str(part_number), ETag=part_etag)
         if i < len(wanted) - 1 and part["size"] < MIN_PART:
             raise errors.EntityTooSmall(PartNumber=str(part_number),
@@ -198,8 +209,9 @@ async def complete_upload(req: S3Request) -> web.Response:
         chosen.append(part)
     await _take(req, bucket, upload, version)
     digest = hashlib.md5(b"".join(bytes.fromhex(p["etag"]) for p in chosen)).hexdigest()
+    composite = _composite_checksum(upload.get("cksum_alg"), chosen)
     entry = {**upload["fields"], "size": sum(p["size"] for p in chosen),
-             "mtime": time.time(), "etag": f"{digest}-{len(chosen)}", "cksum": None,
+             "mtime": time.time(), "etag": f"{digest}-{len(chosen)}", "cksum": composite,
              "owner": upload["owner"], "parts": len(chosen),
              "segs": [p["seg"] for p in chosen if p["size"]]}
     await req.svc.objects.commit(bucket, key_bytes(req.key), entry, [])
@@ -207,7 +219,20 @@ async def complete_upload(req: S3Request) -> web.Response:
     await req.svc.gc.defer(unused, wait=0)
     return xml_response(document("CompleteMultipartUploadResult", [
         ("Location", f"/{bucket.name}/{req.key}"), ("Bucket", bucket.name), ("Key", req.key),
-        ("ETag", f'"{entry["etag"]}"')]))
+        ("ETag", f'"{entry["etag"]}"'),
+        (f"Checksum{composite[0].upper()}", composite[1]) if composite else ("Checksum", None)]))
+
+
+def _composite_checksum(algorithm: str | None, parts: list[dict[str, Any]]
+                        ) -> tuple[str, str] | None:
+    """S3's checksum of a multipart object: the checksum of the parts' checksums, "-N"."""
+    if algorithm is None or not all((p.get("cksum") or [None])[0] == algorithm
+                                    for p in parts):
+        return None
+    digest = checksums.new(algorithm)
+    for p in parts:
+        digest.update(base64.b64decode(p["cksum"][1]))
+    return algorithm, f"{checksums.b64(digest.digest())}-{len(parts)}"
 
 
 async def abort_upload(req: S3Request) -> web.Response:

@@ -17,6 +17,7 @@ from gateway.buckets import Bucket, key_bytes
 from gateway.context import S3Request
 from gateway.s3_buckets import acl_document, requested_acl, xml_response
 from gateway.s3_xml import document, http_date, iso8601
+from gateway.versioning import Precondition
 
 META_PREFIX = "x-amz-meta-"
 MAX_META = 2048  # S3's limit on user metadata (names and values)
@@ -74,19 +75,38 @@ async def put_object(req: S3Request) -> web.Response:
     if "content-length" not in req.headers and "transfer-encoding" not in req.headers:
         raise errors.MissingContentLength()
     fields = describe_upload(req, req.headers)
+    precondition = put_precondition(req.headers)
+    if precondition is not None:  # fail before the upload if it fails now (checked again)
+        precondition(await req.svc.buckets.entry(bucket, key))
     body = req.body()
 
     def describe() -> dict[str, Any]:
         return {**fields, "etag": body.md5, "cksum": body.checksum,
                 "owner": req.user.user_id if req.user else bucket.owner}
 
-    entry = await req.svc.objects.put(bucket, key, body.pieces(), describe)
+    entry = await req.svc.objects.put(bucket, key, body.pieces(), describe, precondition)
     headers = {"ETag": f'"{body.md5}"'}
     if "vid" in entry:
         headers["x-amz-version-id"] = entry["vid"]
     if body.checksum is not None:
         headers[f"x-amz-checksum-{body.checksum[0]}"] = body.checksum[1]
     return web.Response(status=200, headers=headers)
+
+
+def put_precondition(headers: dict[str, str]) -> Precondition | None:
+    """If-Match / If-None-Match of a PUT, as a check of the current object (None: no
+    condition). Applied atomically with the write (versioning.py)."""
+    match, none_match = headers.get("if-match"), headers.get("if-none-match")
+    if match is None and none_match is None:
+        return None
+
+    def check(current: dict[str, Any] | None) -> None:
+        if match is not None and (current is None or not _etag_matches(match, current["etag"])):
+            raise errors.PreconditionFailed(Condition="If-Match")
+        if none_match is not None and current is not None and _etag_matches(none_match,
+                                                                             current["etag"]):
+            raise errors.PreconditionFailed(Condition="If-None-Match")
+    return check
 
 
 def _parse_time(value: str) -> float | None:
@@ -343,8 +363,9 @@ async def _empty() -> AsyncIterator[bytes]:
 
 async def get_object_acl(req: S3Request) -> web.Response:
     bucket, entry = await _readable_entry(req)
-    return xml_response(acl_document(entry.get("owner", bucket.owner),
-                                     entry.get("acl", "private")))
+    owner = entry.get("owner", bucket.owner)
+    return xml_response(acl_document(owner, entry.get("acl", "private"),
+                                     await req.svc.user_cache.display_name(owner)))
 
 
 async def put_object_acl(req: S3Request) -> web.Response:

@@ -44,6 +44,8 @@ async def list_versions(req: S3Request) -> web.Response:
         bucket, prefix=prefix.encode(), key_marker=key_marker.encode(), vid_marker=vid_marker,
         delimiter=delimiter.encode(), max_keys=max_keys)
     items: list[Node] = []
+    names = await req.display_names(json.loads(v).get("owner", bucket.owner)
+                                    for _, v in listing.entries)
     previous = key_marker.encode() if key_marker else None
     for raw, value in listing.entries:
         key_b, suffix = split_version_key(raw)
@@ -53,12 +55,13 @@ async def list_versions(req: S3Request) -> web.Response:
         previous = key_b
         node: list[Node] = [("Key", encode_key(key, url)), ("VersionId", vid_of(suffix)),
                             ("IsLatest", latest), ("LastModified", iso8601(entry["mtime"]))]
+        owner = owner_node(entry.get("owner", bucket.owner), names)
         if entry.get("dm"):
-            items.append(("DeleteMarker", [*node, owner_node(entry.get("owner", bucket.owner))]))
+            items.append(("DeleteMarker", [*node, owner]))
         else:
             items.append(("Version", [*node, ("ETag", f'"{entry["etag"]}"'),
                                       ("Size", entry["size"]), ("StorageClass", "STANDARD"),
-                                      owner_node(entry.get("owner", bucket.owner))]))
+                                      owner]))
     prefixes: list[Node] = [("CommonPrefixes", [("Prefix", encode_key(
         p[len(BLOCK):].decode("utf-8", "surrogateescape"), url))]) for p in listing.prefixes]
     head: list[Node] = [("Name", bucket.name), ("Prefix", encode_key(prefix, url)),

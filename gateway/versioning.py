@@ -39,6 +39,7 @@ BLOCK = b"\x80v"
 NULL = "null"
 MAX_VERSIONS_READ = 1000
 ATTEMPTS = 50
+Precondition = Callable[[dict[str, Any] | None], None]
 
 
 def new_suffix(null: bool = False) -> str:
@@ -144,12 +145,22 @@ class VersionedIndex:
         elif shard.current is not None and "vid" not in shard.current:
             change.garbage.append(shard.current)
 
-    async def put(self, bucket: Bucket, key: bytes, entry: dict[str, Any]) -> Change:
-        """Make `entry` the key's newest version (and its current object)."""
+    async def put(self, bucket: Bucket, key: bytes, entry: dict[str, Any],
+                  precondition: Precondition | None = None) -> Change:
+        """Make `entry` the key's newest version (and its current object), if `precondition`
+        (which sees the current object and raises to refuse) holds at that moment. Also for an
+        unversioned bucket when there is a precondition: the blind swap cannot check one."""
         suspended = bucket.versioning != "Enabled"
 
         def decide(shard: Shard) -> Change:
             change = Change()
+            if precondition is not None:
+                precondition(shard.current)
+            if not bucket.versioning:
+                change.sets[key] = change.result = entry
+                if shard.current is not None and shard.current["segs"] != entry["segs"]:
+                    change.garbage.append(shard.current)
+                return change
             suffix = new_suffix(null=suspended)
             new = {**entry, "vid": vid_of(suffix)}
             if suspended:

@@ -517,6 +517,51 @@ def test_delete_objects_and_copy(gw: Gateway) -> None:
     assert error_of(err.value) == (412, "PreconditionFailed")
 
 
+def test_conditional_puts_are_atomic(gw: Gateway) -> None:
+    s3 = gw.client()
+    bucket = new_bucket(s3)
+    first = s3.put_object(Bucket=bucket, Key="c", Body=b"one", IfNoneMatch="*")
+    with pytest.raises(ClientError) as err:
+        s3.put_object(Bucket=bucket, Key="c", Body=b"two", IfNoneMatch="*")
+    assert error_of(err.value) == (412, "PreconditionFailed")
+    with pytest.raises(ClientError) as err:
+        s3.put_object(Bucket=bucket, Key="c", Body=b"two", IfMatch='"0000"')
+    assert error_of(err.value) == (412, "PreconditionFailed")
+    s3.put_object(Bucket=bucket, Key="c", Body=b"two", IfMatch=first["ETag"])
+    assert s3.get_object(Bucket=bucket, Key="c")["Body"].read() == b"two"
+    # of many racing "create only if absent", exactly one wins
+    results: list[str] = []
+
+    def create(i: int) -> None:
+        try:
+            gw.client().put_object(Bucket=bucket, Key="once", Body=str(i).encode(),
+                                   IfNoneMatch="*")
+            results.append(f"won {i}")
+        except ClientError as exc:
+            results.append(error_of(exc)[1])
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    winners = [r for r in results if r.startswith("won")]
+    assert len(winners) == 1 and results.count("PreconditionFailed") == 5, results
+    body = s3.get_object(Bucket=bucket, Key="once")["Body"].read().decode()
+    assert winners == [f"won {body}"]
+
+
+def test_anonymous_list_and_display_names(gw: Gateway) -> None:
+    s3 = gw.client()
+    bucket = new_bucket(s3)
+    s3.put_object(Bucket=bucket, Key="o", Body=b"")
+    anonymous = boto3.client("s3", endpoint_url=gw.url, region_name="us-east-1",
+                             config=BotoConfig(signature_version=botocore.UNSIGNED))
+    assert anonymous.list_buckets()["Buckets"] == []
+    owner = s3.list_objects(Bucket=bucket)["Contents"][0]["Owner"]
+    assert owner == {"ID": "loligo", "DisplayName": "Loligo user"}
+    assert s3.get_bucket_acl(Bucket=bucket)["Owner"] == owner
+
+
 def test_multipart_upload(gw: Gateway) -> None:
     s3 = gw.client()
     bucket = new_bucket(s3)
@@ -575,6 +620,20 @@ def test_multipart_upload(gw: Gateway) -> None:
     objects_before = gw.data_objects(other)
     s3.delete_bucket(Bucket=other)
     wait_for(lambda: not _stripes_exist(gw, objects_before), 30, "the parts collected")
+    # with a checksum algorithm: parts are checked, the object gets S3's composite checksum
+    algo = s3.create_multipart_upload(Bucket=bucket, Key="ck",
+                                      ChecksumAlgorithm="SHA256")["UploadId"]
+    sums = []
+    for n, data in enumerate(parts_data[:2], start=1):
+        sent = s3.upload_part(Bucket=bucket, Key="ck", UploadId=algo, PartNumber=n, Body=data,
+                              ChecksumAlgorithm="SHA256")
+        assert sent["ChecksumSHA256"] == base64.b64encode(hashlib.sha256(data).digest()).decode()
+        sums.append((sent["ETag"], sent["ChecksumSHA256"]))
+    done = s3.complete_multipart_upload(Bucket=bucket, Key="ck", UploadId=algo, MultipartUpload={
+        "Parts": [{"PartNumber": n, "ETag": e, "ChecksumSHA256": c}
+                  for n, (e, c) in enumerate(sums, start=1)]})
+    composite = hashlib.sha256(b"".join(base64.b64decode(c) for _, c in sums)).digest()
+    assert done["ChecksumSHA256"] == base64.b64encode(composite).decode() + "-2"
     # boto3's managed transfer (multipart above its threshold) round-trips too
     s3.upload_fileobj(io.BytesIO(whole * 2), bucket, "managed")
     out = io.BytesIO()
