@@ -87,3 +87,7 @@ NoSuchVersion = _error("NoSuchVersion", 404, "The specified version does not exi
 IllegalVersioningConfigurationException = _error(
     "IllegalVersioningConfigurationException", 400,
     "The versioning configuration specified in the request is invalid.")
+InvalidPartNumber = _error("InvalidPartNumber", 416, "The requested partnumber is not "
+                           "satisfiable")
+MetadataTooLarge = _error("MetadataTooLarge", 400, "Your metadata headers exceed the maximum "
+                          "allowed metadata size.")

@@ -213,6 +213,7 @@ async def complete_upload(req: S3Request) -> web.Response:
     entry = {**upload["fields"], "size": sum(p["size"] for p in chosen),
              "mtime": time.time(), "etag": f"{digest}-{len(chosen)}", "cksum": composite,
              "owner": upload["owner"], "parts": len(chosen),
+             "psizes": [p["size"] for p in chosen],
              "segs": [p["seg"] for p in chosen if p["size"]]}
     await req.svc.objects.commit(bucket, key_bytes(req.key), entry, [])
     unused = [p["seg"] for n, p in parts.items() if n not in {w for w, _ in wanted}]

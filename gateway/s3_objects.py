@@ -32,13 +32,8 @@ OVERRIDES = {"response-content-type": "Content-Type",
 def _metadata(headers: dict[str, str]) -> dict[str, str]:
     meta = {k[len(META_PREFIX):]: v for k, v in headers.items() if k.startswith(META_PREFIX)}
     if sum(len(k) + len(v) for k, v in meta.items()) > MAX_META:
-        raise MetadataTooLarge()
+        raise errors.MetadataTooLarge()
     return meta
-
-
-MetadataTooLarge = type("MetadataTooLarge", (errors.S3Error,), {
-    "code": "MetadataTooLarge", "status": 400,
-    "default": "Your metadata headers exceed the maximum allowed metadata size."})
 
 
 def describe_upload(req: S3Request, headers: dict[str, str]) -> dict[str, Any]:
@@ -196,6 +191,21 @@ async def find_entry(req: S3Request, bucket: Bucket, key: str, vid: str | None
     return entry
 
 
+def part_range(entry: dict[str, Any], raw: str) -> tuple[int, int]:
+    """The bytes of part N of a multipart object (a whole object is its only part)."""
+    sizes = entry.get("psizes") or [entry["size"]]
+    if not raw.isdigit() or not 1 <= int(raw) <= 10000:
+        raise errors.InvalidArgument("Part number must be an integer between 1 and 10000",
+                                     ArgumentName="partNumber", ArgumentValue=raw[:20])
+    n = int(raw)
+    if n > len(sizes) or sizes[n - 1] == 0:
+        exc = errors.InvalidPartNumber()
+        exc.headers = {"x-amz-mp-parts-count": str(len(sizes))}
+        raise exc
+    first = sum(sizes[:n - 1])
+    return first, first + sizes[n - 1] - 1
+
+
 async def _readable_entry(req: S3Request) -> tuple[Bucket, dict[str, Any]]:
     buckets = req.svc.buckets
     # the owner's reads (the common case) reuse a recent bucket entry: one RADOS read less
@@ -219,15 +229,14 @@ async def _readable_entry(req: S3Request) -> tuple[Bucket, dict[str, Any]]:
 async def get_object(req: S3Request, head: bool = False) -> web.StreamResponse:
     _, entry = await _readable_entry(req)
     headers = entry_headers(entry)
-    if "partNumber" in req.query:
-        raise errors.NotImplementedError_("GET by partNumber is not supported yet")
     try:
         check_conditions(req.headers, entry)
     except errors.NotModified:
         return web.Response(status=304, headers={k: v for k, v in headers.items()
                                                  if k in ("ETag", "Last-Modified")})
     size = entry["size"]
-    rng = parse_range(req.headers.get("range"), size)
+    rng = (part_range(entry, req.query["partNumber"]) if "partNumber" in req.query
+           else parse_range(req.headers.get("range"), size))
     for param, header in OVERRIDES.items():
         if param in req.query:
             value = req.query[param]

@@ -593,6 +593,12 @@ def test_multipart_upload(gw: Gateway) -> None:
     assert got["Metadata"] == {"m": "1"}
     span = s3.get_object(Bucket=bucket, Key="mp", Range=f"bytes={5 * MiB - 3}-{5 * MiB + 3}")
     assert span["Body"].read() == whole[5 * MiB - 3:5 * MiB + 4]
+    second = s3.get_object(Bucket=bucket, Key="mp", PartNumber=2)
+    assert second["Body"].read() == parts_data[1] and second["PartsCount"] == 3
+    assert s3.head_object(Bucket=bucket, Key="mp", PartNumber=3)["ContentLength"] == 1000
+    with pytest.raises(ClientError) as err:
+        s3.get_object(Bucket=bucket, Key="mp", PartNumber=4)
+    assert error_of(err.value) == (416, "InvalidPartNumber")
     with pytest.raises(ClientError) as err:
         s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=upload,
                                      MultipartUpload={"Parts": [{"PartNumber": 1,
