@@ -100,8 +100,9 @@ class S3Request:
             out += piece
         return bytes(out)
 
-    def canned_acl(self) -> str:
-        acl = self.headers.get("x-amz-acl", "private")
+    def canned_acl(self, headers: dict[str, str] | None = None) -> str:
+        """x-amz-acl of the request (or of `headers`, e.g. a POST form), checked."""
+        acl = (self.headers if headers is None else headers).get("x-amz-acl", "private")
         if acl not in CANNED_ACLS:
             raise errors.InvalidArgument(f"Unsupported canned ACL {acl!r}",
                                          ArgumentName="x-amz-acl", ArgumentValue=acl)

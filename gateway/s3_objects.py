@@ -44,7 +44,7 @@ def describe_upload(req: S3Request, headers: dict[str, str]) -> dict[str, Any]:
     if encoding:
         stored["content-encoding"] = encoding
     return {"ctype": headers.get("content-type") or "binary/octet-stream",
-            "meta": _metadata(headers), "headers": stored, "acl": req.canned_acl()}
+            "meta": _metadata(headers), "headers": stored, "acl": req.canned_acl(headers)}
 
 
 def entry_headers(entry: dict[str, Any]) -> dict[str, str]:

@@ -16,7 +16,15 @@ from urllib.parse import unquote_to_bytes
 
 from aiohttp import web
 
-from gateway import errors, s3_buckets, s3_multipart, s3_objects, s3_versions, s3_xml
+from gateway import (
+    errors,
+    s3_buckets,
+    s3_multipart,
+    s3_objects,
+    s3_post,
+    s3_versions,
+    s3_xml,
+)
 from gateway.context import S3Request, Services
 from gateway.s3_auth import Target, authenticate
 from gateway.sigv4 import split_query
@@ -51,8 +59,8 @@ def _route(method: str, has_key: bool, query: dict[str, str]) -> Handler:
             "HEAD": s3_buckets.head_bucket,
             "DELETE": s3_buckets.delete_bucket,
         }
-        if method == "POST" and "delete" in q:
-            return s3_buckets.delete_objects
+        if method == "POST":
+            return s3_buckets.delete_objects if "delete" in q else s3_post.post_object
     else:
         upload = "uploadId" in q
         table = {

@@ -479,6 +479,73 @@ def test_presigned_urls_with_curl(gw: Gateway, tmp_path: Path) -> None:
     assert out.stdout.endswith(b"403")
 
 
+def post_form(gw: Gateway, path: str, fields: dict[str, str], data: bytes,
+              filename: str = "upload.bin") -> tuple[int, dict[str, str], bytes]:
+    """A browser-style multipart/form-data POST (the file last, as S3 requires)."""
+    boundary = uuid.uuid4().hex
+    body = b"".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n'
+                    f"{v}\r\n".encode() for k, v in fields.items())
+    body += (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+             f'filename="{filename}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+             ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=30)
+    try:
+        conn.request("POST", path, body=body, headers={
+            "Content-Type": f"multipart/form-data; boundary={boundary}"})
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def test_browser_post_uploads_with_presigned_policies(gw: Gateway) -> None:
+    s3 = gw.client()
+    bucket = new_bucket(s3)
+    for client in (gw.client(signature_version="s3v4"), s3):
+        post = client.generate_presigned_post(
+            bucket, "uploads/${filename}", ExpiresIn=300,
+            Fields={"Content-Type": "text/plain", "x-amz-meta-who": "form"},
+            Conditions=[["starts-with", "$key", "uploads/"], {"Content-Type": "text/plain"},
+                        {"x-amz-meta-who": "form"}, ["content-length-range", 1, 1000]])
+        status, headers, body = post_form(gw, f"/{bucket}", post["fields"], b"from a form",
+                                          "note.txt")
+        assert status == 204, body
+        got = s3.get_object(Bucket=bucket, Key="uploads/note.txt")
+        assert got["Body"].read() == b"from a form" and got["ContentType"] == "text/plain"
+        assert got["Metadata"] == {"who": "form"} and headers["etag"] == got["ETag"]
+        s3.delete_object(Bucket=bucket, Key="uploads/note.txt")
+    post = gw.client(signature_version="s3v4").generate_presigned_post(
+        bucket, "k", ExpiresIn=300, Fields={"success_action_status": "201"},
+        Conditions=[{"success_action_status": "201"}, ["content-length-range", 1, 10]])
+    status, _, body = post_form(gw, f"/{bucket}", post["fields"], b"small")
+    assert status == 201 and b"<Key>k</Key>" in body
+    status, _, body = post_form(gw, f"/{bucket}", post["fields"], b"far too large")
+    assert status == 400 and b"<Code>EntityTooLarge</Code>" in body
+    status, _, body = post_form(gw, f"/{bucket}", dict(post["fields"], extra="x"), b"small")
+    assert status == 403 and b"Extra input fields: extra" in body
+    status, _, body = post_form(gw, f"/{bucket}", dict(post["fields"], key="other"), b"small")
+    assert status == 403 and b"Policy Condition failed" in body
+    forged = dict(post["fields"], **{"x-amz-signature": "0" * 64})
+    status, _, body = post_form(gw, f"/{bucket}", forged, b"small")
+    assert status == 403 and b"<Code>SignatureDoesNotMatch</Code>" in body
+    an_hour_ago = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)).replace(tzinfo=None)
+    with mock.patch("botocore.signers.get_current_datetime", return_value=an_hour_ago), \
+            mock.patch("botocore.auth.get_current_datetime", return_value=an_hour_ago):
+        old = gw.client(signature_version="s3v4").generate_presigned_post(bucket, "late",
+                                                                          ExpiresIn=60)
+    status, _, body = post_form(gw, f"/{bucket}", old["fields"], b"late")
+    assert status == 403 and b"Policy expired" in body
+    # no policy: anonymous, only into a bucket anyone may write
+    status, _, _ = post_form(gw, f"/{bucket}", {"key": "anon"}, b"x")
+    assert status == 403
+    s3.put_bucket_acl(Bucket=bucket, ACL="public-read-write")
+    status, _, _ = post_form(gw, f"/{bucket}", {"key": "anon", "acl": "public-read"}, b"x")
+    assert status == 204
+    assert urllib.request.urlopen(f"{gw.url}/{bucket}/anon").read() == b"x"
+    status, _, body = post_form(gw, f"/{bucket}", {"acl": "private"}, b"x")
+    assert status == 400 and b"key" in body
+
+
 def test_virtual_host_style(gw: Gateway) -> None:
     s3 = gw.client()
     bucket = new_bucket(s3)
