@@ -24,7 +24,7 @@ import re
 import time
 import uuid
 import zlib
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from gateway import errors
@@ -51,6 +51,7 @@ class Bucket:
     shards: int
     versioning: str = ""  # "", "Enabled" or "Suspended"
     acl: str = "private"  # canned ACL: private, public-read, public-read-write
+    tags: dict[str, str] = field(default_factory=dict)
 
     def shard_oid(self, n: int) -> str:
         return f"idx.{self.id}.{n}"

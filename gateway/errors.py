@@ -91,3 +91,5 @@ InvalidPartNumber = _error("InvalidPartNumber", 416, "The requested partnumber i
                            "satisfiable")
 MetadataTooLarge = _error("MetadataTooLarge", 400, "Your metadata headers exceed the maximum "
                           "allowed metadata size.")
+InvalidTag = _error("InvalidTag", 400, "The tag provided was not a valid tag.")
+NoSuchTagSet = _error("NoSuchTagSet", 404, "The TagSet does not exist")

@@ -17,6 +17,7 @@ from gateway.buckets import Bucket, key_bytes
 from gateway.context import S3Request
 from gateway.s3_buckets import acl_document, requested_acl, xml_response
 from gateway.s3_xml import document, http_date, iso8601
+from gateway.tags import tags_from_header
 from gateway.versioning import Precondition
 
 META_PREFIX = "x-amz-meta-"
@@ -43,8 +44,11 @@ def describe_upload(req: S3Request, headers: dict[str, str]) -> dict[str, Any]:
     stored = {h: headers[h] for h in STORED_HEADERS if h in headers}
     if encoding:
         stored["content-encoding"] = encoding
-    return {"ctype": headers.get("content-type") or "binary/octet-stream",
-            "meta": _metadata(headers), "headers": stored, "acl": req.canned_acl(headers)}
+    fields = {"ctype": headers.get("content-type") or "binary/octet-stream",
+              "meta": _metadata(headers), "headers": stored, "acl": req.canned_acl(headers)}
+    if "x-amz-tagging" in headers:
+        fields["tags"] = tags_from_header(headers["x-amz-tagging"])
+    return fields
 
 
 def entry_headers(entry: dict[str, Any]) -> dict[str, str]:
@@ -59,6 +63,8 @@ def entry_headers(entry: dict[str, Any]) -> dict[str, str]:
         headers["x-amz-mp-parts-count"] = str(entry["parts"])
     if "vid" in entry:
         headers["x-amz-version-id"] = entry["vid"]
+    if entry.get("tags"):
+        headers["x-amz-tagging-count"] = str(len(entry["tags"]))
     return headers
 
 
@@ -335,6 +341,12 @@ async def copy_object(req: S3Request) -> web.Response:
     fields = (describe_upload(req, req.headers) if directive == "REPLACE" else
               {k: entry[k] for k in ("ctype", "meta", "headers") if k in entry}
               | {"acl": req.canned_acl()})
+    tagging = req.headers.get("x-amz-tagging-directive", "COPY").upper()
+    if tagging not in ("COPY", "REPLACE"):
+        raise errors.InvalidArgument("Unknown tagging directive.",
+                                     ArgumentName="x-amz-tagging-directive")
+    fields["tags"] = (tags_from_header(req.headers.get("x-amz-tagging", ""))
+                      if tagging == "REPLACE" else entry.get("tags", {}))
     md5 = hashlib.md5()
     pieces = (req.svc.objects.read(entry, 0, entry["size"] - 1) if entry["size"]
               else _empty())
@@ -379,17 +391,8 @@ async def get_object_acl(req: S3Request) -> web.Response:
 
 async def put_object_acl(req: S3Request) -> web.Response:
     bucket = await req.bucket("owner")
-    key = key_bytes(req.key)
-    entry = await req.svc.buckets.entry(bucket, key)
-    if entry is None:
-        raise errors.NoSuchKey(Key=req.key)
     acl = await requested_acl(req)
-    if bucket.versioning:
-        await req.svc.objects.versions.set_acl(bucket, key, acl)
-        return web.Response(status=200)
-    entry["acl"] = acl
-    # the same data under a new entry: swap only if nobody replaced the object meanwhile
-    old = await req.svc.buckets.swap(bucket, key, entry)
-    if old is not None and old.get("segs") != entry["segs"]:
-        await req.svc.buckets.swap(bucket, key, old)  # lost a race with a PUT: keep its data
+    vid = req.query.get("versionId")
+    await req.svc.objects.versions.update(bucket, key_bytes(req.key), {"acl": acl},
+                                          check_version_id(vid) if vid else None)
     return web.Response(status=200)

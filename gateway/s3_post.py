@@ -26,12 +26,14 @@ from gateway.buckets import key_bytes
 from gateway.context import S3Request
 from gateway.s3_objects import describe_upload
 from gateway.s3_xml import document
+from gateway.tags import tags_from_xml
 from gateway.users import User
 
 MAX_FIELD = 64 * 1024  # a form field other than the file
 MAX_FIELDS = 100
 PIECE = 1 << 20
 UNCHECKED = frozenset({"policy", "signature", "awsaccesskeyid", "x-amz-signature", "file"})
+# (tagging must be allowed by a condition like any other field)
 InvalidPolicyDocument = type("InvalidPolicyDocument", (errors.S3Error,), {
     "code": "InvalidPolicyDocument", "status": 400, "default": "Invalid Policy"})
 
@@ -218,6 +220,8 @@ async def post_object(req: S3Request) -> web.StreamResponse:
     if "acl" in fields:
         headers["x-amz-acl"] = fields["acl"]
     entry_fields = describe_upload(req, headers)
+    if "tagging" in fields:
+        entry_fields["tags"] = tags_from_xml(fields["tagging"].encode())
     if part.headers.get("Content-Type") and "content-type" not in fields:
         entry_fields["ctype"] = part.headers["Content-Type"]
     md5 = hashlib.md5()

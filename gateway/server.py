@@ -22,6 +22,7 @@ from gateway import (
     s3_multipart,
     s3_objects,
     s3_post,
+    s3_tagging,
     s3_versions,
     s3_xml,
 )
@@ -36,7 +37,7 @@ SERVICES_KEY = web.AppKey("services", Services)
 # sub-resources of S3 that Loligo does not implement: answered NotImplemented, not misread
 # as a plain GET or PUT of the bucket or object
 UNSUPPORTED = frozenset({
-    "tagging", "cors", "lifecycle", "policy", "website", "logging", "notification",
+    "cors", "lifecycle", "policy", "website", "logging", "notification",
     "replication", "encryption", "object-lock", "retention", "legal-hold", "requestPayment",
     "accelerate", "analytics", "inventory", "metrics", "intelligent-tiering",
     "ownershipControls", "publicAccessBlock", "restore", "select", "torrent", "attributes",
@@ -48,16 +49,19 @@ def _route(method: str, has_key: bool, query: dict[str, str]) -> Handler:
     if not has_key:
         table: dict[str, Handler] = {
             "GET": (s3_buckets.get_location if "location" in q else
+                    s3_tagging.get_bucket_tagging if "tagging" in q else
                     s3_buckets.get_bucket_acl if "acl" in q else
                     s3_multipart.list_uploads if "uploads" in q else
                     s3_versions.get_versioning if "versioning" in q else
                     s3_versions.list_versions if "versions" in q else
                     s3_buckets.list_objects),
             "PUT": (s3_buckets.put_bucket_acl if "acl" in q else
+                    s3_tagging.put_bucket_tagging if "tagging" in q else
                     s3_versions.put_versioning if "versioning" in q else
                     s3_buckets.create_bucket),
             "HEAD": s3_buckets.head_bucket,
-            "DELETE": s3_buckets.delete_bucket,
+            "DELETE": (s3_tagging.delete_bucket_tagging if "tagging" in q else
+                       s3_buckets.delete_bucket),
         }
         if method == "POST":
             return s3_buckets.delete_objects if "delete" in q else s3_post.post_object
@@ -65,11 +69,15 @@ def _route(method: str, has_key: bool, query: dict[str, str]) -> Handler:
         upload = "uploadId" in q
         table = {
             "GET": (s3_multipart.list_parts if upload else
+                    s3_tagging.get_object_tagging if "tagging" in q else
                     s3_objects.get_object_acl if "acl" in q else s3_objects.get_object),
             "HEAD": _head_object,
             "PUT": (s3_multipart.upload_part if upload else
+                    s3_tagging.put_object_tagging if "tagging" in q else
                     s3_objects.put_object_acl if "acl" in q else s3_objects.put_object),
-            "DELETE": s3_multipart.abort_upload if upload else s3_objects.delete_object,
+            "DELETE": (s3_multipart.abort_upload if upload else
+                       s3_tagging.delete_object_tagging if "tagging" in q else
+                       s3_objects.delete_object),
             "POST": (s3_multipart.complete_upload if upload else
                      s3_multipart.create_upload if "uploads" in q else _not_allowed),
         }

@@ -222,19 +222,28 @@ class VersionedIndex:
             return change
         return await self.change(bucket, key, decide)
 
-    async def set_acl(self, bucket: Bucket, key: bytes, acl: str) -> None:
-        """The canned ACL of the current version (in both of its entries)."""
+    async def update(self, bucket: Bucket, key: bytes, fields: dict[str, Any],
+                     vid: str | None = None) -> dict[str, Any]:
+        """Set `fields` (ACL, tags) of the current object or of version `vid`, in every
+        entry that holds it, in one guarded write; the updated entry. Works for any bucket:
+        an unversioned one just has no version block."""
         def decide(shard: Shard) -> Change:
             change = Change()
-            if shard.current is None:
+            cur = shard.current
+            target_vid = vid if vid is not None else (cur or {}).get("vid", NULL)
+            if vid is None and cur is None:
                 raise errors.NoSuchKey()
-            cur = {**shard.current, "acl": acl}
-            change.sets[key] = cur
+            if cur is not None and cur.get("vid", NULL) == target_vid:
+                change.sets[key] = change.result = {**cur, **fields}
             for suffix, entry in shard.versions:
-                if vid_of(suffix) == cur.get("vid"):
-                    change.sets[version_key(key, suffix)] = {**entry, "acl": acl}
+                if vid_of(suffix) == target_vid:
+                    if entry.get("dm"):
+                        raise errors.MethodNotAllowed(Method="PUT", ResourceType="DeleteMarker")
+                    change.sets[version_key(key, suffix)] = change.result = {**entry, **fields}
+            if not change.sets:
+                raise errors.NoSuchVersion(VersionId=target_vid)
             return change
-        await self.change(bucket, key, decide)
+        return (await self.change(bucket, key, decide)).result
 
     async def get(self, bucket: Bucket, key: bytes, vid: str) -> dict[str, Any] | None:
         if vid != NULL:

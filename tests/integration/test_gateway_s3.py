@@ -364,7 +364,7 @@ def test_auth_failures_and_bad_requests(gw: Gateway) -> None:
     assert b"<RequestId>tx" in body and f"<Resource>/{bucket}</Resource>".encode() in body
     status, _, body = signed(gw, "PUT", f"/{bucket}", b"<CreateBucketConfiguration>")
     assert status in (400, 409)
-    status, _, body = signed(gw, "GET", f"/{bucket}?tagging")
+    status, _, body = signed(gw, "GET", f"/{bucket}?cors")
     assert status == 501 and b"<Code>NotImplemented</Code>" in body
     # anonymous requests: private data is refused
     with pytest.raises(urllib.error.HTTPError) as http_err:
@@ -818,6 +818,54 @@ def test_aws_cli_cp_ls_sync_rm(gw: Gateway, tmp_path: Path) -> None:
     assert "tree/" not in run("s3", "ls", "--recursive", f"s3://{bucket}")
     head = json.loads(run("s3api", "head-object", "--bucket", bucket, "--key", "single/a.txt"))
     assert head["ContentLength"] == 5
+
+
+def test_tagging(gw: Gateway) -> None:
+    s3 = gw.client()
+    bucket = new_bucket(s3)
+    s3.put_object(Bucket=bucket, Key="t", Body=b"x", Tagging="a=1&b=two%20words")
+    assert s3.head_object(Bucket=bucket, Key="t")["ResponseMetadata"]["HTTPHeaders"][
+        "x-amz-tagging-count"] == "2"
+    assert s3.get_object_tagging(Bucket=bucket, Key="t")["TagSet"] == [
+        {"Key": "a", "Value": "1"}, {"Key": "b", "Value": "two words"}]
+    s3.put_object_tagging(Bucket=bucket, Key="t", Tagging={"TagSet": [
+        {"Key": f"k{i}", "Value": "v" * 256} for i in range(10)]})
+    assert len(s3.get_object_tagging(Bucket=bucket, Key="t")["TagSet"]) == 10
+    with pytest.raises(ClientError) as err:
+        s3.put_object_tagging(Bucket=bucket, Key="t", Tagging={"TagSet": [
+            {"Key": f"k{i}", "Value": "v"} for i in range(11)]})
+    assert error_of(err.value) == (400, "InvalidTag")
+    with pytest.raises(ClientError) as err:
+        s3.put_object_tagging(Bucket=bucket, Key="t", Tagging={"TagSet": [
+            {"Key": "k" * 129, "Value": "v"}]})
+    assert error_of(err.value) == (400, "InvalidTag")
+    s3.copy_object(Bucket=bucket, Key="copy", CopySource={"Bucket": bucket, "Key": "t"})
+    assert len(s3.get_object_tagging(Bucket=bucket, Key="copy")["TagSet"]) == 10
+    s3.copy_object(Bucket=bucket, Key="copy2", CopySource={"Bucket": bucket, "Key": "t"},
+                   TaggingDirective="REPLACE", Tagging="only=this")
+    assert s3.get_object_tagging(Bucket=bucket, Key="copy2")["TagSet"] == [
+        {"Key": "only", "Value": "this"}]
+    s3.delete_object_tagging(Bucket=bucket, Key="t")
+    assert s3.get_object_tagging(Bucket=bucket, Key="t")["TagSet"] == []
+    assert s3.get_object(Bucket=bucket, Key="t")["Body"].read() == b"x"  # data untouched
+    with pytest.raises(ClientError) as err:
+        s3.get_bucket_tagging(Bucket=bucket)
+    assert error_of(err.value) == (404, "NoSuchTagSet")
+    s3.put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": [{"Key": "team", "Value": "x"}]})
+    assert s3.get_bucket_tagging(Bucket=bucket)["TagSet"] == [{"Key": "team", "Value": "x"}]
+    s3.delete_bucket_tagging(Bucket=bucket)
+    with pytest.raises(ClientError):
+        s3.get_bucket_tagging(Bucket=bucket)
+    # a version's own tags
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    v1 = s3.put_object(Bucket=bucket, Key="v", Body=b"1", Tagging="gen=1")["VersionId"]
+    s3.put_object(Bucket=bucket, Key="v", Body=b"2", Tagging="gen=2")
+    s3.put_object_tagging(Bucket=bucket, Key="v", VersionId=v1,
+                          Tagging={"TagSet": [{"Key": "gen", "Value": "one"}]})
+    assert s3.get_object_tagging(Bucket=bucket, Key="v", VersionId=v1)["TagSet"] == [
+        {"Key": "gen", "Value": "one"}]
+    assert s3.get_object_tagging(Bucket=bucket, Key="v")["TagSet"] == [
+        {"Key": "gen", "Value": "2"}]
 
 
 def test_public_read_objects_and_buckets(gw: Gateway) -> None:
