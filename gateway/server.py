@@ -136,6 +136,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
     if unsupported:
         raise errors.NotImplementedError_(f"The {sorted(unsupported)[0]!r} sub-resource is not "
                                           "implemented")
+    if any(h.startswith("x-amz-server-side-encryption") for h in headers):
+        # refused, not ignored: the client would believe its data is encrypted
+        raise errors.NotImplementedError_("Server-side encryption is not implemented")
     req = S3Request(request, svc, bucket, key, query, headers, identity,
                     request["request_id"])
     if not bucket:
