@@ -37,6 +37,7 @@ from rados_py.errors import LoligoError, Timeout
 from rados_py.monclient import MonClient
 from rados_py.osdmap import OSDMap
 from rados_py.proto.loligo import mon_pb2, osd_pb2_grpc
+from rados_py.rpc import Unavailable
 
 __all__ = ["OsdDaemon", "main"]
 
@@ -81,7 +82,8 @@ class OsdDaemon:
         return ticket.token
 
     def current_map(self) -> OSDMap:
-        assert self.osdmap is not None
+        if self.osdmap is None:  # serving starts just before the boot completes
+            raise Unavailable(f"{self.name} is starting: it has no osdmap yet")
         return self.osdmap
 
     def _set_map(self, osdmap: OSDMap) -> None:

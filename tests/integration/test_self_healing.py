@@ -162,6 +162,31 @@ async def _keep_writing(io: IoCtx, model: Model, prefix: str, stop: asyncio.Even
     assert i > 0
 
 
+def test_killing_the_primary_mid_stream_loses_no_acknowledged_write(
+        cluster: launcher.LocalCluster) -> None:
+    """One writer appends numbered records to one object while its PG's primary is killed;
+    afterwards the object holds every acknowledged record, in order, each exactly once."""
+    async def go() -> None:
+        async with Rados(load(cluster.conf), op_timeout=60) as r:
+            io = await r.open_ioctx("data")
+            await wait_clean(r, CLEAN_WITHIN)
+            _, _, placement = r.osdmap.map_object(io.pool_id, b"stream")
+            primary = placement.acting_primary
+            acked: list[int] = []
+            for i in range(300):
+                if i == 100:
+                    cluster.kill(f"osd.{primary}")
+                await io.append("stream", b"%08d\n" % i)  # retried through the failover
+                acked.append(i)
+            records = [int(x) for x in (await io.read("stream")).split()]
+            assert records == acked, "records lost, duplicated or reordered"
+            await asyncio.to_thread(cluster.start, [f"osd.{primary}"], timeout=60)
+            await wait_clean(r, CLEAN_WITHIN)
+            assert [int(x) for x in (await io.read("stream")).split()] == acked
+            await replicas_identical(r, io.pool_id, 3)
+    asyncio.run(go())
+
+
 def test_marking_out_backfills_elsewhere_and_drains(cluster: launcher.LocalCluster) -> None:
     async def go() -> None:
         async with Rados(load(cluster.conf)) as r:
