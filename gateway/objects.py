@@ -16,6 +16,7 @@ stitched by this manifest, never copied). Memory per request stays at about two 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -31,7 +32,8 @@ from rados_py.errors import NotFound
 from rados_py.rados import IoCtx
 
 log = logging.getLogger(__name__)
-READ_PIECE = 4 << 20
+READ_PIECE = 1 << 20
+READ_AHEAD = 2  # memory per GET: about (READ_AHEAD + 1) x READ_PIECE
 
 
 class ObjectStore:
@@ -182,7 +184,8 @@ class ObjectStore:
                 lo += length
 
     async def read(self, entry: dict[str, Any], start: int, end: int) -> AsyncIterator[bytes]:
-        """Bytes start..end of the object, one piece read ahead of the one being sent."""
+        """Bytes start..end of the object, READ_AHEAD pieces read ahead of the one being
+        sent (small pieces: the first bytes leave early, reading overlaps sending)."""
         reads = self._reads(entry, start, end)
 
         async def fetch(oid: str, off: int, length: int) -> bytes:
@@ -195,16 +198,21 @@ class ObjectStore:
                 raise errors.InternalError(f"stripe {oid} is shorter than its entry says")
             return data
 
-        nxt = next(reads, None)
-        ahead = asyncio.ensure_future(fetch(*nxt)) if nxt else None
+        ahead: collections.deque[asyncio.Future[bytes]] = collections.deque()
+
+        def refill() -> None:
+            while len(ahead) < READ_AHEAD and (nxt := next(reads, None)) is not None:
+                ahead.append(asyncio.ensure_future(fetch(*nxt)))
+
+        refill()
         try:
-            while ahead is not None:
-                data = await ahead
-                nxt = next(reads, None)
-                ahead = asyncio.ensure_future(fetch(*nxt)) if nxt else None
+            while ahead:
+                data = await ahead.popleft()
+                refill()
                 yield data
         finally:
-            if ahead is not None:
-                ahead.cancel()
+            for task in ahead:
+                task.cancel()
+            for task in ahead:
                 with contextlib.suppress(BaseException):
-                    await ahead
+                    await task
