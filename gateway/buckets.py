@@ -37,6 +37,7 @@ from rados_py.rados import CompareFailed, ObjectOp
 K = osd_pb2.OsdOp
 _NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 DELETING = "loligo.deleting"
+VERSIONING = "loligo.versioning"  # on every shard once versioning is on: Enabled/Suspended
 MAX_KEY_BYTES = 1024
 CACHE_TTL = 10.0  # seconds a bucket entry read for an owner's GET may be reused
 RESERVED = b"\x80"  # first byte of index entries that are not objects (never starts UTF-8)
@@ -83,6 +84,15 @@ def key_bytes(key: str) -> bytes:
     if len(raw) > MAX_KEY_BYTES:
         raise errors.KeyTooLongError()
     return raw
+
+
+class VersioningChanged(Exception):
+    """A blind index update met a shard whose bucket is versioned (or whose guard changed):
+    redo it as `status` says (an empty status: just retry)."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(status)
+        self.status = status
 
 
 class BucketStore:
@@ -193,16 +203,42 @@ class BucketStore:
 
     async def _update(self, bucket: Bucket, key: bytes, op: ObjectOp) -> dict[str, Any] | None:
         """Apply a guarded update that first reads the key's entry; the entry it replaced."""
+        oid = bucket.shard_oid(bucket.shard_of(key))
         try:
-            results = await self.index.operate(bucket.shard_oid(bucket.shard_of(key)), op)
-        except (NotFound, CompareFailed):
+            results = await self.index.operate(oid, op)
+        except NotFound:
             raise errors.NoSuchBucket(BucketName=bucket.name) from None
-        pairs = results[1].pairs
+        except CompareFailed:
+            raise await self._refusal(bucket, oid) from None
+        pairs = results[2].pairs
         return json.loads(pairs[0].value) if pairs else None
 
+    async def _refusal(self, bucket: Bucket, oid: str) -> Exception:
+        """Why a guarded update was refused: the bucket goes away, or is versioned now."""
+        try:
+            attrs = await self.index.get_xattrs(oid)
+        except NotFound:
+            return errors.NoSuchBucket(BucketName=bucket.name)
+        if attrs.get(DELETING.encode()):
+            return errors.NoSuchBucket(BucketName=bucket.name)
+        return VersioningChanged(attrs.get(VERSIONING.encode(), b"").decode())
+
     def _guarded(self, key: bytes) -> ObjectOp:
-        op = ObjectOp().cmpxattr(DELETING, b"", "eq")
+        """Blind updates are for live, unversioned buckets only: both checked in the op
+        itself, so a stale (cached) bucket entry can never make one wrong."""
+        op = ObjectOp().cmpxattr(DELETING, b"", "eq").cmpxattr(VERSIONING, b"", "eq")
         return op._add(kind=K.OMAP_GET, keys=[key])
+
+    async def mark_versioning(self, bucket: Bucket, status: str) -> None:
+        """Put the versioning status on every shard, before the bucket entry says so: from
+        then on no blind update lands, whatever bucket entry its gateway holds."""
+        async def mark(n: int) -> None:
+            try:
+                await self.index.operate(bucket.shard_oid(n), ObjectOp().assert_exists()
+                                         .set_xattr(VERSIONING, status.encode()))
+            except NotFound:
+                raise errors.NoSuchBucket(BucketName=bucket.name) from None
+        await asyncio.gather(*(mark(n) for n in range(bucket.shards)))
 
     async def swap(self, bucket: Bucket, key: bytes, entry: dict[str, Any]
                    ) -> dict[str, Any] | None:

@@ -69,7 +69,15 @@ class S3Request:
         return self.user is not None and self.user.user_id == bucket.owner
 
     async def bucket(self, access: str = "owner") -> Bucket:
-        """The request's bucket if the requester may `access` ("read", "write", "owner") it."""
+        """The request's bucket if the requester may `access` ("read", "write", "owner") it.
+
+        The owner's reads and writes may use a recently read entry: what they depend on that
+        can change (versioning, the bucket's existence) is checked by the index ops
+        themselves. Changing the bucket ("owner") and others' access (its ACL) read it now."""
+        if access in ("read", "write"):
+            cached = await self.svc.buckets.get(self.bucket_name, cached=True)
+            if self.is_owner(cached):
+                return cached
         bucket = await self.svc.buckets.get(self.bucket_name)
         if self.is_owner(bucket):
             return bucket

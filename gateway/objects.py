@@ -22,10 +22,11 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 from gateway import errors
-from gateway.buckets import Bucket, BucketStore
+from gateway.buckets import Bucket, BucketStore, VersioningChanged
 from gateway.gc import UNKNOWN, GarbageCollector, stripe_oid
 from gateway.versioning import Precondition, VersionedIndex
 from rados_py.errors import NotFound
@@ -103,20 +104,43 @@ class ObjectStore:
         """Point the key at `entry` (as a new version in a versioned bucket), if
         `precondition` holds for the current object then; replaced data goes to GC."""
         try:
-            if bucket.versioning or precondition is not None:
-                change = await self.versions.put(bucket, key, entry, precondition)
-                if "vid" in change.result:
-                    entry["vid"] = change.result["vid"]
-                garbage = change.garbage
-            else:
-                old = await self.buckets.swap(bucket, key, entry)
-                garbage = [old] if old is not None and old["segs"] != entry["segs"] else []
+            garbage = await self._link(bucket, key, entry, precondition)
         except BaseException:
             await asyncio.shield(self._drop_entry_data(entry, gc_keys))
             raise
         for gc_key in gc_keys:
             await self.gc.cancel(gc_key)
         await self._collect(garbage)
+
+    async def _link(self, bucket: Bucket, key: bytes, entry: dict[str, Any],
+                    precondition: Precondition | None) -> list[dict[str, Any]]:
+        """Make the key's entry `entry`; the entries whose data is now garbage. The bucket may
+        be a cached one: a shard that says it is versioned now, or an index that is gone (the
+        bucket deleted and maybe created again), sends this back with the truth."""
+        for attempt in range(3):
+            try:
+                if bucket.versioning or precondition is not None:
+                    change = await self.versions.put(bucket, key, entry, precondition)
+                    if "vid" in change.result:
+                        entry["vid"] = change.result["vid"]
+                    return change.garbage
+                old = await self.buckets.swap(bucket, key, entry)
+                return [old] if old is not None and old["segs"] != entry["segs"] else []
+            except VersioningChanged as exc:
+                bucket = replace(bucket, versioning=exc.status or bucket.versioning)
+            except errors.NoSuchBucket:
+                bucket = await self._fresh(bucket)
+            if attempt == 2:
+                break
+        raise errors.ServiceUnavailable("The bucket kept changing; retry")
+
+    async def _fresh(self, bucket: Bucket) -> Bucket:
+        """The bucket as it is now, if it is not the one we had; NoSuchBucket otherwise."""
+        self.buckets.forget(bucket.name)
+        fresh = await self.buckets.get(bucket.name)
+        if fresh.id == bucket.id:
+            raise errors.NoSuchBucket(BucketName=bucket.name)
+        return fresh
 
     async def _collect(self, entries: list[dict[str, Any]]) -> None:
         segs = [seg for e in entries for seg in e.get("segs", [])]
@@ -150,14 +174,21 @@ class ObjectStore:
     async def delete(self, bucket: Bucket, key: bytes, owner: str = "") -> dict[str, Any] | None:
         """Delete the current object: the entry removed, or (versioned bucket) the delete
         marker now on top."""
-        if bucket.versioning:
-            change = await self.versions.delete(bucket, key, owner or bucket.owner)
-            await self._collect(change.garbage)
-            return change.result
-        old = await self.buckets.unlink(bucket, key)
-        if old is not None:
-            await self._collect([old])
-        return old
+        for _ in range(3):
+            try:
+                if bucket.versioning:
+                    change = await self.versions.delete(bucket, key, owner or bucket.owner)
+                    await self._collect(change.garbage)
+                    return change.result
+                old = await self.buckets.unlink(bucket, key)
+                if old is not None:
+                    await self._collect([old])
+                return old
+            except VersioningChanged as exc:
+                bucket = replace(bucket, versioning=exc.status or bucket.versioning)
+            except errors.NoSuchBucket:
+                bucket = await self._fresh(bucket)
+        raise errors.ServiceUnavailable("The bucket kept changing; retry")
 
     async def delete_version(self, bucket: Bucket, key: bytes, vid: str
                              ) -> dict[str, Any] | None:

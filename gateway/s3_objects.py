@@ -288,7 +288,7 @@ async def delete_one(req: S3Request, bucket: Bucket, key: str, vid: str | None
         return headers
     owner = req.user.user_id if req.user else bucket.owner
     result = await objects.delete(bucket, key_bytes(key), owner)
-    if bucket.versioning and result is not None:
+    if result is not None and result.get("dm"):
         return {"x-amz-delete-marker": "true", "x-amz-version-id": result["vid"]}
     return {}
 

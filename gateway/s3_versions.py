@@ -27,6 +27,7 @@ async def put_versioning(req: S3Request) -> web.Response:
     status = s3_xml.text(root, "Status")
     if root.tag != "VersioningConfiguration" or status not in ("Enabled", "Suspended"):
         raise errors.IllegalVersioningConfigurationException()
+    await req.svc.buckets.mark_versioning(bucket, status)
     bucket.versioning = status
     await req.svc.buckets.save(bucket)
     return web.Response(status=200)

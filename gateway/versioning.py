@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway import errors
-from gateway.buckets import DELETING, Bucket, BucketStore
+from gateway.buckets import DELETING, VERSIONING, Bucket, BucketStore
 from gateway.listing import Listing, list_index
 from rados_py.errors import NotFound
 from rados_py.proto.loligo import osd_pb2
@@ -67,6 +67,7 @@ class Shard:
     version: int
     current: dict[str, Any] | None
     versions: list[tuple[str, dict[str, Any]]]  # (suffix, entry), newest first
+    mode: str = ""  # the shard's versioning mark ("", Enabled, Suspended)
 
     def find(self, vid: str) -> tuple[str, dict[str, Any]] | None:
         for suffix, entry in self.versions:
@@ -92,6 +93,7 @@ class VersionedIndex:
         op = ObjectOp().stat()
         op._add(kind=K.OMAP_GET, keys=[key])
         op._add(kind=K.OMAP_LIST, prefix=BLOCK + key + b"\0", max=MAX_VERSIONS_READ)
+        op._add(kind=K.GETXATTRS)
         try:
             results = await self.index.operate(bucket.shard_oid(bucket.shard_of(key)), op)
         except NotFound:
@@ -99,7 +101,11 @@ class VersionedIndex:
         current = json.loads(results[1].pairs[0].value) if results[1].pairs else None
         versions = [(split_version_key(p.key)[1], json.loads(p.value))
                     for p in results[2].pairs]
-        return Shard(results[0].version, current, versions)
+        attrs = {p.key: p.value for p in results[3].pairs}
+        # the shard's mark is the truth (set before the bucket entry changes); the entry
+        # only for buckets made versioned before shards were marked
+        mode = attrs.get(VERSIONING.encode(), b"").decode() or bucket.versioning
+        return Shard(results[0].version, current, versions, mode)
 
     async def change(self, bucket: Bucket, key: bytes,
                      decide: Callable[[Shard], Change]) -> Change:
@@ -150,13 +156,12 @@ class VersionedIndex:
         """Make `entry` the key's newest version (and its current object), if `precondition`
         (which sees the current object and raises to refuse) holds at that moment. Also for an
         unversioned bucket when there is a precondition: the blind swap cannot check one."""
-        suspended = bucket.versioning != "Enabled"
-
         def decide(shard: Shard) -> Change:
             change = Change()
+            suspended = shard.mode != "Enabled"
             if precondition is not None:
                 precondition(shard.current)
-            if not bucket.versioning:
+            if not shard.mode:
                 change.sets[key] = change.result = entry
                 if shard.current is not None and shard.current["segs"] != entry["segs"]:
                     change.garbage.append(shard.current)
@@ -175,11 +180,17 @@ class VersionedIndex:
         return change
 
     async def delete(self, bucket: Bucket, key: bytes, owner: str) -> Change:
-        """DELETE without a version: a delete marker becomes the newest version."""
-        suspended = bucket.versioning != "Enabled"
-
+        """DELETE without a version: a delete marker becomes the newest version (the object
+        goes for good if the bucket turns out not to be versioned)."""
         def decide(shard: Shard) -> Change:
             change = Change()
+            if not shard.mode:
+                if shard.current is not None:
+                    change.removes.append(key)
+                    change.garbage.append(shard.current)
+                change.result = shard.current
+                return change
+            suspended = shard.mode != "Enabled"
             suffix = new_suffix(null=suspended)
             marker = {"dm": True, "vid": vid_of(suffix), "mtime": time.time(), "owner": owner,
                       "size": 0, "etag": "", "segs": []}

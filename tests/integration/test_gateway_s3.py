@@ -1012,6 +1012,30 @@ def test_a_client_that_disconnects_mid_upload_leaves_nothing(gw: Gateway) -> Non
     assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
 
 
+def test_a_gateway_with_a_stale_bucket_entry_still_writes_correctly(gw: Gateway) -> None:
+    """gateway.2 has the bucket entry cached when gateway.1 turns versioning on, or deletes
+    and re-creates the bucket: its next writes still do the right thing."""
+    one, two = gw.client(), gw.client(tls=True)
+    bucket = new_bucket(one)
+    two.put_object(Bucket=bucket, Key="k", Body=b"first")  # gateway.2 caches the bucket
+    one.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    made = two.put_object(Bucket=bucket, Key="k", Body=b"second")
+    assert made.get("VersionId") not in (None, "null")
+    versions = one.list_object_versions(Bucket=bucket)["Versions"]
+    assert [(v["VersionId"] == "null", v["Size"]) for v in versions] == [(False, 6), (True, 5)]
+    gone = two.delete_object(Bucket=bucket, Key="k")
+    assert gone["DeleteMarker"] is True
+    # deleted and created again behind gateway.2's back
+    other = new_bucket(one)
+    two.put_object(Bucket=other, Key="a", Body=b"old")
+    one.delete_object(Bucket=other, Key="a")
+    one.delete_bucket(Bucket=other)
+    one.create_bucket(Bucket=other)
+    two.put_object(Bucket=other, Key="b", Body=b"new")
+    assert [c["Key"] for c in one.list_objects_v2(Bucket=other)["Contents"]] == ["b"]
+    assert one.get_object(Bucket=other, Key="b")["Body"].read() == b"new"
+
+
 def test_both_gateways_serve_the_same_buckets(gw: Gateway) -> None:
     bucket = new_bucket(gw.client())
     gw.client(tls=True).put_object(Bucket=bucket, Key="shared", Body=b"one store")
