@@ -950,6 +950,22 @@ def test_versioning(gw: Gateway) -> None:
     with pytest.raises(ClientError) as err:
         s3.delete_bucket(Bucket=bucket)
     assert error_of(err.value) == (409, "BucketNotEmpty")
+    # concurrent writers of one key in a versioned bucket: every write is a version
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    made: list[str] = []
+
+    def put(i: int) -> None:
+        made.append(gw.client().put_object(Bucket=bucket, Key="busy",
+                                           Body=str(i).encode())["VersionId"])
+    threads = [threading.Thread(target=put, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    busy = s3.list_object_versions(Bucket=bucket, Prefix="busy")["Versions"]
+    assert sorted(v["VersionId"] for v in busy) == sorted(made) and len(made) == 8
+    latest = next(v for v in busy if v["IsLatest"])
+    assert s3.head_object(Bucket=bucket, Key="busy")["VersionId"] == latest["VersionId"]
     everything = s3.list_object_versions(Bucket=bucket)
     s3.delete_objects(Bucket=bucket, Delete={"Objects": [
         {"Key": v["Key"], "VersionId": v["VersionId"]}
