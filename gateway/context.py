@@ -48,6 +48,7 @@ class S3Request:
     identity: Identity
     request_id: str
     extra_headers: dict[str, str] = field(default_factory=dict)
+    used_cache: bool = False  # the bucket entry came from the cache (server.py may retry)
 
     @property
     def user(self) -> User | None:
@@ -77,6 +78,7 @@ class S3Request:
         if access in ("read", "write"):
             cached = await self.svc.buckets.get(self.bucket_name, cached=True)
             if self.is_owner(cached):
+                self.used_cache = True
                 return cached
         bucket = await self.svc.buckets.get(self.bucket_name)
         if self.is_owner(bucket):

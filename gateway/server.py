@@ -145,7 +145,18 @@ async def handle(request: web.Request) -> web.StreamResponse:
         if request.method != "GET":
             raise errors.MethodNotAllowed(Method=request.method, ResourceType="SERVICE")
         return await s3_buckets.list_buckets(req)
-    return await _route(request.method, bool(key), query)(req)
+    handler = _route(request.method, bool(key), query)
+    try:
+        return await handler(req)
+    except errors.NoSuchBucket:
+        # a cached bucket entry of a bucket deleted (and maybe created again) since: a read
+        # has no body to replay, so it simply runs again on a fresh entry
+        if not (req.used_cache and request.method in ("GET", "HEAD")
+                and not request.get("streaming")):
+            raise
+    svc.buckets.forget(bucket)
+    return await handler(S3Request(request, svc, bucket, key, query, headers, identity,
+                                   request["request_id"]))
 
 
 def error_response(exc: errors.S3Error, request: web.Request) -> web.Response:

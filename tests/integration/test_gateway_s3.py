@@ -1047,6 +1047,7 @@ def test_a_gateway_with_a_stale_bucket_entry_still_writes_correctly(gw: Gateway)
     one.delete_object(Bucket=other, Key="a")
     one.delete_bucket(Bucket=other)
     one.create_bucket(Bucket=other)
+    assert two.list_objects_v2(Bucket=other)["KeyCount"] == 0
     two.put_object(Bucket=other, Key="b", Body=b"new")
     assert [c["Key"] for c in one.list_objects_v2(Bucket=other)["Contents"]] == ["b"]
     assert one.get_object(Bucket=other, Key="b")["Body"].read() == b"new"
