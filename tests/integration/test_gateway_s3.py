@@ -199,7 +199,7 @@ def test_memory_stays_bounded_whatever_the_object_size(gw: Gateway, tmp_path: Pa
     round_trip()
     second = _peak_rss(gw)
     assert first - before < 64 * MiB, f"first round: +{(first - before) / MiB:.0f} MiB"
-    assert second - first < 16 * MiB, f"second round: +{(second - first) / MiB:.0f} MiB"
+    assert second - first < 24 * MiB, f"second round: +{(second - first) / MiB:.0f} MiB"
 
 
 def test_buckets_objects_metadata_and_errors(gw: Gateway) -> None:
