@@ -140,6 +140,20 @@ async def _one(store: ObjectStore, coll: str, oid: bytes, op: osd_pb2.OsdOp,
             value = b""
         if not _CMP[op.cmp](value, op.data):
             raise OpFailed(i, errno.ECANCELED, f"xattr {op.name!r} comparison failed")
+    elif k == K.OMAP_CMP:
+        need_object()
+        stored = await store.omap_get(coll, oid, [p.key for p in op.pairs])
+        for pair in op.pairs:
+            if pair.key not in stored:
+                raise OpFailed(i, errno.ECANCELED, f"omap key {pair.key!r} is not set")
+            if not _CMP[op.cmp](stored[pair.key], pair.value):
+                raise OpFailed(i, errno.ECANCELED, f"omap key {pair.key!r} comparison failed")
+    elif k == K.OMAP_ABSENT:
+        if exists:
+            present = await store.omap_get(coll, oid, list(op.keys))
+            if present:
+                raise OpFailed(i, errno.ECANCELED,
+                               f"omap key {sorted(present)[0]!r} is set")
     # --- reads ---------------------------------------------------------------------------
     elif k == K.READ:
         need_object()

@@ -59,7 +59,11 @@ T = TypeVar("T")
 
 
 class CompareFailed(LoligoError):
-    """A guard of a compound op failed (cmpxattr: ECANCELED, assert_version: ERANGE)."""
+    """A guard of a compound op failed (cmpxattr, omap_cmp, omap_assert_absent: ECANCELED;
+    assert_version: ERANGE). `failed_op` is the index of the op that failed, as for every
+    error of `IoCtx.operate`."""
+
+    failed_op: int = -1
 
 
 _ERRNO: dict[int, type[LoligoError]] = {E.ENOENT: NotFound, E.ENODATA: NotFound,
@@ -70,6 +74,12 @@ _ERRNO: dict[int, type[LoligoError]] = {E.ENOENT: NotFound, E.ENODATA: NotFound,
 
 def _b(value: bytes | str) -> bytes:
     return value.encode() if isinstance(value, str) else bytes(value)
+
+
+def _cmp(name: str) -> int:
+    if name.upper() not in ("EQ", "NE", "GT", "GTE", "LT", "LTE"):
+        raise InvalidArgument(f"bad comparison {name!r}: eq, ne, gt, gte, lt or lte")
+    return getattr(K, name.upper())
 
 
 class Stat(tuple):
@@ -137,6 +147,27 @@ class ObjectOp:
     def get_xattr(self, name: bytes | str) -> ObjectOp:
         return self._add(kind=K.GETXATTR, name=_b(name))
 
+    def get_xattrs(self) -> ObjectOp:
+        return self._add(kind=K.GETXATTRS)
+
+    def omap_get(self, keys: Iterable[bytes | str]) -> ObjectOp:
+        return self._add(kind=K.OMAP_GET, keys=[_b(k) for k in keys])
+
+    def omap_list(self, after: bytes | str = b"", prefix: bytes | str = b"",
+                  max_items: int = 1000) -> ObjectOp:
+        """A page of omap pairs (result: pairs, and `more` when the page is full)."""
+        return self._add(kind=K.OMAP_LIST, name=_b(after), prefix=_b(prefix), max=max_items)
+
+    def omap_cmp(self, items: Mapping[bytes | str, bytes], cmp: str = "eq") -> ObjectOp:
+        """Guard: each key is set and its value <cmp> the given one (bytewise)."""
+        return self._add(kind=K.OMAP_CMP, cmp=_cmp(cmp),
+                         pairs=[osd_pb2.KeyValue(key=_b(k), value=bytes(v))
+                                for k, v in items.items()])
+
+    def omap_assert_absent(self, keys: Iterable[bytes | str]) -> ObjectOp:
+        """Guard: none of these keys is set (a missing object passes)."""
+        return self._add(kind=K.OMAP_ABSENT, keys=[_b(k) for k in keys])
+
     def assert_exists(self) -> ObjectOp:
         return self._add(kind=K.ASSERT_EXISTS)
 
@@ -144,10 +175,7 @@ class ObjectOp:
         return self._add(kind=K.ASSERT_VERSION, version=version)
 
     def cmpxattr(self, name: bytes | str, value: bytes, cmp: str = "eq") -> ObjectOp:
-        op = getattr(K, cmp.upper(), None)
-        if op is None or cmp.upper() not in ("EQ", "NE", "GT", "GTE", "LT", "LTE"):
-            raise InvalidArgument(f"bad comparison {cmp!r}: eq, ne, gt, gte, lt or lte")
-        return self._add(kind=K.CMPXATTR, name=_b(name), data=bytes(value), cmp=op)
+        return self._add(kind=K.CMPXATTR, name=_b(name), data=bytes(value), cmp=_cmp(cmp))
 
 
 class Rados:
@@ -305,6 +333,7 @@ class Rados:
             cls = _ERRNO.get(reply.errno, LoligoError)
             exc = cls(f"{name[:200]!r}: {reply.message or E.errorcode.get(reply.errno, '')}")
             exc.errno = reply.errno  # type: ignore[attr-defined]
+            exc.failed_op = reply.failed_op  # type: ignore[attr-defined]  # which op, in order
             raise exc
         return reply
 

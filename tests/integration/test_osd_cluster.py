@@ -81,6 +81,25 @@ def test_every_op_through_the_client(cluster: launcher.LocalCluster) -> None:
             with pytest.raises(AlreadyExists):
                 await io.operate("o", ObjectOp().create())
             await io.operate("fresh", ObjectOp().create().omap_set({"a": b"b"}))
+            # omap guards: a compare-and-set of one index entry, an insert only if absent
+            await io.operate("fresh", ObjectOp().omap_cmp({"a": b"b"}).omap_set({"a": b"c"}))
+            with pytest.raises(CompareFailed) as failed:
+                await io.operate("fresh", ObjectOp().omap_assert_absent(["z"])
+                                 .omap_cmp({"a": b"b"}).omap_set({"a": b"lost"}))
+            assert failed.value.failed_op == 1  # which guard refused
+            with pytest.raises(CompareFailed):
+                await io.operate("fresh", ObjectOp().omap_assert_absent(["a"]).omap_set(
+                    {"a": b"lost"}))
+            await io.operate("fresh", ObjectOp().omap_assert_absent(["new"]).omap_set(
+                {"new": b"1"}))
+            got = await io.operate("fresh", ObjectOp().omap_get(["a", "new"]).get_xattrs()
+                                   .omap_list(prefix="n"))
+            assert [(p.key, p.value) for p in got[0].pairs] == [(b"a", b"c"), (b"new", b"1")]
+            assert [(p.key, p.value) for p in got[2].pairs] == [(b"new", b"1")]
+            with pytest.raises(NotFound):
+                await io.operate("nothing", ObjectOp().omap_cmp({"a": b"b"}))
+            await io.operate("nothing", ObjectOp().omap_assert_absent(["a"]).omap_set(
+                {"a": b"1"}))  # a missing object has no keys: created with the first one
             with pytest.raises(NotFound):
                 await io.operate("missing", ObjectOp().assert_exists().write_full(b"x"))
             with pytest.raises(NotFound):
