@@ -312,7 +312,8 @@ def _pool_create(state: ClusterMaps, cmd: mon_pb2.PoolCreate) -> Outcome:
     pool = Pool(max(osdmap.pools, default=0) + 1, cmd.name, size=size,
                 min_size=cmd.min_size or size - size // 2,
                 pg_num=cmd.pg_num or state.pool_defaults.pg_num,
-                crush_rule=_rule_id(osdmap, cmd.rule or edit.DEFAULT_RULE), type=ptype)
+                crush_rule=_rule_id(osdmap, cmd.rule or edit.DEFAULT_RULE), type=ptype,
+                created=_next_epoch(state))
     return dataclasses.replace(osdmap, pools={**osdmap.pools, pool.id: pool}), pool.id, \
         f"pool '{pool.name}' created"
 

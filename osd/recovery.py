@@ -55,6 +55,10 @@ class Unfound(LoligoError):
     """No reachable OSD holds the version of an object the PG's history says exists."""
 
 
+class PeeringBlocked(LoligoError):
+    """The PG cannot go active yet: an unreachable OSD may hold newer writes (state "down")."""
+
+
 class _WrongSource(Exception):
     pass
 
@@ -261,6 +265,8 @@ class Recovery:
                     break
                 except (LoligoError, grpc.aio.AioRpcError, _WrongSource) as exc:
                     prim.why = str(exc)
+                    if not isinstance(exc, PeeringBlocked):
+                        prim.phase = "peering"
                     log.info("osd.%d: peering %s: %s; again in %.1fs", self.id, prim.coll,
                              exc, pause)
                     await asyncio.sleep(pause)
@@ -282,7 +288,8 @@ class Recovery:
     async def _peer(self, prim: PgPrimary) -> None:
         prim.phase, prim.why = "peering", ""
         osdmap = self._osdmap()
-        probe = set(prim.acting) | set(prim.up) | prim.prior
+        probe = (set(prim.acting) | set(prim.up) | prim.prior
+                 | set(osdmap.pg_to_raw_osds(prim.pgid)))
         replies: dict[int, osd_pb2.PgQueryReply | None] = {}
         while True:
             todo = sorted(o for o in probe if o not in replies and osdmap.osds.get(o) is not None
@@ -301,6 +308,13 @@ class Recovery:
                 if reply.exists:
                     probe |= set(reply.info.les_acting)
         answered = {o: r for o, r in replies.items() if r is not None}
+        blockers = _may_hold_newer(osdmap, prim, probe, answered)
+        if blockers:
+            prim.phase = "down"
+            raise PeeringBlocked(
+                f"waiting for {', '.join(blockers)}, which may hold writes newer than any "
+                "reachable copy: start it; if its disk is gone for good, remove it (loligo osd "
+                "rm N) to go on without what only it had")
         peers = [_peer_of(o, r) for o, r in answered.items()]
         plan = peering.plan(peers, self.id)
         auth_reply = answered[plan.auth] if plan.auth is not None else None
@@ -558,6 +572,40 @@ class Recovery:
         except LoligoError:
             return objects, size
         return max(0, objects - 1), size
+
+
+def _may_hold_newer(osdmap: OSDMap, prim: PgPrimary, candidates: set[int],
+                    answered: dict[int, osd_pb2.PgQueryReply]) -> list[str]:
+    """OSDs that did not answer and may have taken part in an activation newer than any an
+    answering OSD took part in: Ceph's "past intervals" check, approximated from the map.
+
+    Every write was acknowledged by all members of its interval, and each activation copies
+    the history to all its members, so the answering OSDs with the newest activation (epoch
+    `newest`) hold every write up to the next activation they missed. One of them that has
+    been up since then and is acting now missed none (a later interval would have had it as a
+    member, barring a CRUSH change that moved the PG away and back). Otherwise only an OSD
+    that was up after `newest` (and after the pool was created) can have been in a later
+    activation, and while one of those is silent, going active could roll its writes back.
+    """
+    holders = {o: r for o, r in answered.items() if r.exists}
+    newest = max((r.info.les for r in holders.values()), default=0)
+    for osd, reply in holders.items():
+        state = osdmap.osds.get(osd)
+        if (reply.info.les == newest and state is not None and state.up
+                and state.up_from <= newest and osd in prim.acting):
+            return []
+    pool = osdmap.pools.get(prim.pgid.pool)
+    since = max(newest, pool.created if pool is not None else 0)
+    out = []
+    for osd in sorted(candidates - set(answered)):
+        state = osdmap.osds.get(osd)
+        if state is None:
+            continue  # removed from the cluster: its copies are given up
+        if state.up:
+            out.append(f"osd.{osd} (up, not answering)")
+        elif state.down_at > since:
+            out.append(f"osd.{osd} (down since epoch {state.down_at})")
+    return out
 
 
 def _peer_of(osd: int, reply: osd_pb2.PgQueryReply) -> Peer:

@@ -122,14 +122,17 @@ class OsdService(osd_pb2_grpc.OsdServicer):
             raise InvalidArgument(decision.message)
         return decision
 
-    async def _active(self, coll: str) -> PgPrimary | str:
-        """The PG's primary state once active, or why it is not (for an INACTIVE answer)."""
+    async def _active(self, coll: str, context: Any) -> PgPrimary | str:
+        """The PG's primary state once active, or why it is not (for an INACTIVE answer, given
+        before the caller's deadline so that the caller learns why)."""
         prim = self.recovery.primary(coll)
         if prim is None:
             return f"osd.{self.id} has not started peering {coll}"
         if not prim.active.is_set():
+            remaining = context.time_remaining() if context is not None else None
+            wait = ACTIVE_WAIT if remaining is None else min(ACTIVE_WAIT, remaining * 0.8)
             try:
-                await asyncio.wait_for(prim.active.wait(), ACTIVE_WAIT)
+                await asyncio.wait_for(prim.active.wait(), max(0.0, wait))
             except TimeoutError:
                 return f"PG {coll} is {prim.state()}{': ' + prim.why if prim.why else ''}"
         return prim
@@ -155,7 +158,7 @@ class OsdService(osd_pb2_grpc.OsdServicer):
                                    message=decision.message)
         assert decision.pgid is not None
         coll = coll_for(decision.pgid)
-        prim = await self._active(coll)
+        prim = await self._active(coll, context)
         if isinstance(prim, str):
             return self._inactive(prim)
         async with self._lock(coll):
@@ -328,7 +331,7 @@ class OsdService(osd_pb2_grpc.OsdServicer):
                                      message=decision.message)
         assert decision.pgid is not None
         coll = coll_for(decision.pgid)
-        prim = await self._active(coll)
+        prim = await self._active(coll, context)
         if isinstance(prim, str):
             return osd_pb2.ListReply(status=osd_pb2.OpReply.INACTIVE, epoch=epoch, message=prim)
         reply = osd_pb2.ListReply(status=osd_pb2.OpReply.OK, epoch=epoch)

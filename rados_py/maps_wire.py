@@ -16,7 +16,7 @@ def osdmap_to_proto(m: OSDMap) -> maps_pb2.OSDMap:
     for p in sorted(m.pools.values(), key=lambda p: p.id):
         msg.pools.add(id=p.id, name=p.name, type=p.type, size=p.size, min_size=p.min_size,
                       pg_num=p.pg_num, pgp_num=p.pgp_num, crush_rule=p.crush_rule,
-                      flags=sorted(p.flags))
+                      flags=sorted(p.flags), created=p.created)
     for o in sorted(m.osds.values(), key=lambda o: o.id):
         msg.osds.add(id=o.id, addr=o.addr, up=o.up, weight=o.weight, up_from=o.up_from,
                      down_at=o.down_at, auto_out=o.auto_out)
@@ -32,7 +32,7 @@ def osdmap_from_proto(msg: maps_pb2.OSDMap) -> OSDMap:
         epoch=msg.epoch,
         pools={p.id: Pool(p.id, p.name, size=p.size, min_size=p.min_size, pg_num=p.pg_num,
                           pgp_num=p.pgp_num, crush_rule=p.crush_rule, type=p.type,
-                          flags=frozenset(p.flags)) for p in msg.pools},
+                          flags=frozenset(p.flags), created=p.created) for p in msg.pools},
         osds={o.id: OsdState(o.id, up=o.up, weight=o.weight, addr=o.addr, up_from=o.up_from,
                              down_at=o.down_at, auto_out=o.auto_out) for o in msg.osds},
         pg_temp={PgId(t.pool, t.seed): tuple(t.osds) for t in msg.pg_temp},

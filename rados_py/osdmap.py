@@ -39,6 +39,7 @@ class Pool:
     crush_rule: int = 0
     type: str = POOL_REPLICATED
     flags: frozenset[str] = frozenset({FLAG_HASHPSPOOL})
+    created: int = 0  # the epoch it was created at
 
     def __post_init__(self) -> None:
         if self.pgp_num == 0:
