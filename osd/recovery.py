@@ -314,7 +314,7 @@ class Recovery:
             raise PeeringBlocked(
                 f"waiting for {', '.join(blockers)}, which may hold writes newer than any "
                 "reachable copy: start it; if its disk is gone for good, remove it (loligo osd "
-                "rm N) to go on without what only it had")
+                "out N; loligo osd rm N) to go on without what only it had")
         peers = [_peer_of(o, r) for o, r in answered.items()]
         plan = peering.plan(peers, self.id)
         auth_reply = answered[plan.auth] if plan.auth is not None else None
