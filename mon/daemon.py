@@ -94,6 +94,7 @@ class MonDaemon:
         self._peer_queues: dict[str, asyncio.Queue] = {}
         self._channels = []
         self.metrics = MonMetrics(name)
+        self.metrics.watch_pgs(self._pg_summary)
         self.node: RaftNode
         self.store: MonStore
         self.server = None
@@ -435,13 +436,17 @@ class MonDaemon:
         members = sorted([self.name] + [p for p, a in ago.items() if a <= grace])
         return members, ago
 
+    def _pg_summary(self) -> mon_pb2.PgSummary | None:
+        if not self.is_leader:
+            return None
+        return self.pg_stats.summary(self.maps.osdmap, self.config.mon_osd_report_grace,
+                                     time.monotonic())
+
     def status(self) -> mon_pb2.MonStatus:
         quorum, ago = self.quorum()
         checks = health.osd_checks(self.maps.osdmap)
-        pgs = None
-        if self.is_leader:
-            pgs = self.pg_stats.summary(self.maps.osdmap, self.config.mon_osd_report_grace,
-                                        time.monotonic())
+        pgs = self._pg_summary()
+        if pgs is not None:
             checks = (health.mon_checks(self.maps.monmap, quorum, ago, str(self.config.log_dir))
                       + checks + health.pg_checks(pgs))
         else:

@@ -7,9 +7,14 @@ monitors in one process and nothing leaks between them.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from rados_py.proto.loligo import mon_pb2
 
 
 class MonMetrics:
@@ -38,6 +43,11 @@ class MonMetrics:
         self.info.labels(**labels).set(1)
         self._server = None
 
+    def watch_pgs(self, summary: Callable[[], mon_pb2.PgSummary | None]) -> None:
+        """PG states, usage and recovery, computed when scraped (the leader's view; other
+        monitors export none)."""
+        self.registry.register(_PgCollector(summary))
+
     def serve(self, host: str, port: int) -> None:
         self._server, _ = start_http_server(port, addr=host, registry=self.registry)
 
@@ -51,3 +61,29 @@ class MonMetrics:
         start = time.monotonic()
         yield
         histogram.observe(time.monotonic() - start)
+
+
+class _PgCollector(Collector):
+    def __init__(self, summary: Callable[[], mon_pb2.PgSummary | None]) -> None:
+        self._summary = summary
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        pgs = self._summary()
+        if pgs is None:
+            return
+        states = GaugeMetricFamily("loligo_pgs", "PGs by state", labels=["state"])
+        for s in pgs.by_state:
+            states.add_metric([s.state], s.count)
+        yield states
+        for name, help_, value in (
+                ("loligo_objects", "Objects (one copy each)", pgs.num_objects),
+                ("loligo_data_bytes", "Logical bytes stored (one copy)", pgs.data_bytes),
+                ("loligo_bytes_used", "Raw bytes used by all OSD stores", pgs.used_bytes),
+                ("loligo_bytes_avail", "Bytes the OSDs' file systems have left",
+                 pgs.avail_bytes),
+                ("loligo_bytes_total", "Size of the OSDs' file systems", pgs.total_bytes),
+                ("loligo_objects_degraded", "Object copies left to recover",
+                 pgs.missing_objects),
+                ("loligo_recovery_bytes_per_second", "Recovery rate",
+                 pgs.recovery_bytes_per_sec)):
+            yield GaugeMetricFamily(name, help_, value=value)

@@ -135,3 +135,21 @@ def test_recovery_throttles_change_at_run_time(cluster: launcher.LocalCluster) -
     assert bad.returncode == 1 and "osd_recovery_max_active" in bad.stderr
     wrong = tell("mon.a", "config", "set", "x", "1")
     assert wrong.returncode == 1 and "name OSDs as osd.N or osd.*" in wrong.stderr
+
+
+def test_pg_states_and_usage_are_prometheus_metrics(cluster: launcher.LocalCluster) -> None:
+    import urllib.request
+
+    async def clean() -> None:
+        async with Rados(load(cluster.conf)) as r:
+            await wait_clean(r, 60)
+    asyncio.run(clean())
+    mon = cluster.config.mon_host[0]
+    url = f"http://{mon.host}:{mon.port + cluster.config.metrics_port_offset}/metrics"
+    text = urllib.request.urlopen(url, timeout=10).read().decode()
+    lines = dict(line.rsplit(" ", 1) for line in text.splitlines()
+                 if line and not line.startswith("#"))
+    assert float(lines['loligo_pgs{state="active+clean"}']) == 8
+    assert float(lines["loligo_objects"]) >= 11  # victim, bystanders...
+    assert float(lines["loligo_bytes_total"]) > float(lines["loligo_bytes_used"]) > 0
+    assert float(lines["loligo_objects_degraded"]) == 0
