@@ -298,7 +298,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 await io.remove(bench.name(i))
         return 0
     if args.block_size > 64 * MIB:
-        raise InvalidArgument("-b: at most 64 MiB per object")
+        raise InvalidArgument("-b: at most 64 MiB per object (rados bench's limit too)")
     return _run(args, work)
 
 

@@ -272,7 +272,9 @@ SCHEMA: Mapping[str, Option] = MappingProxyType({o.name: o for o in (
            "port + this offset; 0 turns the endpoint off.", _SERVERS, min=0, max=65535),
     Option("rpc_timeout", "duration", 10.0, "Default deadline of one RPC, retries included.",
            _ALL, min=0.001, max=3600),
-    Option("rpc_max_message_size", "size", 64 * _MIB, "Largest gRPC message sent or accepted; "
+    Option("rpc_max_message_size", "size", 96 * _MIB, "Largest gRPC message sent or accepted "
+           "(so a write of up to this less 64 KiB is one atomic op, like Ceph's 90 MB "
+           "osd_max_write_size); "
            "bigger payloads must be chunked.", _ALL, min=1024, max=2**31 - 1),
     Option("rpc_retry_initial", "duration", 0.05, "First pause before retrying an idempotent "
            "RPC that found the peer unavailable; also the first reconnect backoff.", _ALL,

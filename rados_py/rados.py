@@ -10,7 +10,7 @@ fetch maps), the PG is below min_size (UNDERSIZED), a replica did not confirm
 error says what was last seen.
 
 Size limit: one request's data must fit in one message (rpc_max_message_size - 64 KiB, so just
-under 64 MiB by default): a bigger write is refused with InvalidArgument before anything is
+under 96 MiB by default): a bigger write is refused with InvalidArgument before anything is
 sent; reads of any size are split into ranges by the client (a read bigger than one message is
 therefore not atomic against concurrent writers).
 

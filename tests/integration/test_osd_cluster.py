@@ -119,20 +119,20 @@ def test_every_op_through_the_client(cluster: launcher.LocalCluster) -> None:
     run(go())
 
 
-def test_sizes_0_4k_4m_and_64m_in_parts(cluster: launcher.LocalCluster) -> None:
+def test_sizes_0_4k_4m_and_64m(cluster: launcher.LocalCluster) -> None:
     async def go() -> None:
         async with await connect(cluster) as r:
             io = await r.open_ioctx("data")
-            for size in (0, 4096, 4 * MiB):
+            for size in (0, 4096, 4 * MiB, 64 * MiB):
                 data = os.urandom(size)
-                await io.write_full(f"size-{size}", data)
+                await io.write_full(f"size-{size}", data)  # each one atomic op
                 assert await io.read(f"size-{size}") == data
                 assert (await io.stat(f"size-{size}")).size == size
-            big = os.urandom(64 * MiB)
+            big = os.urandom(100 * MiB)
             with pytest.raises(InvalidArgument, match="message"):
                 await io.write_full("big", big)  # more than one message: refused up front
-            for off in range(0, len(big), 16 * MiB):
-                await io.write("big", big[off:off + 16 * MiB], off)
+            for off in range(0, len(big), 32 * MiB):  # bigger objects are written in parts
+                await io.write("big", big[off:off + 32 * MiB], off)
             assert await io.read("big") == big
     run(go())
 
