@@ -143,9 +143,47 @@ def format_dump(data: dict[str, Any]) -> str:
 def cmd_osd_show(args: argparse.Namespace) -> int:
     with mon_client(args) as client:
         osdmap = client.get_maps(latest=True).osdmap
+        if args.osd_command == "df":
+            usage = client.status().view.pgs.osd_usage
+            return emit(args, df_json(osdmap, usage), format_df)
     if args.osd_command == "tree":
         return emit(args, tree_json(osdmap), format_tree)
     return emit(args, dump_json(osdmap), format_dump)
+
+
+def df_json(osdmap: OSDMap, usage: Any) -> dict[str, Any]:
+    """`ceph osd df --format json` keys: each OSD's weights, space (as it last reported) and
+    how many PGs it is acting for."""
+    pgs: dict[int, int] = {}
+    for pool in osdmap.pools.values():
+        for placement in osdmap.map_pool(pool.id):
+            for osd in placement.acting:
+                pgs[osd] = pgs.get(osd, 0) + 1
+    weights = {it.id: it.weight for b in osdmap.crush.crush_map.buckets.values()
+               for it in b.items}
+    nodes = []
+    for osd, state in sorted(osdmap.osds.items()):
+        u = usage.get(osd)
+        total = u.total_bytes if u else 0
+        nodes.append({"id": osd, "name": f"osd.{osd}", "crush_weight": _w(weights.get(osd, 0)),
+                      "reweight": _w(state.weight), "kb": total // 1024,
+                      "kb_used": (u.used_bytes if u else 0) // 1024,
+                      "kb_avail": (u.avail_bytes if u else 0) // 1024,
+                      "utilization": 100.0 * u.used_bytes / total if u and total else 0.0,
+                      "pgs": pgs.get(osd, 0), "status": "up" if state.up else "down"})
+    return {"nodes": nodes}
+
+
+def format_df(data: dict[str, Any]) -> str:
+    from cluster.mon_cli import human_bytes
+
+    rows = [["ID", "WEIGHT", "REWEIGHT", "SIZE", "USE", "AVAIL", "%USE", "PGS", "STATUS"]]
+    for n in data["nodes"]:
+        rows.append([str(n["id"]), f"{n['crush_weight']:.5f}", f"{n['reweight']:.5f}",
+                     human_bytes(n["kb"] * 1024), human_bytes(n["kb_used"] * 1024),
+                     human_bytes(n["kb_avail"] * 1024), f"{n['utilization']:.2f}",
+                     str(n["pgs"]), n["status"]])
+    return _table(rows, right={0, 1, 2, 3, 4, 5, 6, 7})
 
 
 # --- osd commands -------------------------------------------------------------------------------
@@ -380,6 +418,7 @@ def register(sub: Any, crush_sub: Any | None = None) -> None:
     p.add_argument("--id", type=osd_id, required=True, help="the OSD's id")
     command(osub, "tree", cmd_osd_show, "the CRUSH hierarchy with states", common, fmt=True)
     command(osub, "dump", cmd_osd_show, "the OSD map: pools and OSDs", common, fmt=True)
+    command(osub, "df", cmd_osd_show, "each OSD's space and PG count", common, fmt=True)
     for name in ("set", "unset"):
         p = command(osub, name, cmd_osd_flag, f"{name} a cluster flag (noout, noin...)", common)
         p.add_argument("flag")
@@ -425,4 +464,5 @@ def register_crush(csub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("-i", "--input", required=True, type=str, help="map file, text or compiled")
 
 
-__all__ = ["dump_json", "format_dump", "format_tree", "pool_get_json", "register", "tree_json"]
+__all__ = ["df_json", "dump_json", "format_df", "format_dump", "format_tree", "pool_get_json",
+           "register", "tree_json"]

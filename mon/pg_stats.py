@@ -77,6 +77,7 @@ class PgStats:
             out.by_state.add(state=state, count=count)
         for osd, usage in self.usage.items():
             if osd in osdmap.osds:
+                out.osd_usage[osd].CopyFrom(usage)
                 out.used_bytes += usage.used_bytes
                 out.avail_bytes += usage.avail_bytes
                 out.total_bytes += usage.total_bytes

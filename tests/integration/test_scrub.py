@@ -153,3 +153,17 @@ def test_pg_states_and_usage_are_prometheus_metrics(cluster: launcher.LocalClust
     assert float(lines["loligo_objects"]) >= 11  # victim, bystanders...
     assert float(lines["loligo_bytes_total"]) > float(lines["loligo_bytes_used"]) > 0
     assert float(lines["loligo_objects_degraded"]) == 0
+
+
+def test_osd_df_shows_space_and_pgs(cluster: launcher.LocalCluster) -> None:
+    data = loligo(cluster, "osd", "df")
+    nodes = {n["id"]: n for n in data["nodes"]}
+    assert sorted(nodes) == [0, 1, 2]
+    assert sum(n["pgs"] for n in nodes.values()) == 8 * 3  # 8 PGs, 3 copies each
+    for n in nodes.values():
+        assert n["status"] == "up" and n["kb"] > n["kb_used"] > 0 and n["kb_avail"] > 0
+    text = subprocess.run([sys.executable, "-m", "cluster", "osd", "df", "--conf",
+                           str(cluster.conf)], capture_output=True, text=True, cwd=ROOT,
+                          timeout=60).stdout
+    assert text.splitlines()[0].split() == ["ID", "WEIGHT", "REWEIGHT", "SIZE", "USE", "AVAIL",
+                                            "%USE", "PGS", "STATUS"]
