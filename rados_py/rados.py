@@ -49,7 +49,8 @@ from rados_py.monclient import MonClient
 from rados_py.osdmap import OSDMap, PgId
 from rados_py.proto.loligo import mon_pb2, osd_pb2, osd_pb2_grpc
 
-__all__ = ["CompareFailed", "IoCtx", "ObjectOp", "Rados", "Stat", "SyncIoctx", "SyncRados"]
+__all__ = ["CompareFailed", "IoCtx", "ListedObject", "ObjectOp", "Rados", "Stat", "SyncIoctx",
+           "SyncRados"]
 
 log = logging.getLogger(__name__)
 K = osd_pb2.OsdOp
@@ -236,6 +237,13 @@ class Rados:
     async def pool_list(self) -> list[str]:
         await self.mon.get_maps(latest=True)
         return [p.name for p in self.osdmap.pools.values()]
+
+    async def cluster_stats(self) -> dict[str, int]:
+        """Space and objects of the whole cluster (python-rados' get_cluster_stats keys), as
+        the OSDs last reported them to the leader monitor."""
+        pgs = (await self.mon.status()).view.pgs
+        return {"kb": pgs.total_bytes // 1024, "kb_used": pgs.used_bytes // 1024,
+                "kb_avail": pgs.avail_bytes // 1024, "num_objects": pgs.num_objects}
 
     def pool_id(self, name: str) -> int:
         for p in self.osdmap.pools.values():
@@ -450,6 +458,22 @@ class IoCtx:
                 after = reply.next
 
 
+class ListedObject(str):
+    """An object name from `list_objects`: a str, with python-rados' `.key` and `.nspace`
+    (code written for `rados.Object` reads `obj.key`)."""
+
+    nspace: str
+
+    def __new__(cls, key: str, nspace: str = "") -> ListedObject:
+        obj = super().__new__(cls, key)
+        obj.nspace = nspace
+        return obj
+
+    @property
+    def key(self) -> str:
+        return str(self)
+
+
 class SyncRados:
     """python-rados' `Rados`: `Rados(conffile=...)`, `connect()`, `open_ioctx(pool)`,
     `create_pool`, `list_pools`, `delete_pool`, `shutdown()`. Not for use inside a running
@@ -486,6 +510,9 @@ class SyncRados:
 
     def pool_exists(self, pool_name: str) -> bool:
         return pool_name in self.list_pools()
+
+    def get_cluster_stats(self) -> dict[str, int]:
+        return self._run(self._r().cluster_stats())
 
     def open_ioctx(self, ioctx_name: str) -> SyncIoctx:
         return SyncIoctx(self, self._run(self._r().open_ioctx(ioctx_name)))
@@ -559,10 +586,12 @@ class SyncIoctx:
         return iter([(k.decode(errors="surrogateescape"), v)
                      for k, v in self._run(self.io.get_xattrs(oid)).items()])
 
-    def list_objects(self) -> Iterator[str]:
-        async def names() -> list[bytes]:
-            return [name async for _, name in self.io.list_objects()]
-        return iter([n.decode(errors="surrogateescape") for n in self._run(names())])
+    def list_objects(self) -> Iterator[ListedObject]:
+        async def names() -> list[tuple[bytes, bytes]]:
+            return [(ns, name) async for ns, name in self.io.list_objects()]
+        return iter([ListedObject(n.decode(errors="surrogateescape"),
+                                  ns.decode(errors="surrogateescape"))
+                     for ns, n in self._run(names())])
 
     def operate(self, key: str, op: ObjectOp) -> list[osd_pb2.OsdOpResult]:
         return self._run(self.io.operate(key, op))

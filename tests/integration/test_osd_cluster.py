@@ -170,6 +170,9 @@ def test_sync_wrapper_mirrors_python_rados(cluster: launcher.LocalCluster) -> No
         io.set_xattr("sync", "k", b"v")
         assert io.get_xattr("sync", "k") == b"v"
         assert "sync" in list(io.list_objects())
+        assert "sync" in [obj.key for obj in io.list_objects()]  # rados.Object's attribute
+        stats = r.get_cluster_stats()
+        assert stats["kb"] > stats["kb_used"] > 0 and stats["kb_avail"] > 0
         assert io.remove_object("sync")
     finally:
         r.shutdown()
