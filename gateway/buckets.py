@@ -53,6 +53,7 @@ class Bucket:
     versioning: str = ""  # "", "Enabled" or "Suspended"
     acl: str = "private"  # canned ACL: private, public-read, public-read-write
     tags: dict[str, str] = field(default_factory=dict)
+    swift: dict[str, Any] = field(default_factory=dict)  # Swift's container metadata and ACLs
 
     def shard_oid(self, n: int) -> str:
         return f"idx.{self.id}.{n}"
@@ -132,6 +133,11 @@ class BucketStore:
 
     async def create(self, name: str, owner: str, acl: str = "private") -> Bucket:
         check_bucket_name(name)
+        return await self.claim(name, owner, acl)
+
+    async def claim(self, name: str, owner: str, acl: str = "private") -> Bucket:
+        """Create a bucket whose name the caller checked (Swift's container names are
+        looser than S3's)."""
         bucket = Bucket(name, uuid.uuid4().hex[:16], owner, time.time(), self.index_shards,
                         acl=acl)
         # the shards first: a bucket entry never points at a missing index

@@ -217,6 +217,29 @@ class UserStore:
         await self.io.omap_rm(USERS, [uid])
         await self.io.remove(f"user.{uid}")
 
+    async def by_swift_user(self, swift_user: str) -> User | None:
+        """The owner of a Swift `account:user` key (the Swift account is the owner's)."""
+        uid = await self._owner_of(SWIFTKEYS, swift_user)
+        if uid is None:
+            return None
+        try:
+            return await self.get(uid)
+        except NotFound:
+            return None
+
+    async def set_swift_access(self, uid: str, swift_user: str, access: str) -> User:
+        """`admin` (the account's owner: everything) or `member` (only what container ACLs
+        grant), like a radosgw subuser's full versus limited access."""
+        if access not in ("admin", "member"):
+            raise InvalidArgument(f"bad Swift access {access!r}: admin or member")
+        user = await self.get(uid)
+        for k in user.swift_keys:
+            if k["user"] == swift_user:
+                k["access"] = access
+                await self._save(user)
+                return user
+        raise NotFound(f"user {uid!r} has no Swift user {swift_user!r}")
+
     async def by_access_key(self, access_key: str) -> User | None:
         uid = await self._owner_of(S3KEYS, access_key)
         if uid is None:
