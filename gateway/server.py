@@ -25,6 +25,7 @@ from gateway import (
     s3_tagging,
     s3_versions,
     s3_xml,
+    swift_server,
 )
 from gateway.context import S3Request, Services
 from gateway.s3_auth import Target, authenticate
@@ -204,4 +205,5 @@ def build_app(services: Services) -> web.Application:
     app[SERVICES_KEY] = services
     app.on_response_prepare.append(_stamp)
     app.router.add_route("*", "/{tail:.*}", handle)
+    swift_server.install(app, services)  # Swift's paths are answered before S3 routing
     return app
