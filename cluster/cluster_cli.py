@@ -52,6 +52,9 @@ def format_info(info: dict[str, Any], leader: str = "") -> str:
         for key in (gw.get("user") or {}).get("keys", [])[:1]:
             lines.append(f"            user {key['user']}: access key {key['access_key']}  "
                          f"secret key {key['secret_key']}")
+        for key in (gw.get("user") or {}).get("swift_keys", [])[:1]:
+            lines.append(f"  Swift:    {gw['url']}/auth/v1.0  user {key['user']}  "
+                         f"key {key['secret_key']}")
     default = config_mod.DEFAULT_CONF.expanduser().absolute()
     lines += ["", "Use it from this shell with:", f"  export LOLIGO_CONF={conf}"]
     if Path(conf) == default:

@@ -65,21 +65,12 @@ def classify(method: str, raw_path: str, query: list[tuple[str, str]],
     return None
 
 
-def _headers(request: web.Request) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for name in request.headers:
-        low = name.lower()
-        if low not in out:
-            out[low] = ",".join(request.headers.getall(name))
-    return out
-
-
 @web.middleware
 async def swift_middleware(request: web.Request, handler: Callable[
         [web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
     raw_path, _, raw_query = request.raw_path.partition("?")
     query = split_query(raw_query)
-    headers = _headers(request)
+    headers = {k.lower(): ",".join(request.headers.getall(k)) for k in request.headers}
     kind = classify(request.method, raw_path, query, headers)
     if kind is None:
         return await handler(request)

@@ -370,3 +370,7 @@ def test_info_and_auth_endpoints(gw: GatewayProcess) -> None:
                                                           "X-Storage-Pass": key})
     assert status == 200 and headers["x-storage-url"] == f"{gw.url}/swift/v1/AUTH_loligo"
     assert headers["x-auth-token"].startswith("AUTH_tk")
+    shown = subprocess.run([sys.executable, "-m", "cluster", "cluster", "info", "--conf",
+                            str(gw.cluster.conf)], capture_output=True, text=True, timeout=60,
+                           cwd=Path(__file__).resolve().parents[2])
+    assert f"Swift:    {gw.url}/auth/v1.0  user {user}" in shown.stdout, shown.stderr
