@@ -400,20 +400,19 @@ class Recovery:
             if not todo:
                 break
             prim.recovering = True
-            for oid in todo:
+            # a few objects at a time under one hold of the op lock: ops wait for at most one
+            # batch, and the copies of a batch overlap (each takes one of the OSD's slots)
+            batch = max(1, self.config.osd_recovery_max_active)
+            for start in range(0, len(todo), batch):
                 if prim.closed.is_set():
                     return
-                async with self._slots, self._op_lock(prim.coll):
+                async with self._op_lock(prim.coll):
                     if prim.closed.is_set():
                         return
-                    try:
-                        await self.recover_object(prim, oid)
-                    except Unfound as exc:
-                        log.warning("osd.%d: %s", self.id, exc)
-                    except (LoligoError, grpc.aio.AioRpcError) as exc:
-                        log.info("osd.%d: recovery of %r in %s: %s; will retry", self.id,
-                                 oid, prim.coll, exc)
-                        await asyncio.sleep(self.config.osd_peering_retry)
+                    failed = await asyncio.gather(*(self._recover_one(prim, oid)
+                                                    for oid in todo[start:start + batch]))
+                if any(failed):
+                    await asyncio.sleep(self.config.osd_peering_retry)
                 prim.recovery_seconds = time.monotonic() - started
         prim.recovering = False
         if not prim.missing_count() and not prim.unfound and len(prim.acting) >= prim.size:
@@ -421,6 +420,19 @@ class Recovery:
         log.info("osd.%d: PG %s %s (%d objects, %d bytes recovered in %.1fs)", self.id,
                  prim.coll, prim.state(), prim.recovered_objects, prim.recovered_bytes,
                  prim.recovery_seconds)
+
+    async def _recover_one(self, prim: PgPrimary, oid: bytes) -> bool:
+        """Recover one object in the background (the op lock held); whether it failed."""
+        async with self._slots:
+            try:
+                await self.recover_object(prim, oid)
+            except Unfound as exc:
+                log.warning("osd.%d: %s", self.id, exc)
+            except (LoligoError, grpc.aio.AioRpcError) as exc:
+                log.info("osd.%d: recovery of %r in %s: %s; will retry", self.id, oid,
+                         prim.coll, exc)
+                return True
+        return False
 
     async def ensure(self, prim: PgPrimary, oid: bytes, everywhere: bool = True) -> None:
         """Before an op on `oid` (the PG's op lock held): recover it wherever it is missing
