@@ -12,6 +12,9 @@ bucket deleted and created again never sees the old index.
 Deleting a bucket marks each shard `deleting` in the same atomic op that reads whether the shard
 is empty; every index update is guarded by that mark, so an object written concurrently either
 lands before (and the delete is refused: BucketNotEmpty) or fails with NoSuchBucket.
+
+Every change of an index entry goes through versioning.py's guarded read-decide-write, which
+also keeps the shard's object and byte counts (bucket_stats.py) in the same op.
 """
 
 from __future__ import annotations
@@ -28,19 +31,17 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from gateway import errors
+from gateway.bucket_stats import RESERVED, STATS, Usage, usage
 from gateway.listing import Listing, list_index
 from gateway.pools import Pools
 from rados_py.errors import AlreadyExists, NotFound
-from rados_py.proto.loligo import osd_pb2
-from rados_py.rados import CompareFailed, ObjectOp
+from rados_py.rados import ObjectOp
 
-K = osd_pb2.OsdOp
 _NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 DELETING = "loligo.deleting"
 VERSIONING = "loligo.versioning"  # on every shard once versioning is on: Enabled/Suspended
 MAX_KEY_BYTES = 1024
 CACHE_TTL = 10.0  # seconds a bucket entry read for an owner's GET may be reused
-RESERVED = b"\x80"  # first byte of index entries that are not objects (never starts UTF-8)
 
 
 @dataclass
@@ -85,15 +86,6 @@ def key_bytes(key: str) -> bytes:
     if len(raw) > MAX_KEY_BYTES:
         raise errors.KeyTooLongError()
     return raw
-
-
-class VersioningChanged(Exception):
-    """A blind index update met a shard whose bucket is versioned (or whose guard changed):
-    redo it as `status` says (an empty status: just retry)."""
-
-    def __init__(self, status: str) -> None:
-        super().__init__(status)
-        self.status = status
 
 
 class BucketStore:
@@ -141,7 +133,8 @@ class BucketStore:
         bucket = Bucket(name, uuid.uuid4().hex[:16], owner, time.time(), self.index_shards,
                         acl=acl)
         # the shards first: a bucket entry never points at a missing index
-        await asyncio.gather(*(self.index.operate(bucket.shard_oid(n), ObjectOp().create(False))
+        await asyncio.gather(*(self.index.operate(bucket.shard_oid(n), ObjectOp().create(False)
+                                                  .omap_set({STATS: Usage().encode()}))
                                for n in range(bucket.shards)))
         try:
             await self.meta.operate(f"bucket.{name}", ObjectOp().create(True).write_full(
@@ -166,14 +159,13 @@ class BucketStore:
         marked = []
         try:
             for n in range(bucket.shards):
-                op = ObjectOp().set_xattr(DELETING, b"1")
-                op._add(kind=K.OMAP_LIST, max=1)
+                op = ObjectOp().set_xattr(DELETING, b"1").omap_list(max_items=2)
                 try:
                     results = await self.index.operate(bucket.shard_oid(n), op)
                 except NotFound:
                     continue  # a shard already gone: an earlier delete got this far
                 marked.append(n)
-                if results[1].pairs:
+                if any(p.key != STATS for p in results[1].pairs):
                     raise errors.BucketNotEmpty(BucketName=bucket.name)
         except BaseException:
             await asyncio.gather(*(self.index.set_xattr(bucket.shard_oid(n), DELETING, b"")
@@ -207,37 +199,10 @@ class BucketStore:
         raw = found.get(key)
         return json.loads(raw) if raw is not None else None
 
-    async def _update(self, bucket: Bucket, key: bytes, op: ObjectOp) -> dict[str, Any] | None:
-        """Apply a guarded update that first reads the key's entry; the entry it replaced."""
-        oid = bucket.shard_oid(bucket.shard_of(key))
-        try:
-            results = await self.index.operate(oid, op)
-        except NotFound:
-            raise errors.NoSuchBucket(BucketName=bucket.name) from None
-        except CompareFailed:
-            raise await self._refusal(bucket, oid) from None
-        pairs = results[2].pairs
-        return json.loads(pairs[0].value) if pairs else None
-
-    async def _refusal(self, bucket: Bucket, oid: str) -> Exception:
-        """Why a guarded update was refused: the bucket goes away, or is versioned now."""
-        try:
-            attrs = await self.index.get_xattrs(oid)
-        except NotFound:
-            return errors.NoSuchBucket(BucketName=bucket.name)
-        if attrs.get(DELETING.encode()):
-            return errors.NoSuchBucket(BucketName=bucket.name)
-        return VersioningChanged(attrs.get(VERSIONING.encode(), b"").decode())
-
-    def _guarded(self, key: bytes) -> ObjectOp:
-        """Blind updates are for live, unversioned buckets only: both checked in the op
-        itself, so a stale (cached) bucket entry can never make one wrong."""
-        op = ObjectOp().cmpxattr(DELETING, b"", "eq").cmpxattr(VERSIONING, b"", "eq")
-        return op._add(kind=K.OMAP_GET, keys=[key])
-
     async def mark_versioning(self, bucket: Bucket, status: str) -> None:
-        """Put the versioning status on every shard, before the bucket entry says so: from
-        then on no blind update lands, whatever bucket entry its gateway holds."""
+        """Put the versioning status on every shard, before the bucket entry says so: every
+        index change reads the mark in its guarded snapshot, whatever bucket entry its
+        gateway holds."""
         async def mark(n: int) -> None:
             try:
                 await self.index.operate(bucket.shard_oid(n), ObjectOp().assert_exists()
@@ -245,17 +210,6 @@ class BucketStore:
             except NotFound:
                 raise errors.NoSuchBucket(BucketName=bucket.name) from None
         await asyncio.gather(*(mark(n) for n in range(bucket.shards)))
-
-    async def swap(self, bucket: Bucket, key: bytes, entry: dict[str, Any]
-                   ) -> dict[str, Any] | None:
-        """Make `entry` the key's entry in one atomic op; the entry it replaced, if any."""
-        op = self._guarded(key).omap_set({key: json.dumps(entry, separators=(",", ":"))
-                                          .encode()})
-        return await self._update(bucket, key, op)
-
-    async def unlink(self, bucket: Bucket, key: bytes) -> dict[str, Any] | None:
-        """Remove the key's entry atomically; the entry removed, if any."""
-        return await self._update(bucket, key, self._guarded(key).omap_rm([key]))
 
     async def list(self, bucket: Bucket, *, prefix: bytes = b"", marker: bytes = b"",
                    delimiter: bytes = b"", max_keys: int = 1000) -> Listing:
@@ -276,6 +230,13 @@ class BucketStore:
 
         return await list_index(fetch, bucket.shards, prefix=prefix, marker=marker,
                                 delimiter=delimiter, max_keys=max_keys)
+
+    async def usage(self, bucket: Bucket) -> Usage:
+        """(objects, bytes) of the bucket's current objects: one read per index shard."""
+        try:
+            return await usage(self.index, [bucket.shard_oid(n) for n in range(bucket.shards)])
+        except NotFound:
+            raise errors.NoSuchBucket(BucketName=bucket.name) from None
 
     async def is_empty(self, bucket: Bucket) -> bool:
         listing = await self.list(bucket, max_keys=1)

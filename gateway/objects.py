@@ -22,11 +22,10 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import replace
 from typing import Any
 
 from gateway import errors
-from gateway.buckets import Bucket, BucketStore, VersioningChanged
+from gateway.buckets import Bucket, BucketStore
 from gateway.gc import UNKNOWN, GarbageCollector, stripe_oid
 from gateway.versioning import Precondition, VersionedIndex
 from rados_py.errors import NotFound
@@ -115,23 +114,18 @@ class ObjectStore:
     async def _link(self, bucket: Bucket, key: bytes, entry: dict[str, Any],
                     precondition: Precondition | None) -> list[dict[str, Any]]:
         """Make the key's entry `entry`; the entries whose data is now garbage. The bucket may
-        be a cached one: a shard that says it is versioned now, or an index that is gone (the
-        bucket deleted and maybe created again), sends this back with the truth."""
-        for attempt in range(3):
+        be a cached one: the shard's versioning mark, read in the same guarded snapshot, is
+        what counts, and an index that is gone (the bucket deleted and maybe created again)
+        sends this back with the bucket as it is now."""
+        for _ in range(3):
             try:
-                if bucket.versioning or precondition is not None:
-                    change = await self.versions.put(bucket, key, entry, precondition)
-                    if "vid" in change.result:
-                        entry["vid"] = change.result["vid"]
-                    return change.garbage
-                old = await self.buckets.swap(bucket, key, entry)
-                return [old] if old is not None and old["segs"] != entry["segs"] else []
-            except VersioningChanged as exc:
-                bucket = replace(bucket, versioning=exc.status or bucket.versioning)
+                change = await self.versions.put(bucket, key, entry, precondition)
             except errors.NoSuchBucket:
                 bucket = await self._fresh(bucket)
-            if attempt == 2:
-                break
+                continue
+            if "vid" in change.result:
+                entry["vid"] = change.result["vid"]
+            return change.garbage
         raise errors.ServiceUnavailable("The bucket kept changing; retry")
 
     async def _fresh(self, bucket: Bucket) -> Bucket:
@@ -176,18 +170,12 @@ class ObjectStore:
         marker now on top."""
         for _ in range(3):
             try:
-                if bucket.versioning:
-                    change = await self.versions.delete(bucket, key, owner or bucket.owner)
-                    await self._collect(change.garbage)
-                    return change.result
-                old = await self.buckets.unlink(bucket, key)
-                if old is not None:
-                    await self._collect([old])
-                return old
-            except VersioningChanged as exc:
-                bucket = replace(bucket, versioning=exc.status or bucket.versioning)
+                change = await self.versions.delete(bucket, key, owner or bucket.owner)
             except errors.NoSuchBucket:
                 bucket = await self._fresh(bucket)
+                continue
+            await self._collect(change.garbage)
+            return change.result
         raise errors.ServiceUnavailable("The bucket kept changing; retry")
 
     async def delete_version(self, bucket: Bucket, key: bytes, vid: str

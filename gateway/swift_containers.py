@@ -8,8 +8,8 @@ S3 path-style requests.
 
 Forward listings page through the sharded index from the marker on. The index cannot be read
 backwards, so a reversed listing reads the range it covers (at most REVERSE_SCAN entries) and
-turns it around. Object counts and bytes used are summed over the index when asked for (HEAD):
-there are no counters in the index to keep exact under concurrent writes.
+turns it around. Object counts and bytes used come from the counts each index shard keeps
+(bucket_stats.py): one read per shard, not a scan.
 """
 
 from __future__ import annotations
@@ -39,23 +39,15 @@ def check_name(name: str) -> str:
 
 
 async def usage(svc: Services, name: str) -> tuple[int, int]:
-    """(objects, bytes) of a container, summed over its index."""
-    bucket = await svc.buckets.get(name, cached=True)
-    count = size = 0
-    marker = b""
-    while True:
-        listing = await svc.buckets.list(bucket, marker=marker, max_keys=PAGE)
-        for _, raw in listing.entries:
-            count += 1
-            size += json.loads(raw).get("size", 0)
-        if not listing.truncated:
-            return count, size
-        marker = listing.next_marker
+    """(objects, bytes) of a container, from its index shards' counts."""
+    counts = await svc.buckets.usage(await svc.buckets.get(name, cached=True))
+    return counts.objects, counts.bytes
 
 
 async def _headers(req: SwiftRequest, bucket: Bucket) -> dict[str, str]:
-    count, size = await usage(req.svc, bucket.name)
-    headers = {"X-Container-Object-Count": str(count), "X-Container-Bytes-Used": str(size),
+    counts = await req.svc.buckets.usage(bucket)
+    headers = {"X-Container-Object-Count": str(counts.objects),
+               "X-Container-Bytes-Used": str(counts.bytes),
                "X-Timestamp": f"{bucket.created:.5f}", "X-PUT-Timestamp":
                f"{bucket.created:.5f}", "Last-Modified": http_date(bucket.created),
                "X-Storage-Policy": "default", "Accept-Ranges": "bytes"}

@@ -10,9 +10,11 @@ Each version is an omap entry in the same shard as its key, in a block that plai
 versions sort newest first; it is also the version id, except for the "null" version (objects
 written while versioning was off or suspended), whose suffix ends in "null".
 
-A change reads the shard (its object version, the key's entry and versions) and writes it back
-guarded by that object version, retrying on a conflict: current entry and version block change
-together, all or nothing. Unversioned buckets keep the cheaper blind swap (buckets.py).
+A change reads the shard (its object version, the key's entry and versions, its counts) and
+writes it back guarded by that object version, retrying on a conflict: current entry, version
+block and the shard's object and byte counts (bucket_stats.py) change together, all or nothing.
+Unversioned buckets go the same way: the counts need the entry being replaced, so a blind swap
+cannot keep them exact.
 """
 
 from __future__ import annotations
@@ -27,14 +29,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway import errors
+from gateway import bucket_stats, errors
 from gateway.buckets import DELETING, VERSIONING, Bucket, BucketStore
 from gateway.listing import Listing, list_index
 from rados_py.errors import NotFound
-from rados_py.proto.loligo import osd_pb2
 from rados_py.rados import CompareFailed, ObjectOp
 
-K = osd_pb2.OsdOp
 BLOCK = b"\x80v"
 NULL = "null"
 MAX_VERSIONS_READ = 1000
@@ -68,6 +68,7 @@ class Shard:
     current: dict[str, Any] | None
     versions: list[tuple[str, dict[str, Any]]]  # (suffix, entry), newest first
     mode: str = ""  # the shard's versioning mark ("", Enabled, Suspended)
+    usage: bucket_stats.Usage | None = None  # the shard's counts (None: not kept yet)
 
     def find(self, vid: str) -> tuple[str, dict[str, Any]] | None:
         for suffix, entry in self.versions:
@@ -90,22 +91,23 @@ class VersionedIndex:
         self.index = buckets.index
 
     async def _read(self, bucket: Bucket, key: bytes) -> Shard:
-        op = ObjectOp().stat()
-        op._add(kind=K.OMAP_GET, keys=[key])
-        op._add(kind=K.OMAP_LIST, prefix=BLOCK + key + b"\0", max=MAX_VERSIONS_READ)
-        op._add(kind=K.GETXATTRS)
+        op = (ObjectOp().stat().omap_get([key, bucket_stats.STATS])
+              .omap_list(prefix=BLOCK + key + b"\0", max_items=MAX_VERSIONS_READ).get_xattrs())
         try:
             results = await self.index.operate(bucket.shard_oid(bucket.shard_of(key)), op)
         except NotFound:
             raise errors.NoSuchBucket(BucketName=bucket.name) from None
-        current = json.loads(results[1].pairs[0].value) if results[1].pairs else None
+        got = {p.key: p.value for p in results[1].pairs}
+        current = json.loads(got[key]) if key in got else None
+        counts = got.get(bucket_stats.STATS)
         versions = [(split_version_key(p.key)[1], json.loads(p.value))
                     for p in results[2].pairs]
         attrs = {p.key: p.value for p in results[3].pairs}
         # the shard's mark is the truth (set before the bucket entry changes); the entry
         # only for buckets made versioned before shards were marked
         mode = attrs.get(VERSIONING.encode(), b"").decode() or bucket.versioning
-        return Shard(results[0].version, current, versions, mode)
+        return Shard(results[0].version, current, versions, mode,
+                     bucket_stats.Usage.decode(counts) if counts is not None else None)
 
     async def change(self, bucket: Bucket, key: bytes,
                      decide: Callable[[Shard], Change]) -> Change:
@@ -116,9 +118,14 @@ class VersionedIndex:
             op = ObjectOp().assert_version(shard.version).cmpxattr(DELETING, b"", "eq")
             if change.removes:
                 op.omap_rm(change.removes)
-            if change.sets:
-                op.omap_set({k: json.dumps(v, separators=(",", ":")).encode()
-                             for k, v in change.sets.items()})
+            sets = {k: json.dumps(v, separators=(",", ":")).encode()
+                    for k, v in change.sets.items()}
+            new = change.sets.get(key, None if key in change.removes else shard.current)
+            if shard.usage is not None and new is not shard.current:
+                sets[bucket_stats.STATS] = bucket_stats.changed(shard.usage, shard.current,
+                                                                new).encode()
+            if sets:
+                op.omap_set(sets)
             try:
                 await self.index.operate(bucket.shard_oid(bucket.shard_of(key)), op)
             except NotFound:
@@ -154,8 +161,8 @@ class VersionedIndex:
     async def put(self, bucket: Bucket, key: bytes, entry: dict[str, Any],
                   precondition: Precondition | None = None) -> Change:
         """Make `entry` the key's newest version (and its current object), if `precondition`
-        (which sees the current object and raises to refuse) holds at that moment. Also for an
-        unversioned bucket when there is a precondition: the blind swap cannot check one."""
+        (which sees the current object and raises to refuse) holds at that moment. In an
+        unversioned bucket: just the current object."""
         def decide(shard: Shard) -> Change:
             change = Change()
             suspended = shard.mode != "Enabled"
