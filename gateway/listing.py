@@ -84,8 +84,12 @@ async def list_index(fetch: Fetch, shards: int, *, prefix: bytes = b"", marker: 
         after = b""  # keys with the prefix all sort after it; the fetch filters by prefix
     cursors = [_Shard(s, after) for s in range(shards)]
     page = min(max(max_keys, 1) + 1, 1000)
-    # the first page of every shard at once: one round trip of latency, not one per shard
-    await asyncio.gather(*(c.head(fetch, prefix, page) for c in cursors))
+    # the first page of every shard at once: one round trip of latency, not one per shard;
+    # keys spread evenly over the shards, so each gives about max_keys/shards to a page and
+    # twice that (plus a margin) rarely needs a second read, where a full page per shard
+    # would read `shards` times what is returned
+    first = min(page, 2 * max_keys // shards + 16)
+    await asyncio.gather(*(c.head(fetch, prefix, first) for c in cursors))
     count = 0
     while True:
         best: _Shard | None = None
