@@ -20,6 +20,7 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from gateway import expiry
 from gateway.buckets import BucketStore
 from gateway.context import Services
 from gateway.gc import GarbageCollector
@@ -74,6 +75,7 @@ def build_services(conf: Config, pools: Pools) -> Services:
     buckets = BucketStore(pools, conf.gateway_bucket_index_shards)
     gc = GarbageCollector(pools.meta, pools.data, conf.gateway_gc_min_wait)
     objects = ObjectStore(pools.data, buckets, gc, conf.gateway_stripe_size)
+    expiry.attach(objects)
     dns = tuple(n.strip().lower() for n in conf.gateway_dns_name.split(",") if n.strip())
     return Services(users, UserCache(users, conf.gateway_user_cache_ttl), buckets, objects, gc,
                     pools.meta, region=conf.gateway_region, dns_names=dns,

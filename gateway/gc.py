@@ -12,6 +12,10 @@ crash of the gateway are found again.
 Keys sort by due time, so the worker reads each list from the start and stops at the first
 entry not yet due. Removing a stripe that is already gone is fine: two gateways may collect
 the same entry.
+
+The same list carries objects' ends of life (X-Delete-At): an entry
+{"expire": [bucket, bucket id, key hex]} due then is handed to `on_expiry` (expiry.py), which
+removes the object if it is still expired then.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import logging
 import time
 import uuid
 import zlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from rados_py.errors import NotFound
@@ -31,6 +36,7 @@ log = logging.getLogger(__name__)
 SHARDS = 4
 UNKNOWN = -1  # a segment whose size is unknown (an upload in progress): remove until gaps
 PENDING_WAIT = 24 * 3600.0
+Expire = Callable[[str, str, bytes], Awaitable[None]]
 
 
 def stripe_oid(prefix: str, n: int) -> str:
@@ -46,16 +52,33 @@ class GarbageCollector:
         self.meta = meta
         self.data = data
         self.min_wait = min_wait
+        self.on_expiry: Expire | None = None  # expiry.attach sets it
 
     async def defer(self, segs: list[list[Any]], wait: float | None = None) -> str:
         """Put segments on the list, due after `wait` (default gateway_gc_min_wait); its key."""
         if not segs:
             return ""
+        return await self._put({"segs": segs},
+                               time.time() + (self.min_wait if wait is None else wait))
+
+    async def defer_expiry(self, bucket: str, bucket_id: str, key: bytes, at: float) -> str:
+        """Have the object looked at when its end of life `at` comes."""
+        return await self._put({"expire": [bucket, bucket_id, key.hex()]}, at)
+
+    async def _put(self, item: dict[str, Any], due: float) -> str:
         ident = uuid.uuid4().hex
-        due = time.time() + (self.min_wait if wait is None else wait)
         key = f"{int(due * 1000):015d}.{ident}"
-        await self.meta.omap_set(self._shard(ident), {key: json.dumps({"segs": segs}).encode()})
+        await self.meta.omap_set(self._shard(ident), {key: json.dumps(item).encode()})
         return key
+
+    async def _handle(self, item: dict[str, Any]) -> None:
+        if "expire" not in item:
+            await self.remove_segments(item["segs"])
+        elif self.on_expiry is not None:
+            bucket, bucket_id, key = item["expire"]
+            await self.on_expiry(bucket, bucket_id, bytes.fromhex(key))
+        else:
+            raise RuntimeError("no handler for object expiry entries")
 
     async def cancel(self, key: str) -> None:
         if key:
@@ -105,7 +128,7 @@ class GarbageCollector:
                 finished = []
                 for key, value in due:
                     try:
-                        await self.remove_segments(json.loads(value)["segs"])
+                        await self._handle(json.loads(value))
                     except Exception:  # keep the entry: the next round tries again
                         log.exception("GC of %s failed", key)
                         continue

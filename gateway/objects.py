@@ -43,7 +43,7 @@ class ObjectStore:
         self.buckets = buckets
         self.gc = gc
         self.stripe = stripe_size
-        self.versions = VersionedIndex(buckets)
+        self.versions = VersionedIndex(buckets, gc)
 
     def new_prefix(self, bucket: Bucket) -> str:
         return f"{bucket.id}.{uuid.uuid4().hex}"

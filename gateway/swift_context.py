@@ -9,9 +9,7 @@ one request; a public-read S3 bucket is readable too.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-from typing import Any
 
 from aiohttp import web
 
@@ -106,8 +104,3 @@ class SwiftRequest:
             return swift_acl.grants(write, who)
         return False
 
-
-def expired(entry: dict[str, Any], now: float | None = None) -> bool:
-    """An object past its X-Delete-At: gone for readers, removed when met."""
-    at = entry.get("delete_at")
-    return at is not None and at <= (time.time() if now is None else now)

@@ -22,8 +22,9 @@ from aiohttp import web
 
 from gateway import errors
 from gateway.buckets import key_bytes
+from gateway.expiry import expired
 from gateway.swift_bulk import Report, delete_path, respond
-from gateway.swift_context import SwiftRequest, expired
+from gateway.swift_context import SwiftRequest
 from gateway.swift_errors import SwiftError
 
 MAX_SEGMENTS = 1000

@@ -20,6 +20,7 @@ from gateway import errors, swift_meta, swift_tempurl
 from gateway.body import Body
 from gateway.buckets import Bucket, key_bytes
 from gateway.context import MAX_OBJECT
+from gateway.expiry import expired, remove_expired
 from gateway.s3_objects import (
     STORED_HEADERS,
     _hashing,
@@ -29,9 +30,9 @@ from gateway.s3_objects import (
 )
 from gateway.s3_xml import http_date
 from gateway.sigv4 import UNSIGNED
-from gateway.swift_context import SwiftRequest, expired
+from gateway.swift_context import SwiftRequest
 from gateway.swift_errors import SwiftError
-from gateway.swift_expiry import delete_at, remove_expired
+from gateway.swift_expiry import delete_at
 from gateway.swift_large import (
     dlo_view,
     is_manifest,
@@ -87,7 +88,7 @@ async def live_entry(req: SwiftRequest, bucket: Bucket, obj: str) -> dict[str, A
     key = key_bytes(obj)
     entry = await req.svc.buckets.entry(bucket, key)
     if entry is not None and expired(entry):
-        await remove_expired(req.svc, bucket, key, entry)
+        await remove_expired(req.svc.objects, bucket, key, entry)
         entry = None
     if entry is None:
         raise SwiftError(404, "The object does not exist")

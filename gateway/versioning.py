@@ -31,6 +31,7 @@ from typing import Any
 
 from gateway import bucket_stats, errors
 from gateway.buckets import DELETING, VERSIONING, Bucket, BucketStore
+from gateway.gc import GarbageCollector
 from gateway.listing import Listing, list_index
 from rados_py.errors import NotFound
 from rados_py.rados import CompareFailed, ObjectOp
@@ -86,9 +87,10 @@ class Change:
 
 
 class VersionedIndex:
-    def __init__(self, buckets: BucketStore) -> None:
+    def __init__(self, buckets: BucketStore, gc: GarbageCollector | None = None) -> None:
         self.buckets = buckets
         self.index = buckets.index
+        self.gc = gc  # where objects given an end of life are scheduled (expiry.py)
 
     async def _read(self, bucket: Bucket, key: bytes) -> Shard:
         op = (ObjectOp().stat().omap_get([key, bucket_stats.STATS])
@@ -112,15 +114,23 @@ class VersionedIndex:
     async def change(self, bucket: Bucket, key: bytes,
                      decide: Callable[[Shard], Change]) -> Change:
         """Read, decide, write guarded by the shard's version; again on a conflict."""
+        scheduled: set[float] = set()
         for attempt in range(ATTEMPTS):
             shard = await self._read(bucket, key)
             change = decide(shard)
+            new = change.sets.get(key, None if key in change.removes else shard.current)
+            at = (new or {}).get("delete_at")
+            if (at is not None and at != (shard.current or {}).get("delete_at")
+                    and at not in scheduled and self.gc is not None):
+                # before the entry is written: a crash in between leaves a GC entry that
+                # finds nothing to remove, never an object nobody will remove
+                await self.gc.defer_expiry(bucket.name, bucket.id, key, at)
+                scheduled.add(at)
             op = ObjectOp().assert_version(shard.version).cmpxattr(DELETING, b"", "eq")
             if change.removes:
                 op.omap_rm(change.removes)
             sets = {k: json.dumps(v, separators=(",", ":")).encode()
                     for k, v in change.sets.items()}
-            new = change.sets.get(key, None if key in change.removes else shard.current)
             if shard.usage is not None and new is not shard.current:
                 sets[bucket_stats.STATS] = bucket_stats.changed(shard.usage, shard.current,
                                                                 new).encode()

@@ -259,6 +259,33 @@ def test_bulk_delete_and_expiring_objects(gw: GatewayProcess) -> None:
     assert status_of(sw.put_object, c, "past", b"x", headers={"X-Delete-At": "1"}) == 400
 
 
+def test_expired_objects_go_without_a_request_meeting_them(gw: GatewayProcess) -> None:
+    sw = conn(gw)
+    c = name()
+    sw.put_container(c)
+    sw.put_object(c, "keep", b"kept")
+    for i in range(3):
+        sw.put_object(c, f"short{i}", b"x" * 10, headers={"X-Delete-After": "1"})
+    sw.put_object(c, "short0", b"y" * 20, headers={"X-Delete-After": "1"})  # overwritten
+    assert int(sw.head_container(c)["x-container-object-count"]) == 4
+    # HEAD reads the counts and meets no object: only the GC worker can bring them down
+    wait_for(lambda: sw.head_container(c)["x-container-object-count"] == "1", 20,
+             "the GC worker removing the expired objects")
+    assert int(sw.head_container(c)["x-container-bytes-used"]) == 4
+    assert [r["name"] for r in sw.get_container(c)[1]] == ["keep"]
+
+    # a container whose objects have all expired can be deleted, GC worker or not
+    gone = name()
+    sw.put_container(gone)
+    until = int(time.time()) + 2
+    for i in range(3):
+        sw.put_object(gone, f"o{i}", b"z", headers={"X-Delete-At": str(until)})
+    assert status_of(sw.delete_container, gone) == 409
+    wait_for(lambda: time.time() >= until, 5, "the objects' end of life")
+    sw.delete_container(gone)
+    assert status_of(sw.head_container, gone) == 404
+
+
 def test_tempurl_with_account_key(gw: GatewayProcess) -> None:
     sw = conn(gw)
     c = name()
