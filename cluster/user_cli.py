@@ -2,9 +2,14 @@
 `user create|info|ls|rm|suspend|enable` and `key create|rm`).
 
     loligo user create --uid U [--display-name N] [--access-key K --secret-key S]
-                       [--swift-user ACCOUNT:USER [--swift-key K]]
+                       [--swift-user ACCOUNT:USER [--swift-key K] [--swift-access admin|member]]
     loligo user ls | info --uid U | rm --uid U | suspend --uid U | enable --uid U
     loligo key create --uid U [--access-key K --secret-key S] | key rm --access-key K
+    loligo key create --uid U --swift-user ACCOUNT:USER [--swift-key K]
+                      [--swift-access admin|member]
+
+A Swift user is an admin of its account (the default) or a member, who gets only what the
+containers' ACLs (X-Container-Read/Write) grant.
 
 `--format json` prints users as radosgw-admin does (user_id, display_name, keys, swift_keys).
 """
@@ -19,7 +24,7 @@ from typing import Any, TypeVar
 from cluster.cli_common import add_command, common_options, emit, subparsers
 from gateway.buckets import BucketStore
 from gateway.pools import open_pools
-from gateway.users import User, UserError, UserStore
+from gateway.users import SWIFT_ACCESS, User, UserError, UserStore
 from rados_py import config as config_mod
 from rados_py.rados import Rados
 
@@ -45,7 +50,8 @@ def format_user(data: dict[str, Any]) -> str:
     for k in data["keys"]:
         lines.append(f"S3 key:       {k['access_key']}  secret {k['secret_key']}")
     for k in data["swift_keys"]:
-        lines.append(f"Swift key:    {k['user']}  secret {k['secret_key']}")
+        lines.append(f"Swift key:    {k['user']}  secret {k['secret_key']}  "
+                     f"({k.get('access', 'admin')})")
     return "\n".join(lines)
 
 
@@ -56,10 +62,12 @@ def _show(args: argparse.Namespace, user: User) -> int:
 def cmd_create(args: argparse.Namespace) -> int:
     if args.secret_key and not args.access_key:
         args.parser.error("--secret-key needs --access-key")
+    if (args.swift_key or args.swift_access) and not args.swift_user:
+        args.parser.error("--swift-key and --swift-access need --swift-user")
     user = _run(args, lambda users, _: users.create(
         args.uid, args.display_name or "", access_key=args.access_key,
         secret_key=args.secret_key, swift_user=args.swift_user, swift_key=args.swift_key,
-        email=args.email or ""))
+        email=args.email or "", swift_access=args.swift_access or "admin"))
     return _show(args, user)
 
 
@@ -91,9 +99,13 @@ def cmd_suspend(args: argparse.Namespace) -> int:
 
 
 def cmd_key_create(args: argparse.Namespace) -> int:
-    if args.swift_user or args.key_type == "swift":
+    swift = args.swift_user or args.swift_key or args.swift_access or args.key_type == "swift"
+    if swift:
+        if args.swift_key and args.secret_key:
+            args.parser.error("give the Swift key once: --swift-key (or --secret-key)")
         return _show(args, _run(args, lambda users, _: users.add_swift_key(
-            args.uid, args.swift_user, args.secret_key)))
+            args.uid, args.swift_user, args.swift_key or args.secret_key,
+            args.swift_access or "admin")))
     return _show(args, _run(args, lambda users, _: users.add_key(
         args.uid, args.access_key, args.secret_key)))
 
@@ -117,6 +129,8 @@ def register(sub: Any) -> None:
     p.add_argument("--secret-key", help="choose the secret key (default: generated)")
     p.add_argument("--swift-user", metavar="ACCOUNT:USER", help="also a Swift user")
     p.add_argument("--swift-key", help="the Swift user's key (default: generated)")
+    p.add_argument("--swift-access", choices=SWIFT_ACCESS,
+                   help="admin of the account (default) or member (container ACLs only)")
     add_command(usub, "ls", cmd_ls, "list user ids", common, fmt=True)
     for name, func, what in (("info", cmd_info, "show a user and its keys"),
                              ("rm", cmd_rm, "remove a user that owns no bucket"),
@@ -132,6 +146,10 @@ def register(sub: Any) -> None:
     p.add_argument("--key-type", choices=["s3", "swift"], default="s3")
     p.add_argument("--access-key")
     p.add_argument("--secret-key")
-    p.add_argument("--swift-user", metavar="ACCOUNT:USER")
+    p.add_argument("--swift-user", metavar="ACCOUNT:USER", help="a Swift key for this user "
+                   "(default with --key-type swift: UID:swift)")
+    p.add_argument("--swift-key", help="the Swift user's key (default: generated)")
+    p.add_argument("--swift-access", choices=SWIFT_ACCESS,
+                   help="admin of the account (default) or member (container ACLs only)")
     p = add_command(ksub, "rm", cmd_key_rm, "remove an S3 key", common, fmt=True)
     p.add_argument("--access-key", required=True)

@@ -28,6 +28,7 @@ _UID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+=-]{0,63}")
 _ACCESS = re.compile(r"[A-Za-z0-9_+=.@-]{3,128}")
 _SWIFT_USER = re.compile(r"[A-Za-z0-9_.@-]{1,64}:[A-Za-z0-9_.@-]{1,64}")
 USERS, S3KEYS, SWIFTKEYS = "index.users", "s3key.", "swiftkey."
+SWIFT_ACCESS = ("admin", "member")  # the account's owner, or only what container ACLs grant
 
 
 class UserError(LoligoError):
@@ -72,6 +73,11 @@ def new_access_key() -> str:
 
 def new_secret_key() -> str:
     return "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(40))
+
+
+def _check_access(access: str) -> None:
+    if access not in SWIFT_ACCESS:
+        raise InvalidArgument(f"bad Swift access {access!r}: admin or member")
 
 
 def check_uid(uid: str) -> str:
@@ -131,9 +137,11 @@ class UserStore:
 
     async def create(self, uid: str, display_name: str = "", *, access_key: str | None = None,
                      secret_key: str | None = None, swift_user: str | None = None,
-                     swift_key: str | None = None, email: str = "") -> User:
+                     swift_key: str | None = None, email: str = "",
+                     swift_access: str = "admin") -> User:
         """A new user with one S3 key pair (chosen or generated), and a Swift key if asked."""
         check_uid(uid)
+        _check_access(swift_access)
         user = User(uid, display_name or uid, email, created=time.time())
         access_key = access_key or new_access_key()
         await self._check_free_key(access_key)
@@ -147,7 +155,7 @@ class UserStore:
         await self.io.omap_set(USERS, {uid: b""})
         user = await self.add_key(uid, access_key, secret_key)
         if swift_user is not None:
-            user = await self.add_swift_key(uid, swift_user, swift_key)
+            user = await self.add_swift_key(uid, swift_user, swift_key, swift_access)
         return user
 
     async def _check_free_key(self, access_key: str, uid: str | None = None) -> None:
@@ -181,11 +189,16 @@ class UserStore:
         return user
 
     async def add_swift_key(self, uid: str, swift_user: str | None = None,
-                            secret_key: str | None = None) -> User:
+                            secret_key: str | None = None, access: str = "admin") -> User:
+        """Add (or replace) a Swift key; `access` as `set_swift_access` says, in the same
+        write, so a member key is never an admin one for a moment."""
+        _check_access(access)
         user = await self.get(uid)
         swift_user = swift_user or f"{uid}:swift"
         await self._check_free_swift(swift_user, uid)
         entry = {"user": swift_user, "secret_key": secret_key or new_secret_key()}
+        if access != "admin":  # admin is what a key without `access` means
+            entry["access"] = access
         await self._claim(SWIFTKEYS, swift_user, uid)
         user.swift_keys = [k for k in user.swift_keys if k["user"] != swift_user] + [entry]
         await self._save(user)
@@ -230,8 +243,7 @@ class UserStore:
     async def set_swift_access(self, uid: str, swift_user: str, access: str) -> User:
         """`admin` (the account's owner: everything) or `member` (only what container ACLs
         grant), like a radosgw subuser's full versus limited access."""
-        if access not in ("admin", "member"):
-            raise InvalidArgument(f"bad Swift access {access!r}: admin or member")
+        _check_access(access)
         user = await self.get(uid)
         for k in user.swift_keys:
             if k["user"] == swift_user:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +28,16 @@ class GatewayProcess:
     @property
     def port(self) -> int:
         return int(self.url.rsplit(":", 1)[1])
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def loligo(cluster: launcher.LocalCluster, *args: str) -> subprocess.CompletedProcess[str]:
+    """The `loligo` CLI against the cluster, as a process."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "cluster", *args, "--conf", str(cluster.conf)],
+                          capture_output=True, text=True, env=env, timeout=60, cwd=ROOT)
 
 
 def osds_up(cluster: launcher.LocalCluster, count: int) -> bool:

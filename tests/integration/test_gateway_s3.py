@@ -43,6 +43,7 @@ from cluster import launcher
 from gateway import chunked, sigv4
 from rados_py.rados import Rados
 from tests.integration import random_base_port, running_cluster
+from tests.integration.gateway_fixture import loligo as loligo_cli
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.slow
@@ -1064,10 +1065,7 @@ def test_both_gateways_serve_the_same_buckets(gw: Gateway) -> None:
 # --- users from the command line ----------------------------------------------------------------
 
 def loligo(gw: Gateway, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "cluster", *args, "--conf",
-                           str(gw.cluster.conf)], capture_output=True, text=True, env=env,
-                          timeout=60, cwd=ROOT)
+    return loligo_cli(gw.cluster, *args)
 
 
 def test_user_commands(gw: Gateway) -> None:

@@ -5,7 +5,6 @@ urllib for TempURLs and raw requests."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import http.client as http_client
 import json
@@ -28,10 +27,7 @@ from swiftclient import client as sc
 from swiftclient.exceptions import ClientException
 
 from gateway import swift_tempurl
-from gateway.pools import open_pools
-from gateway.users import UserStore
-from rados_py.rados import Rados
-from tests.integration.gateway_fixture import GatewayProcess, running_gateway
+from tests.integration.gateway_fixture import GatewayProcess, loligo, running_gateway
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.slow
@@ -320,13 +316,39 @@ def _missing(sw: sc.Connection, container: str, obj: str) -> bool:
 
 
 def _add_member(gw: GatewayProcess, swift_user: str, key: str) -> None:
-    async def go() -> None:
-        async with Rados(gw.cluster.config) as rados:
-            pools = await open_pools(rados, ".loligo.gw")
-            users = UserStore(pools.users)
-            await users.add_swift_key("loligo", swift_user, key)
-            await users.set_swift_access("loligo", swift_user, "member")
-    asyncio.run(go())
+    done = loligo(gw.cluster, "key", "create", "--uid", "loligo", "--swift-user", swift_user,
+                  "--swift-key", key, "--swift-access", "member")
+    assert done.returncode == 0, done.stderr
+    assert f"{swift_user}  secret {key}  (member)" in done.stdout
+
+
+def test_cli_creates_swift_members_and_admins(gw: GatewayProcess) -> None:
+    uid = f"u{uuid.uuid4().hex[:8]}"
+    made = loligo(gw.cluster, "user", "create", "--uid", uid, "--swift-user", f"{uid}:boss",
+                  "--swift-key", "boss-key", "--format", "json")
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout)["swift_keys"] == [{"user": f"{uid}:boss",
+                                                       "secret_key": "boss-key"}]
+    added = loligo(gw.cluster, "key", "create", "--uid", uid, "--swift-user", f"{uid}:guest",
+                   "--swift-access", "member", "--format", "json")
+    assert added.returncode == 0, added.stderr
+    keys = json.loads(added.stdout)["swift_keys"]
+    guest = next(k for k in keys if k["user"] == f"{uid}:guest")
+    assert guest["access"] == "member" and len(guest["secret_key"]) >= 20
+    boss = conn(gw, f"{uid}:boss", "boss-key")
+    member = conn(gw, f"{uid}:guest", guest["secret_key"])
+    wait_for(lambda: _member_works(member), 10, "the member key to be known")
+    boss.put_container("shared")
+    assert status_of(member.get_account) == 403
+    assert status_of(member.get_container, "shared") == 403
+    boss.post_container("shared", {"X-Container-Read": f"{uid}:guest"})
+    assert member.get_container("shared")[1] == []
+    for bad in (["user", "create", "--uid", uid + "x", "--swift-access", "member"],
+                ["key", "create", "--uid", uid, "--swift-user", f"{uid}:x",
+                 "--swift-access", "owner"]):
+        refused = loligo(gw.cluster, *bad)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    boss.delete_container("shared")
 
 
 def test_container_acls_for_members_and_anonymous_readers(gw: GatewayProcess) -> None:
