@@ -16,7 +16,7 @@ from urllib.parse import quote, unquote
 
 from aiohttp import web
 
-from gateway import errors, swift_meta, swift_tempurl
+from gateway import errors, swift_meta, swift_ranges, swift_tempurl
 from gateway.body import Body
 from gateway.buckets import Bucket, key_bytes
 from gateway.context import MAX_OBJECT
@@ -25,7 +25,6 @@ from gateway.s3_objects import (
     STORED_HEADERS,
     _hashing,
     check_conditions,
-    parse_range,
     put_precondition,
 )
 from gateway.s3_xml import http_date
@@ -144,19 +143,49 @@ async def get_object(req: SwiftRequest, head: bool = False) -> web.StreamRespons
         return web.Response(status=304, headers={k: v for k, v in headers.items()
                                                  if k in ("ETag", "Last-Modified")})
     size = view["size"]
-    rng = parse_range(req.headers.get("range"), size)
-    first, last, status = (0, size - 1, 200) if rng is None else (rng[0], rng[1], 206)
-    if rng is not None:
+    try:
+        ranges = swift_ranges.ranges_for(req.headers.get("range"), size)
+    except swift_ranges.Unsatisfiable:
+        raise SwiftError(416, "Requested Range Not Satisfiable",
+                         {"Content-Range": f"bytes */{size}"}) from None
+    if ranges is not None and len(ranges) > 1:
+        return await _multirange(req, view, headers, ranges, head)
+    first, last, status = (0, size - 1, 200) if ranges is None else (*ranges[0], 206)
+    if ranges is not None:
         headers["Content-Range"] = f"bytes {first}-{last}/{size}"
     pieces = []
     if not head and size:
         pieces = slice_pieces(await resolve(req, view), first, last)
-    resp = web.StreamResponse(status=status, headers=headers)
-    resp.content_length = last - first + 1 if size else 0
-    req.http["streaming"] = True
-    await resp.prepare(req.http)
+    resp = await _start(req, status, headers, last - first + 1 if size else 0)
     async for data in stream(req, pieces):
         await resp.write(data)
+    await resp.write_eof()
+    return resp
+
+
+async def _start(req: SwiftRequest, status: int, headers: dict[str, str], length: int
+                 ) -> web.StreamResponse:
+    resp = web.StreamResponse(status=status, headers=headers)
+    resp.content_length = length
+    req.http["streaming"] = True
+    await resp.prepare(req.http)
+    return resp
+
+
+async def _multirange(req: SwiftRequest, view: dict[str, Any], headers: dict[str, str],
+                      ranges: list[tuple[int, int]], head: bool) -> web.StreamResponse:
+    """206 multipart/byteranges: each range as a part with its own Content-Range."""
+    body = swift_ranges.Multipart(headers.get("Content-Type", "application/octet-stream"),
+                                  view["size"], ranges)
+    headers["Content-Type"] = body.content_type
+    resp = await _start(req, 206, headers, body.length())
+    if not head:
+        pieces = await resolve(req, view)
+        for i, (first, last) in enumerate(ranges):
+            await resp.write(body.head(i))
+            async for data in stream(req, slice_pieces(pieces, first, last)):
+                await resp.write(data)
+        await resp.write(body.tail())
     await resp.write_eof()
     return resp
 
