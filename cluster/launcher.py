@@ -242,6 +242,16 @@ class LocalCluster:
         self.start([entity], timeout=timeout)
         return daemon
 
+    def add_gateway_section(self) -> Daemon:
+        """A [gateway.1] section for a cluster created before there was a gateway, so that
+        `cluster up` gives every local cluster its S3/Swift endpoint."""
+        taken = {int(d.addr.rsplit(":", 1)[1]) for d in self.daemons if d.addr}
+        port = next(p for p in pick_ports(len(taken) + 1, GATEWAY_BASE_PORT) if p not in taken)
+        text = self.conf.read_text()
+        write_atomic(self.conf, text.rstrip("\n") + f"\n\n[gateway.1]\ngateway_port = {port}\n")
+        self.out(f"  added gateway.1 (127.0.0.1:{port}) to {self.conf}")
+        return self.daemon("gateway.1")
+
     def daemon(self, name: str) -> Daemon:
         for d in self.daemons + self.gateways:
             if d.name == name:
@@ -560,6 +570,8 @@ def up(directory: Path, mons: int | None = None, base_port: int | None = None, *
         asyncio.run(cluster.create_pool(DEFAULT_POOL))
         out(f"  created pool {DEFAULT_POOL!r}")
     if wait and cluster.osds:
+        if not cluster.gateways:
+            cluster.add_gateway_section()
         cluster.start_gateways(timeout)
         asyncio.run(cluster.wait_healthy(timeout))
     return cluster

@@ -221,3 +221,15 @@ def test_start_gives_up_on_a_daemon_without_pid_file(cluster_dir: Path) -> None:
     with pytest.raises(Timeout, match=r"mon.a \(pid \d+\) wrote no pid file"):
         cluster.start(timeout=0.5, wait=False)
     assert _procs_mentioning(str(conf)) == [], "what was started is stopped again"
+
+
+def test_a_cluster_made_before_the_gateway_gets_one(tmp_path: Path) -> None:
+    conf = launcher.create(tmp_path / "old", mons=1, osds=1, base_port=base_port())
+    cluster = launcher.LocalCluster(conf, out=lambda *_: None)
+    assert cluster.gateways == []
+    added = cluster.add_gateway_section()
+    assert [d.name for d in cluster.gateways] == ["gateway.1"] and added.name == "gateway.1"
+    port = int(added.addr.rsplit(":", 1)[1])
+    assert port >= launcher.GATEWAY_BASE_PORT
+    assert port not in {int(d.addr.rsplit(":", 1)[1]) for d in cluster.daemons if d.addr}
+    assert launcher.LocalCluster(conf).config.fsid == cluster.config.fsid  # still loads
