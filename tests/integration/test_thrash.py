@@ -32,7 +32,7 @@ from tests.waiting import wait_for_async
 
 SECONDS = float(os.environ.get("LOLIGO_THRASH_SECONDS", "40"))
 SEED = int(os.environ.get("LOLIGO_THRASH_SEED", str(random.randrange(1 << 30))))
-OSDS = 4
+OSDS = int(os.environ.get("LOLIGO_THRASH_OSDS", "4"))
 OBJECTS = 60
 WORKERS = 4
 CLEAN_WITHIN = 120.0
