@@ -20,17 +20,21 @@ def random_base_port() -> int:
     return 20000 + uuid.uuid4().int % 20000
 
 
-@contextlib.contextmanager
-def running_cluster(directory: Path, *, mons: int = 1, osds: int = 0,
-                    settings: Mapping[str, object] | None = None,
-                    pool: str | None = None) -> Iterator[launcher.LocalCluster]:
+def create_cluster(directory: Path, *, mons: int = 1, osds: int = 0,
+                   settings: Mapping[str, object] | None = None) -> launcher.LocalCluster:
     """A new local cluster in `directory` with `settings` added to its [global] section (tests
-    shrink timers this way), started; stopped afterwards, and anything still running from its
-    directory killed, even when the test (or the start itself) fails."""
+    shrink timers this way), not started."""
     conf = launcher.create(directory, mons=mons, base_port=random_base_port(), osds=osds)
     extra = "".join(f"{key} = {value!r}\n" for key, value in (settings or {}).items())
     conf.write_text(conf.read_text().replace("[global]\n", "[global]\n" + extra, 1))
-    c = launcher.LocalCluster(conf, out=lambda *_: None)
+    return launcher.LocalCluster(conf, out=lambda *_: None)
+
+
+@contextlib.contextmanager
+def started(c: launcher.LocalCluster, pool: str | None = None
+            ) -> Iterator[launcher.LocalCluster]:
+    """`c` started (and `pool` created); stopped afterwards, and anything still running from
+    its directory killed, even when the test (or the start itself) fails."""
     try:
         c.start(timeout=120)
         if pool is not None:
@@ -38,6 +42,16 @@ def running_cluster(directory: Path, *, mons: int = 1, osds: int = 0,
         yield c
     finally:
         c.stop(grace=5)
-        for pid in _procs_mentioning(str(directory)):
+        for pid in _procs_mentioning(str(c.conf.parent)):
             os.kill(pid, signal.SIGKILL)
             launcher._wait_dead(pid, 5)
+
+
+@contextlib.contextmanager
+def running_cluster(directory: Path, *, mons: int = 1, osds: int = 0,
+                    settings: Mapping[str, object] | None = None,
+                    pool: str | None = None) -> Iterator[launcher.LocalCluster]:
+    """A new local cluster (`create_cluster`), started for the duration (`started`)."""
+    with started(create_cluster(directory, mons=mons, osds=osds, settings=settings),
+                 pool) as c:
+        yield c

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,8 +27,7 @@ from rados_py import rpc
 from rados_py.errors import LoligoError, StoreFull, Timeout
 from rados_py.proto.loligo import osd_pb2, osd_pb2_grpc
 from rados_py.rados import IoCtx, Rados
-from tests.integration import random_base_port
-from tests.unit.test_launcher import _procs_mentioning
+from tests.integration import create_cluster, started
 
 POOL = "full"
 TMPFS_SIZE = 24 << 20     # room for the store's SQLite (and its WAL) plus a dozen 1 MiB blocks
@@ -62,18 +60,9 @@ def small_tmpfs(path: Path, size: int) -> Iterator[Path]:
 def cluster_with_a_small_osd(directory: Path) -> Iterator[launcher.LocalCluster]:
     """Like tests.integration.running_cluster (1 monitor, 3 OSDs, a pool of size 3), with
     osd.0's data directory on a small tmpfs, mounted before the OSD first starts."""
-    conf = launcher.create(directory, mons=1, base_port=random_base_port(), osds=3)
-    c = launcher.LocalCluster(conf, out=lambda *_: None)
-    with small_tmpfs(Path(c.config.data_dir) / "osd.0", TMPFS_SIZE):
-        try:
-            c.start(timeout=120)
-            asyncio.run(c.create_pool(POOL))
-            yield c
-        finally:
-            c.stop(grace=5)
-            for pid in _procs_mentioning(str(directory)):
-                os.kill(pid, signal.SIGKILL)
-                launcher._wait_dead(pid, 5)
+    c = create_cluster(directory, osds=3)
+    with small_tmpfs(Path(c.config.data_dir) / "osd.0", TMPFS_SIZE), started(c, POOL):
+        yield c
 
 
 @pytest.fixture
