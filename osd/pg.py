@@ -162,6 +162,7 @@ class PgState:
     les: int = 0
     les_acting: tuple[int, ...] = ()
     missing: dict[bytes, int] = field(default_factory=dict)
+    scrubbed: tuple[float, float] = (0.0, 0.0)  # last scrub and deep scrub (Unix time)
     dedup: DedupTable = field(default_factory=DedupTable)
 
     def next_version(self, epoch: int) -> tuple[int, int]:

@@ -17,7 +17,7 @@ from osd.peering import Entry, Peer
 from rados_py.proto.loligo import osd_pb2
 
 __all__ = ["LOG_MAX", "PGMETA_OID", "LoadedPg", "add_log", "clear_missing", "is_pgmeta",
-           "load", "set_activation", "set_missing", "to_entry"]
+           "load", "set_info", "set_missing", "to_entry"]
 
 PGMETA_OID = b"\xff\xff"
 LOG_MAX = 2000       # entries kept per PG log; older ones are trimmed (backfill beyond that)
@@ -41,6 +41,7 @@ class LoadedPg:
     les: int = 0
     les_acting: tuple[int, ...] = ()
     log_tail: int = 0
+    scrubbed: tuple[float, float] = (0.0, 0.0)  # last scrub and deep scrub (Unix time)
     log: list[tuple[int, osd_pb2.PgLogEntry]] = field(default_factory=list)
     missing: dict[bytes, int] = field(default_factory=dict)
 
@@ -62,6 +63,7 @@ async def load(store: ObjectStore, coll: str) -> LoadedPg:
     if raw:
         info = osd_pb2.PgInfo.FromString(raw)
         out.les, out.les_acting = info.les, tuple(info.les_acting)
+        out.scrubbed = (info.last_scrub_stamp, info.last_deep_scrub_stamp)
     after = b""
     while True:
         try:
@@ -86,10 +88,12 @@ async def load(store: ObjectStore, coll: str) -> LoadedPg:
     return out
 
 
-def set_activation(txn: Transaction, coll: str, les: int, acting: list[int],
-                   log_tail: int) -> None:
+def set_info(txn: Transaction, coll: str, les: int, acting: list[int] | tuple[int, ...],
+             log_tail: int, scrubbed: tuple[float, float] = (0.0, 0.0)) -> None:
+    """The member's info: its last activation, log tail and scrub stamps."""
     txn.touch(coll, PGMETA_OID)
-    info = osd_pb2.PgInfo(pgid=coll, les=les, les_acting=acting, log_tail=log_tail)
+    info = osd_pb2.PgInfo(pgid=coll, les=les, les_acting=acting, log_tail=log_tail,
+                          last_scrub_stamp=scrubbed[0], last_deep_scrub_stamp=scrubbed[1])
     txn.setxattr(coll, PGMETA_OID, _INFO, info.SerializeToString())
 
 

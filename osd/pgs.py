@@ -57,7 +57,8 @@ class PgRegistry:
             return state
         loaded = await pgmeta.load(self.store, coll)
         state = PgState(coll, log_tail=loaded.log_tail, les=loaded.les,
-                        les_acting=loaded.les_acting, missing=loaded.missing)
+                        les_acting=loaded.les_acting, missing=loaded.missing,
+                        scrubbed=loaded.scrubbed)
         state.last_seq = loaded.log_tail
         for seq, entry in loaded.log:
             state.applied(seq, entry.version)
@@ -145,7 +146,7 @@ class PgRegistry:
                 tail = pg.log_tail
             for record in msg.append:
                 txn.log_append(coll, record.seq, record.entry.SerializeToString())
-            pgmeta.set_activation(txn, coll, msg.les, list(msg.acting), tail)
+            pgmeta.set_info(txn, coll, msg.les, list(msg.acting), tail, pg.scrubbed)
             pgmeta.set_missing(txn, coll, {m.oid: m.need for m in msg.missing})
             await self._submit(coll, txn)
             self._pgs.pop(coll, None)  # reload: last_seq, dedup and missing follow the new log
@@ -259,6 +260,16 @@ class PgRegistry:
             out.size, out.version = 0, 0
         out.meta_digest = meta.digest()
         return out
+
+    async def set_scrubbed(self, coll: str, scrubbed: tuple[float, float]) -> None:
+        """Remember when the PG was last scrubbed and deep-scrubbed (the schedule survives
+        restarts)."""
+        async with self.lock(coll):
+            pg = await self.get(coll)
+            txn = await self._new_txn(coll)
+            pgmeta.set_info(txn, coll, pg.les, pg.les_acting, pg.log_tail, scrubbed)
+            await self._submit(coll, txn)
+            pg.scrubbed = scrubbed
 
     async def remove(self, coll: str) -> None:
         async with self.lock(coll):

@@ -348,6 +348,8 @@ class Recovery:
         prim.strays = {o for o, r in answered.items() if r.exists and o not in prim.acting}
         prim.stray_missing = {o: plan.members[o].missing for o in prim.strays
                               if not plan.members[o].backfill}
+        prim.last_scrub_stamp, prim.last_deep_scrub_stamp = (
+            await self.registry.get(prim.coll)).scrubbed
         prim.phase = "active"
         prim.active.set()
         log.info("osd.%d: PG %s active at epoch %d, acting %s, auth osd.%s, %d missing%s",

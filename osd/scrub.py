@@ -37,6 +37,7 @@ __all__ = ["Finding", "Scrubber", "compare"]
 
 log = logging.getLogger(__name__)
 CHUNK = 100  # objects compared per range
+RETRY_AFTER = 60.0  # seconds before a scheduled scrub that failed is tried again
 
 
 @dataclass
@@ -100,7 +101,10 @@ class Scrubber:
         self.recovery = recovery
         self.config = recovery.config
         self._one_at_a_time = asyncio.Lock()
-        self._due: dict[tuple[str, bool], float] = {}
+        # a never-scrubbed PG: when the schedule first saw it, and the share of an interval
+        # to wait from then
+        self._first: dict[tuple[str, bool], tuple[float, float]] = {}
+        self._retry: dict[tuple[str, bool], float] = {}  # after a failed scheduled scrub
 
     async def _map(self, osd: int, req: osd_pb2.ScrubMapRequest) -> dict[bytes,
                                                                          osd_pb2.ScrubObject]:
@@ -158,6 +162,8 @@ class Scrubber:
         prim.last_scrub_stamp = now
         if deep:
             prim.last_deep_scrub_stamp = now
+        await self.recovery.registry.set_scrubbed(
+            prim.coll, (prim.last_scrub_stamp, prim.last_deep_scrub_stamp))
         log.info("osd.%d: %s of PG %s: %d objects, %d inconsistent, %d repaired", self.recovery.id,
                  "deep-scrub" if deep else "scrub", prim.coll, result.objects,
                  len(result.findings), result.repaired)
@@ -167,24 +173,29 @@ class Scrubber:
         return result
 
     async def run_schedule(self) -> None:
-        """Scrub each clean PG this OSD leads every interval (first times spread at random)."""
+        """Scrub each clean PG this OSD leads an interval after its last scrub (a PG never
+        scrubbed: at a random point of its first interval, so they do not all start at once)."""
         while True:
             await asyncio.sleep(1.0)
-            now = time.monotonic()
+            now = time.time()
             for coll, prim in list(self.recovery.primaries.items()):
                 if prim.state() != "active+clean":
                     continue
-                for deep, every in ((True, self.config.osd_deep_scrub_interval),
-                                    (False, self.config.osd_scrub_interval)):
+                for deep, every, last in (
+                        (True, self.config.osd_deep_scrub_interval, prim.last_deep_scrub_stamp),
+                        (False, self.config.osd_scrub_interval, prim.last_scrub_stamp)):
                     if not every:
                         continue
-                    due = self._due.setdefault((coll, deep), now + random.uniform(0.1, 1) * every)
-                    if now < due:
+                    seen, share = self._first.setdefault((coll, deep),
+                                                         (now, random.uniform(0.1, 1)))
+                    first = seen + share * every  # follows a changed interval
+                    if now < max(last + every if last else first,
+                                 self._retry.get((coll, deep), 0.0)):
                         continue
-                    self._due[(coll, deep)] = now + every
                     try:
                         await self.scrub(prim, deep, repair=False)
                     except (LoligoError, grpc.aio.AioRpcError) as exc:
                         log.info("osd.%d: scheduled scrub of %s: %s", self.recovery.id, coll,
                                  exc)
+                        self._retry[(coll, deep)] = now + RETRY_AFTER
                     break

@@ -22,7 +22,7 @@ from rados_py.config import load
 from rados_py.rados import Rados
 from tests.integration import running_cluster
 from tests.integration.checks import replicas_identical, wait_clean
-from tests.waiting import wait_for_async
+from tests.waiting import wait_for, wait_for_async
 
 ROOT = Path(__file__).resolve().parents[2]
 MiB = 1 << 20
@@ -167,3 +167,32 @@ def test_osd_df_shows_space_and_pgs(cluster: launcher.LocalCluster) -> None:
                           timeout=60).stdout
     assert text.splitlines()[0].split() == ["ID", "WEIGHT", "REWEIGHT", "SIZE", "USE", "AVAIL",
                                             "%USE", "PGS", "STATUS"]
+
+
+def test_scheduled_scrubs_run_and_their_stamps_survive_a_restart(
+        cluster: launcher.LocalCluster) -> None:
+    """Runs last: it restarts osd.0."""
+    def tell(key: str, value: str) -> None:
+        out = subprocess.run([sys.executable, "-m", "cluster", "tell", "osd.*", "config", "set",
+                              key, value, "--conf", str(cluster.conf)], capture_output=True,
+                             text=True, cwd=ROOT, timeout=60)
+        assert out.returncode == 0, out.stderr
+
+    def stamps() -> dict[str, float]:
+        return {s["pgid"]: s["last_scrub_stamp"] for s in loligo(cluster, "pg", "dump")[
+            "pg_stats"]}
+
+    tell("osd_scrub_interval", "2")
+    try:
+        scrubbed = wait_for(lambda: (s := stamps()) and len(s) == 8 and all(s.values()) and s,
+                            30, "every PG scrubbed by the schedule")
+    finally:
+        tell("osd_scrub_interval", "24h")
+    cluster.kill("osd.0")
+    cluster.start(["osd.0"], timeout=60)
+
+    def after_restart() -> dict[str, float] | None:
+        s = stamps()
+        return s if len(s) == 8 and all(s.values()) else None
+    again = wait_for(after_restart, 30, "stamps reported again after osd.0 restarted")
+    assert all(again[pg] >= scrubbed[pg] for pg in scrubbed)  # remembered, not reset to never
