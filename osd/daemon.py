@@ -28,7 +28,8 @@ from pathlib import Path
 
 from osd.heartbeat import Heartbeats
 from osd.objectstore import DurableStore
-from osd.service import OsdPeerService, OsdService, server_auth
+from osd.peer_service import OsdPeerService
+from osd.service import OsdService, server_auth
 from rados_py import auth, daemon_runner, rpc
 from rados_py.atomic_file import write_atomic
 from rados_py.auth import Keyring

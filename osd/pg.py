@@ -28,8 +28,8 @@ from rados_py.errors import InvalidArgument
 from rados_py.osdmap import OSDMap, PgId, Placement
 
 __all__ = ["DEDUP_PER_PG", "MAX_NSPACE", "MAX_OBJECT_NAME", "DedupTable", "PgState", "Route",
-           "RouteDecision", "coll_for", "pack_version", "route", "split_oid", "store_oid",
-           "unpack_version"]
+           "RouteDecision", "checked_coll", "coll_for", "pack_version", "route", "split_oid",
+           "store_oid", "unpack_version"]
 
 MAX_OBJECT_NAME = 4000  # bytes; with the namespace it stays under the store's 4096
 MAX_NSPACE = 64
@@ -67,6 +67,11 @@ def split_oid(oid: bytes) -> tuple[bytes, bytes]:
 def coll_for(pgid: PgId) -> str:
     """The store collection of a PG ("1.1f")."""
     return str(pgid)
+
+
+def checked_coll(pgid: str) -> str:
+    """The collection of a PG id given on the wire, or InvalidArgument."""
+    return coll_for(PgId.parse(pgid))
 
 
 class Route(enum.Enum):

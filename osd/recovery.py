@@ -28,8 +28,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable
 
 import grpc
 
@@ -37,14 +36,16 @@ from osd import peering, pgmeta
 from osd.peering import ABSENT, Peer
 from osd.peers import PeerChannels
 from osd.pg import split_oid
+from osd.pg_primary import PgPrimary
 from osd.pgs import PgRegistry
+from osd.throttle import TokenBucket
 from rados_py import rpc
 from rados_py.config import Config
 from rados_py.errors import LoligoError
-from rados_py.osdmap import OSDMap, PgId, Pool
+from rados_py.osdmap import OSDMap, PgId
 from rados_py.proto.loligo import mon_pb2, osd_pb2
 
-__all__ = ["PgPrimary", "Recovery", "Unfound"]
+__all__ = ["PeeringBlocked", "Recovery", "Unfound"]
 
 log = logging.getLogger(__name__)
 MAX_NAMED = 20  # inconsistent object names a PG reports to the monitors
@@ -69,105 +70,6 @@ class _TargetFailed(Exception):
     def __init__(self, error: LoligoError) -> None:
         super().__init__(str(error))
         self.error = error
-
-
-class PgPrimary:
-    """This OSD as the acting primary of one PG, for one interval."""
-
-    def __init__(self, pgid: PgId, pool: Pool, epoch: int, acting: Iterable[int],
-                 up: Iterable[int], prior: Iterable[int],
-                 up_from: Iterable[int] = ()) -> None:
-        self.pgid = pgid
-        self.pool = pool
-        self.coll = str(pgid)
-        self.epoch = epoch
-        self.acting = tuple(acting)
-        self.up = tuple(up)
-        self.up_from = tuple(up_from)  # a member that restarted makes a new interval
-        self.prior = set(prior)
-        self.size, self.min_size = pool.size, pool.min_size
-        self.phase = "peering"
-        self.why = ""
-        self.active = asyncio.Event()
-        self.closed = asyncio.Event()
-        self.missing: dict[int, dict[bytes, int]] = {}       # acting members
-        self.stray_missing: dict[int, dict[bytes, int]] = {}  # strays usable as sources
-        self.strays: set[int] = set()
-        self.backfill: set[int] = set()
-        self.unfound: set[bytes] = set()
-        self.recovering = False
-        self.recovered_objects = 0
-        self.recovered_bytes = 0
-        self.recovery_seconds = 0.0
-        self.scrubbing = ""                          # "", "scrub" or "deep"
-        self.inconsistent: dict[bytes, str] = {}     # oid -> what scrub found
-        self.last_scrub_stamp = 0.0
-        self.last_deep_scrub_stamp = 0.0
-        self.task: asyncio.Task[None] | None = None
-
-    @property
-    def key(self) -> tuple[Any, ...]:
-        return self.acting, self.up, self.up_from, self.size, self.min_size
-
-    def close(self) -> None:
-        self.closed.set()
-        if self.task is not None:
-            self.task.cancel()
-
-    def missing_anywhere(self, oid: bytes) -> bool:
-        return any(oid in m for m in self.missing.values())
-
-    def missing_count(self) -> int:
-        return sum(len(m) for m in self.missing.values())
-
-    def state(self) -> str:
-        """Ceph's words, in Ceph's order (pg_state_string)."""
-        if self.phase != "active":
-            return self.phase
-        missing = self.missing_count()
-        undersized = len(self.acting) < self.size
-        words = ["active"]
-        if not missing and not undersized:
-            words.append("clean")
-        if missing and not self.recovering and not self.unfound:
-            words.append("recovery_wait")
-        backfilling = any(self.missing.get(o) for o in self.backfill)
-        if self.recovering and not backfilling:
-            words.append("recovering")
-        if self.unfound:
-            words.append("recovery_unfound")
-        if undersized:
-            words.append("undersized")
-        if missing or undersized:
-            words.append("degraded")
-        if self.scrubbing:
-            words.append("scrubbing")
-        if self.scrubbing == "deep":
-            words.append("deep")
-        if self.inconsistent:
-            words.append("inconsistent")
-        if self.recovering and backfilling:
-            words.append("backfilling")
-        return "+".join(words)
-
-
-class TokenBucket:
-    """Bytes per second, shared by every recovery of one OSD (rate 0: unlimited)."""
-
-    def __init__(self, rate: int) -> None:
-        self.rate = rate
-        self._level = float(rate)
-        self._stamp = time.monotonic()
-
-    async def take(self, n: int) -> None:
-        if self.rate <= 0 or n <= 0:
-            return
-        now = time.monotonic()
-        self._level = min(float(self.rate), self._level + (now - self._stamp) * self.rate)
-        self._stamp = now
-        self._level -= n
-        if self._level < 0:
-            await asyncio.sleep(-self._level / self.rate)
 
 
 class Recovery:
@@ -629,11 +531,3 @@ def _peer_of(osd: int, reply: osd_pb2.PgQueryReply) -> Peer:
                 les_acting=tuple(reply.info.les_acting), log_tail=reply.info.log_tail,
                 log=[pgmeta.to_entry(r.seq, r.entry) for r in reply.log],
                 missing={m.oid: m.need for m in reply.missing})
-
-
-def describe(prims: Iterable[PgPrimary]) -> dict[str, Any]:
-    """States by count, for logs."""
-    out: dict[str, Any] = {}
-    for prim in prims:
-        out[prim.state()] = out.get(prim.state(), 0) + 1
-    return out

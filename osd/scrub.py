@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 import grpc
 
 from osd.pg import split_oid
-from osd.recovery import PgPrimary, Recovery
+from osd.pg_primary import PgPrimary
+from osd.recovery import Recovery
 from rados_py import rpc
 from rados_py.errors import InvalidArgument, LoligoError
 from rados_py.proto.loligo import osd_pb2

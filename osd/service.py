@@ -36,14 +36,15 @@ from osd.peers import PeerChannels
 from osd.pg import (
     Route,
     RouteDecision,
+    checked_coll,
     coll_for,
     route,
     split_oid,
     store_oid,
-    unpack_version,
 )
+from osd.pg_primary import PgPrimary
 from osd.pgs import PgRegistry
-from osd.recovery import PgPrimary, Recovery, Unfound
+from osd.recovery import Recovery, Unfound
 from osd.scrub import Scrubber
 from rados_py import auth, rpc
 from rados_py.config import SCHEMA, Config
@@ -51,7 +52,7 @@ from rados_py.errors import InvalidArgument, LoligoError, StaleEpoch
 from rados_py.osdmap import OSDMap, PgId
 from rados_py.proto.loligo import osd_pb2, osd_pb2_grpc
 
-__all__ = ["OsdPeerService", "OsdService", "server_auth"]
+__all__ = ["OsdService", "server_auth"]
 
 log = logging.getLogger(__name__)
 _OSD = "/loligo.Osd/"
@@ -383,7 +384,7 @@ class OsdService(osd_pb2_grpc.OsdServicer):
 
     async def Scrub(self, request: osd_pb2.ScrubRequest, context: Any) -> osd_pb2.ScrubReply:
         """Admin: scrub one PG this OSD leads, now; answered when done."""
-        coll = _checked_coll(request.pgid)
+        coll = checked_coll(request.pgid)
         prim = self.recovery.primary(coll)
         if prim is None:
             placement = self._osdmap().pg_to_up_acting(PgId.parse(coll))
@@ -415,87 +416,3 @@ class OsdService(osd_pb2_grpc.OsdServicer):
         self.scrubber.config = self.config
         log.info("osd.%d: %s = %s (was %s)", self.id, request.key, value, old)
         return osd_pb2.ConfigSetReply(key=request.key, value=str(value), old=str(old))
-
-
-class OsdPeerService(osd_pb2_grpc.OsdPeerServicer):
-    """The member side of peering and recovery, asked by a PG's primary."""
-
-    def __init__(self, osd: OsdService) -> None:
-        self.osd = osd
-        self.registry = osd.registry
-
-    async def _catch_up(self, epoch: int) -> None:
-        if epoch > self.osd._osdmap().epoch:
-            await self.osd._wait_epoch(epoch)
-
-    def _check_primary(self, pgid: str, epoch: int, from_osd: int) -> None:
-        """A change to this member's PG comes only from the PG's current acting primary."""
-        osdmap = self.osd._osdmap()
-        placement = osdmap.pg_to_up_acting(PgId.parse(pgid))
-        if placement.acting_primary != from_osd:
-            raise StaleEpoch(f"osd.{self.osd.id} at epoch {osdmap.epoch}: osd.{from_osd} is "
-                             f"not the primary of {pgid} (acting {placement.acting})")
-
-    async def Query(self, request: osd_pb2.PgQuery, context: Any) -> osd_pb2.PgQueryReply:
-        await self._catch_up(request.epoch)
-        return await self.registry.query(_checked_coll(request.pgid))
-
-    async def Inventory(self, request: osd_pb2.InventoryRequest, context: Any
-                        ) -> osd_pb2.InventoryReply:
-        return await self.registry.inventory(_checked_coll(request.pgid), request.after,
-                                             min(request.max or 1000, 10000))
-
-    async def Activate(self, request: osd_pb2.PgActivate, context: Any
-                       ) -> osd_pb2.PgActivateReply:
-        await self._catch_up(request.epoch)
-        self._check_primary(_checked_coll(request.pgid), request.epoch, request.from_osd)
-        await self.registry.activate(request)
-        return osd_pb2.PgActivateReply()
-
-    async def Pull(self, request: osd_pb2.PullRequest, context: Any) -> osd_pb2.PullReply:
-        if request.length > self.osd.max_read:
-            raise InvalidArgument(f"pull of {request.length} bytes is more than one message "
-                                  f"holds ({self.osd.max_read})")
-        return await self.registry.pull(request)
-
-    async def Push(self, request: osd_pb2.PushRequest, context: Any) -> osd_pb2.PushReply:
-        await self._catch_up(request.epoch)
-        self._check_primary(_checked_coll(request.pgid), request.epoch, request.from_osd)
-        await self.registry.push(request)
-        return osd_pb2.PushReply()
-
-    async def Remove(self, request: osd_pb2.PgRemove, context: Any) -> osd_pb2.PgRemoveReply:
-        await self._catch_up(request.epoch)
-        coll = _checked_coll(request.pgid)
-        self._check_primary(coll, request.epoch, request.from_osd)
-        placement = self.osd._osdmap().pg_to_up_acting(PgId.parse(coll))
-        if self.osd.id in placement.acting or self.osd.id in placement.up:
-            raise InvalidArgument(f"osd.{self.osd.id} is a member of {coll}: not removing it")
-        await self.registry.remove(coll)
-        log.info("osd.%d: dropped stray copy of PG %s", self.osd.id, coll)
-        return osd_pb2.PgRemoveReply()
-
-    async def ScrubMap(self, request: osd_pb2.ScrubMapRequest, context: Any
-                       ) -> osd_pb2.ScrubMapReply:
-        _checked_coll(request.pgid)
-        return await self.registry.scrub_map(request)
-
-    async def Ping(self, request: osd_pb2.PingRequest, context: Any) -> osd_pb2.PingReply:
-        reply = osd_pb2.PingReply(osd=self.osd.id, epoch=self.osd._osdmap().epoch)
-        space = self.osd.store.space()
-        if space is not None:
-            reply.has_space = True
-            reply.free_bytes, reply.reserve_bytes = space
-        return reply
-
-
-def _checked_coll(pgid: str) -> str:
-    try:
-        return coll_for(PgId.parse(pgid))
-    except (ValueError, LoligoError):
-        raise InvalidArgument(f"bad PG id {pgid!r}") from None
-
-
-def describe_version(version: int) -> str:
-    epoch, seq = unpack_version(version)
-    return f"{epoch}'{seq}"

@@ -161,7 +161,7 @@ async def test_member_state_survives_a_reload_and_follows_an_activation() -> Non
 async def test_recovery_bandwidth_is_limited() -> None:
     import time
 
-    from osd.recovery import TokenBucket
+    from osd.throttle import TokenBucket
     bucket = TokenBucket(rate=1 << 20)  # 1 MiB/s with a 1 s burst
     start = time.monotonic()
     for _ in range(6):
