@@ -1,6 +1,7 @@
 """Thrash test (like Ceph's thrashosds): a verifying workload against a thrasher that kills -9,
 restarts, stops cleanly, marks out and in random OSDs, never more than size - min_size (one)
-disturbed at a time, for THRASH_SECONDS (env LOLIGO_THRASH_SECONDS; 180+ for the long run).
+disturbed at a time, for THRASH_SECONDS (env LOLIGO_THRASH_SECONDS; 180+ for the long run);
+LOLIGO_THRASH_OSDS sets the OSD count, LOLIGO_THRASH_MONS=3 also kills the monitor leader.
 
 Every op's outcome is recorded: an acknowledged op fixes the object's state; an op that ended
 in an error leaves it "either the old state or the new one" (the client cannot know) until the
@@ -12,6 +13,7 @@ failure prints the seed and the history of the offending object."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 import random
 import signal
@@ -33,6 +35,7 @@ from tests.waiting import wait_for_async
 SECONDS = float(os.environ.get("LOLIGO_THRASH_SECONDS", "40"))
 SEED = int(os.environ.get("LOLIGO_THRASH_SEED", str(random.randrange(1 << 30))))
 OSDS = int(os.environ.get("LOLIGO_THRASH_OSDS", "4"))
+MONS = int(os.environ.get("LOLIGO_THRASH_MONS", "1"))  # 3: the monitor leader is killed too
 OBJECTS = 60
 WORKERS = 4
 CLEAN_WITHIN = 120.0
@@ -41,8 +44,8 @@ CLEAN_WITHIN = 120.0
 @pytest.fixture
 def cluster(tmp_path) -> Iterator[launcher.LocalCluster]:
     settings = {"osd_pool_default_pg_num": 16, "mon_osd_down_out_interval": 0}
-    with running_cluster(tmp_path / "cluster", osds=OSDS, pool=launcher.DEFAULT_POOL,
-                         settings=settings) as c:
+    with running_cluster(tmp_path / "cluster", mons=MONS, osds=OSDS,
+                         pool=launcher.DEFAULT_POOL, settings=settings) as c:
         yield c
 
 
@@ -161,7 +164,15 @@ class Thrasher:
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             osd = self.rng.randrange(OSDS)
-            action = self.rng.choice(["kill", "kill", "restart", "out"])
+            action = self.rng.choice(["kill", "kill", "restart", "out"]
+                                     + (["kill-mon-leader"] if MONS > 1 else []))
+            if action == "kill-mon-leader":  # a majority stays: the maps go on changing
+                leader = (await self.r.mon.status()).view.leader
+                self.actions.append(f"{time.monotonic():.2f} kill mon.{leader}")
+                self.cluster.kill(f"mon.{leader}")
+                await asyncio.sleep(self.rng.uniform(0.5, 4))
+                await asyncio.to_thread(self.cluster.start, [f"mon.{leader}"], timeout=60)
+                continue
             self.actions.append(f"{time.monotonic():.2f} {action} osd.{osd}")
             if action == "kill":
                 self.cluster.kill(f"osd.{osd}")
@@ -211,8 +222,9 @@ def test_thrash_osds_lose_no_acknowledged_write(cluster: launcher.LocalCluster) 
             for result in results:
                 if isinstance(result, BaseException):
                     raise result
+            kinds = collections.Counter(a.split()[1] for a in thrasher.actions)
             print(f"[thrash] {workload.acked} ops acknowledged, {workload.failed} ended in "
-                  f"an error; thrasher: {len(thrasher.actions)} actions")
+                  f"an error; thrasher: {len(thrasher.actions)} actions {dict(kinds)}")
             clean_from = time.monotonic()
             await wait_clean(r, CLEAN_WITHIN)
             print(f"[thrash] all PGs active+clean {time.monotonic() - clean_from:.1f}s after "
