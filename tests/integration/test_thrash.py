@@ -168,7 +168,7 @@ class Thrasher:
                                      + (["kill-mon-leader"] if MONS > 1 else []))
             if action == "kill-mon-leader":  # a majority stays: the maps go on changing
                 leader = (await self.r.mon.status()).view.leader
-                self.actions.append(f"{time.monotonic():.2f} kill mon.{leader}")
+                self.actions.append(f"{time.monotonic():.2f} kill-mon mon.{leader}")
                 self.cluster.kill(f"mon.{leader}")
                 await asyncio.sleep(self.rng.uniform(0.5, 4))
                 await asyncio.to_thread(self.cluster.start, [f"mon.{leader}"], timeout=60)
