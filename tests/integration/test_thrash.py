@@ -209,13 +209,9 @@ def test_thrash_osds_lose_no_acknowledged_write(cluster: launcher.LocalCluster) 
             workers = [asyncio.create_task(workload.worker(io, names[i::WORKERS], stop))
                        for i in range(WORKERS)]
             thrash = asyncio.create_task(thrasher.run(stop))
-            started = time.monotonic()
-            try:
-                while time.monotonic() - started < SECONDS:
-                    for task in [*workers, thrash]:
-                        if task.done():
-                            task.result()  # a failed check or thrasher ends the test now
-                    await asyncio.sleep(0.5)
+            try:  # the run lasts SECONDS, unless a failed check or the thrasher ends it first
+                await asyncio.wait([*workers, thrash], timeout=SECONDS,
+                                   return_when=asyncio.FIRST_COMPLETED)
             finally:
                 stop.set()
                 results = await asyncio.gather(*workers, thrash, return_exceptions=True)
