@@ -18,11 +18,12 @@ CRUSHTOOL_MISSING = ("crushtool not installed: apt-get install ceph-base "
 
 
 def vectors_dir() -> Path:
-    """`shared/crush-vectors` next to the repository, or $LOLIGO_CRUSH_VECTORS."""
+    """Ceph's placement vectors kept in the repository (tests/data/crush-vectors, made with
+    Ceph 16.2.15's crushtool and osdmaptool: see its README), or $LOLIGO_CRUSH_VECTORS."""
     env = os.environ.get("LOLIGO_CRUSH_VECTORS")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "shared" / "crush-vectors"
+    return Path(__file__).resolve().parent / "data" / "crush-vectors"
 
 
 def require_crushtool() -> str:

@@ -1,4 +1,4 @@
-"""Ceph's own placement vectors (../shared/crush-vectors): every line must match.
+"""Ceph's own placement vectors (tests/data/crush-vectors): every line must match.
 
 Two paths are checked: the maps as crushtool dumped them (exact integers, straight into the C
 mapper) and the text maps through Loligo's parser, so a parser slip cannot hide behind the C code.
@@ -127,6 +127,6 @@ def test_batch_pool_mapping_equals_per_pg(osdmap: OSDMap) -> None:
         assert batch == single
 
 
-def test_vectors_dir_is_the_shared_one() -> None:
+def test_vectors_dir_is_in_the_repository() -> None:
     assert (VECTORS / "README.md").exists(), f"crush vectors not found at {VECTORS}"
     assert isinstance(VECTORS, Path)
