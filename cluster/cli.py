@@ -33,6 +33,7 @@ def build_parser() -> ArgumentParser:
     from cluster import (
         cluster_cli,
         crush_cli,
+        fs_cli,
         gateway_cli,
         mon_cli,
         osdmap_cli,
@@ -50,11 +51,12 @@ def build_parser() -> ArgumentParser:
     mon_cli.register(sub)
     osdmap_cli.register(sub, crush_sub)
     pg_cli.register(sub)
-    tell_cli.register(sub)
+    tell_sub = tell_cli.register(sub)
     rados_cli.register(sub)
     cluster_cli.register(sub)
     gateway_cli.register(sub)
     user_cli.register(sub)
+    fs_cli.register(sub, tell_sub)
     return parser
 
 
