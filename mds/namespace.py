@@ -133,7 +133,7 @@ def _drop_link(cache: Cache, tx: Tx, inode: Inode, now: int, is_open: IsOpen,
     else:
         cache.set_anchor(tx, inode.ino, None)
         if stat.S_ISREG(inode.mode):
-            tx.purges.append(mds_pb2.Purge(ino=inode.ino, size=inode.size,
+            tx.purges.append(mds_pb2.Purge(ino=inode.ino, size=inode.max_size,
                                            object_size=inode.object_size))
     return inode
 
@@ -340,6 +340,8 @@ def setattr_(cache: Cache, tx: Tx, op: mds_pb2.SetAttrOp, caller: mds_pb2.Caller
             inode.size = op.size
             inode.mtime_ns = now
             changed = True
+    if op.from_write and op.HasField("max_size"):
+        inode.max_size = max(inode.max_size, op.max_size)
     if op.HasField("atime_ns"):
         inode.atime_ns = now if op.atime_ns < 0 else op.atime_ns
         changed = True
@@ -407,7 +409,7 @@ def release_stray(cache: Cache, tx: Tx, ino: int) -> None:
     if anchor is None or not anchor.stray:
         return
     cache.set_anchor(tx, ino, None)
-    tx.purges.append(mds_pb2.Purge(ino=ino, size=anchor.inode.size,
+    tx.purges.append(mds_pb2.Purge(ino=ino, size=anchor.inode.max_size,
                                    object_size=anchor.inode.object_size))
 
 

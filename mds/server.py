@@ -132,6 +132,8 @@ class MdsServer(mds_pb2_grpc.MdsServicer):
             except NotFound:
                 return
             for key, value in page:
+                if key.decode() in self.sessions.sessions:
+                    continue  # reconnected already, during replay
                 info = mds_pb2.SessionOpen.FromString(value)
                 self.sessions.sessions[key.decode()] = Session(key.decode(), info,
                                                                reconnected=False)
@@ -175,6 +177,20 @@ class MdsServer(mds_pb2_grpc.MdsServicer):
             for s in self.sessions.expired(self.config.mds_session_timeout):
                 await self.evict(s.client, f"not heard from for "
                                  f"{self.config.mds_session_timeout:g} s")
+
+    async def close_session(self, client: str) -> None:
+        """A mount ended cleanly: its session and opens go, it is not refused later."""
+        session = self.sessions.sessions.pop(client, None)
+        if session is None:
+            return
+        log.info("%s: session %s closed by the client", self.name, client)
+        if self.meta is not None:
+            with contextlib.suppress(Exception):
+                await self.meta.omap_rm(SESSIONS_OBJECT, [client.encode()])
+        for ino in list(session.opens):
+            if not self.sessions.is_open(ino):
+                with contextlib.suppress(Exception):
+                    await self._run_release_stray(ino)
 
     async def evict(self, client: str, why: str) -> bool:
         session = self.sessions.sessions.pop(client, None)
@@ -418,8 +434,11 @@ class MdsServer(mds_pb2_grpc.MdsServicer):
 
         async def reader() -> None:
             try:
-                async for _msg in it:
+                async for msg in it:
                     session.last_seen = time.monotonic()
+                    if msg.close:
+                        await self.close_session(info.client)
+                        break
             except Exception:  # the client went away
                 pass
             outbox.put_nowait(mds_pb2.MdsMsg())

@@ -243,12 +243,11 @@ class Store:
         """Remove a file's data objects (those that exist: sparse files have holes)."""
         size = p.object_size or layout.DEFAULT_OBJECT_SIZE
         count = max(1, -(-p.size // size))
-        sem = asyncio.Semaphore(PARALLEL)
 
         async def one(block: int) -> None:
-            async with sem:
-                with contextlib.suppress(NotFound):
-                    await self.data.remove(layout.data_object(p.ino, block))
-                    self.purged_objects += 1
+            with contextlib.suppress(NotFound):
+                await self.data.remove(layout.data_object(p.ino, block))
+                self.purged_objects += 1
 
-        await asyncio.gather(*(one(b) for b in range(count)))
+        for start in range(0, count, PARALLEL):  # bounded: a file may span many objects
+            await asyncio.gather(*(one(b) for b in range(start, min(count, start + PARALLEL))))

@@ -69,19 +69,21 @@ class DataIO:
 
         await asyncio.gather(*(one(*e) for e in extents(offset, len(view), object_size)))
 
-    async def truncate(self, ino: int, old_size: int, new_size: int, object_size: int) -> None:
-        """Cut the data to `new_size`: objects past it go, the one it falls in is cut."""
-        if new_size >= old_size:
+    async def truncate(self, ino: int, data_end: int, new_size: int, object_size: int) -> None:
+        """Cut the data to `new_size` (`data_end`: no data was ever written past it):
+        objects past it go, the one it falls in is cut."""
+        if new_size >= data_end:
             return
         first_gone = -(-new_size // object_size)
-        last = -(-old_size // object_size)
+        last = -(-data_end // object_size)
 
         async def remove(block: int) -> None:
-            async with self._sem:
-                with contextlib.suppress(NotFound):
-                    await self.io.remove(layout.data_object(ino, block))
+            with contextlib.suppress(NotFound):
+                await self.io.remove(layout.data_object(ino, block))
 
-        jobs = [remove(b) for b in range(first_gone, last)]
+        for start in range(first_gone, last, PARALLEL):
+            await asyncio.gather(*(remove(b) for b in range(start, min(last, start + PARALLEL))))
+        jobs = []
         if new_size % object_size:
             block = new_size // object_size
 
@@ -96,6 +98,7 @@ class DataIO:
                    ) -> None:
         """Make [offset, +length) read as zeros (punch a hole): whole objects are removed."""
         jobs = []
+        length = max(0, min(length, size - offset))
         for block, within, n, _ in extents(offset, length, object_size):
             name = layout.data_object(ino, block)
             if within == 0 and (n == object_size or block * object_size + n >= size):
@@ -126,6 +129,7 @@ class OpenFile:
         self.readahead = readahead
         self.dirty: list[tuple[int, bytes]] = []
         self.dirty_bytes = 0
+        self.written_end = 0  # the end of the data this mount wrote (the MDS keeps the max)
         self.attrs_dirty = False  # size/mtime to tell the MDS
         self.mtime_ns = 0
         self.handles = 0
@@ -159,6 +163,7 @@ class OpenFile:
         self.dirty.append((offset, bytes(buf)))
         self.dirty_bytes += len(buf)
         self.size = max(self.size, offset + len(buf))
+        self.written_end = max(self.written_end, offset + len(buf))
         self.mtime_ns = now_ns
         self.attrs_dirty = True
         if self.dirty_bytes >= self.writebehind:

@@ -135,7 +135,8 @@ class LoligoFs(pyfuse3.Operations):
             f.attrs_dirty = False
             try:
                 await self.mds.request(setattr=mds_pb2.SetAttrOp(
-                    ino=f.ino, size=f.size, mtime_ns=f.mtime_ns, from_write=True))
+                    ino=f.ino, size=f.size, mtime_ns=f.mtime_ns, from_write=True,
+                    max_size=f.written_end))
             except BaseException:
                 f.attrs_dirty = True
                 raise
@@ -172,14 +173,12 @@ class LoligoFs(pyfuse3.Operations):
         f = self.files.get(inode)
         if fields.update_size:
             if f is not None:
-                await f.flush_data()
-                f.attrs_dirty = False
+                await self._flush_attrs(f)  # written data first, with its size
                 f.drop_cache()
             old = await self.mds.request(getattr=mds_pb2.GetAttrOp(ino=inode))
-            old_size = max(old.inode.size, f.size if f is not None else 0)
             op.size = attr.st_size
             reply = await self.mds.request(caller=self._caller(ctx), setattr=op)
-            await self.data.truncate(inode, old_size, attr.st_size,
+            await self.data.truncate(inode, old.inode.max_size, attr.st_size,
                                      old.inode.object_size or layout.DEFAULT_OBJECT_SIZE)
             if f is not None:
                 f.size = attr.st_size
@@ -277,12 +276,11 @@ class LoligoFs(pyfuse3.Operations):
         return pyfuse3.FileInfo(fh=fh, keep_cache=f.handles > 1)
 
     async def _truncate(self, f: OpenFile, size: int, ctx) -> None:
-        await f.flush_data()
-        old = f.size
-        f.attrs_dirty = False
-        await self.mds.request(caller=self._caller(ctx), setattr=mds_pb2.SetAttrOp(
+        await self._flush_attrs(f)
+        reply = await self.mds.request(caller=self._caller(ctx), setattr=mds_pb2.SetAttrOp(
             ino=f.ino, size=size))
-        await self.data.truncate(f.ino, old, size, f.object_size)
+        await self.data.truncate(f.ino, max(reply.inode.max_size, f.written_end), size,
+                                 f.object_size)
         f.size = size
         f.drop_cache()
 

@@ -55,6 +55,8 @@ class MdsClient:
         self.evicted = ""
         self.fs: FsInfo | None = None
         self.reconnects = 0
+        self._closing: asyncio.Queue[bool] = asyncio.Queue()
+        self._stopping = False
 
     async def start(self) -> FsInfo:
         maps = await self.rados.mon.get_maps(latest=True)
@@ -68,6 +70,12 @@ class MdsClient:
         return fs
 
     async def close(self) -> None:
+        """End the session cleanly (the MDS forgets it at once), then the connections."""
+        self._stopping = True
+        if self._session_up.is_set() and self._session_task is not None:
+            self._closing.put_nowait(True)
+            with contextlib.suppress(TimeoutError, Exception):
+                await asyncio.wait_for(asyncio.shield(self._session_task), 2.0)
         if self._session_task is not None:
             self._session_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -138,7 +146,7 @@ class MdsClient:
     # --- the session ------------------------------------------------------------------------
     async def _session_loop(self) -> None:
         reconnect = False
-        while not self.evicted:
+        while not self.evicted and not self._stopping:
             try:
                 stub = await self._connect(time.monotonic() + 3600)
                 await self._run_session(stub, reconnect)
@@ -149,6 +157,8 @@ class MdsClient:
             except Exception as exc:
                 log.info("MDS session: %s; reconnecting", exc)
             self._session_up.clear()
+            if self._stopping:
+                return
             self._forget()
             reconnect = True
             self.reconnects += 1
@@ -164,8 +174,13 @@ class MdsClient:
         async def outgoing() -> AsyncIterator[mds_pb2.ClientMsg]:
             yield mds_pb2.ClientMsg(open=open_msg)
             while True:
-                await asyncio.sleep(RENEW_INTERVAL)
-                yield mds_pb2.ClientMsg(renew=True)
+                try:
+                    await asyncio.wait_for(self._closing.get(), RENEW_INTERVAL)
+                except TimeoutError:
+                    yield mds_pb2.ClientMsg(renew=True)
+                    continue
+                yield mds_pb2.ClientMsg(close=True)
+                return
 
         call = stub.Session(outgoing())
         try:
