@@ -24,6 +24,7 @@ from mds import layout
 from mds import namespace as ns
 from mds.cache import Anchor, Cache, FsError, NeedLoad, Tx
 from mds.journal import Fenced, Journal
+from mds.locks import Lock, LockTable
 from mds.sessions import SESSIONS_OBJECT, Session, SessionTable
 from mds.store import Store
 from rados_py.config import Config
@@ -58,6 +59,8 @@ class MdsServer(mds_pb2_grpc.MdsServicer):
         self._workers: list[asyncio.Task[None]] = []
         self.requests = 0
         self._rate: deque[tuple[float, int]] = deque(maxlen=20)
+        self.locks = LockTable()
+        self._lock_changed: dict[int, asyncio.Event] = {}
 
     # --- becoming active --------------------------------------------------------------------
     async def activate(self, meta: IoCtx, data: IoCtx, epoch: int, fs_name: str) -> None:
@@ -119,6 +122,7 @@ class MdsServer(mds_pb2_grpc.MdsServicer):
         for s in self.sessions.sessions.values():
             s.outbox.put_nowait(mds_pb2.MdsMsg())  # ends the streams: clients find the new MDS
         self.sessions = SessionTable()
+        self.locks = LockTable()
         self.cache.clear()
         self.completed.clear()
         self.store = self.journal = None
@@ -184,6 +188,7 @@ class MdsServer(mds_pb2_grpc.MdsServicer):
         if session is None:
             return
         log.info("%s: session %s closed by the client", self.name, client)
+        self._drop_locks(client)
         if self.meta is not None:
             with contextlib.suppress(Exception):
                 await self.meta.omap_rm(SESSIONS_OBJECT, [client.encode()])
@@ -200,6 +205,7 @@ class MdsServer(mds_pb2_grpc.MdsServicer):
         log.warning("%s: evicting client %s (%s, %s): %s", self.name, client,
                     session.info.host, session.info.mountpoint, why)
         session.outbox.put_nowait(mds_pb2.MdsMsg(evicted=why))
+        self._drop_locks(client)
         if self.meta is not None:
             with contextlib.suppress(Exception):
                 await self.meta.omap_rm(SESSIONS_OBJECT, [client.encode()])
@@ -292,6 +298,8 @@ class MdsServer(mds_pb2_grpc.MdsServicer):
             session = self._open_session(mds_pb2.SessionOpen(client=request.client), "")
         session.last_seen = time.monotonic()
         kind = request.WhichOneof("op")
+        if kind in ("setlk", "getlk"):
+            return await self._lock_request(session, kind, getattr(request, kind))
         loads = 0
         while True:
             tx = Tx()
@@ -376,6 +384,52 @@ class MdsServer(mds_pb2_grpc.MdsServicer):
             raise FsError(E.ENOSYS, f"unknown request {kind!r}")
         return reply
 
+    # --- file locks -------------------------------------------------------------------------
+    @staticmethod
+    def _lock(client: str, info: mds_pb2.LockInfo) -> Lock:
+        return Lock(client, info.owner, info.pid, info.start, info.end, info.type == 1,
+                    info.flock)
+
+    def _locks_changed(self, ino: int) -> None:
+        event = self._lock_changed.pop(ino, None)
+        if event is not None:
+            event.set()
+
+    async def _lock_request(self, session: Session, kind: str, op) -> mds_pb2.MdsReply:
+        info = op.lock
+        want = self._lock(session.client, info)
+        if kind == "getlk":
+            held = self.locks.conflict(info.ino, want)
+            out = mds_pb2.LockInfo(ino=info.ino, type=2)
+            if held is not None:
+                out = mds_pb2.LockInfo(ino=info.ino, owner=held.owner, pid=held.pid,
+                                       start=held.start, end=held.end,
+                                       type=1 if held.exclusive else 0, flock=held.flock)
+            return mds_pb2.MdsReply(lock=out, epoch=self.epoch)
+        if info.type == 2:  # F_UNLCK
+            if self.locks.unlock(info.ino, session.client, info.owner, info.start, info.end,
+                                 info.flock):
+                self._locks_changed(info.ino)
+            return mds_pb2.MdsReply(epoch=self.epoch)
+        while True:
+            if self.sessions.get(session.client) is not session:
+                return mds_pb2.MdsReply(errno=E.EIO, message="the session ended",
+                                        epoch=self.epoch)
+            if self.locks.conflict(info.ino, want) is None:
+                self.locks.grant(info.ino, want)
+                self._locks_changed(info.ino)  # a downgrade or a merge may let others in
+                return mds_pb2.MdsReply(epoch=self.epoch)
+            if not op.wait:
+                return mds_pb2.MdsReply(errno=E.EAGAIN, message="locked by another owner",
+                                        epoch=self.epoch)
+            event = self._lock_changed.setdefault(info.ino, asyncio.Event())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), 1.0)
+
+    def _drop_locks(self, client: str) -> None:
+        for ino in self.locks.drop_client(client):
+            self._locks_changed(ino)
+
     async def _run_release_stray(self, ino: int) -> None:
         while True:
             tx = Tx()
@@ -424,6 +478,13 @@ class MdsServer(mds_pb2_grpc.MdsServicer):
             session.opens.clear()
             for ino in info.open_inos:
                 session.opens[ino] += 1
+            for held in info.locks:  # reclaimed: they were granted by the MDS before
+                want = self._lock(info.client, held)
+                if self.locks.conflict(held.ino, want) is None:
+                    self.locks.grant(held.ino, want)
+                else:
+                    log.warning("%s: client %s cannot reclaim its lock on %x", self.name,
+                                info.client, held.ino)
         session.reconnected = True
         session.connected = True
         session.last_seen = time.monotonic()

@@ -1,17 +1,16 @@
-"""The FUSE file system (pyfuse3, inode-based, on asyncio): each kernel request becomes a
-metadata request to the MDS or data I/O straight to the OSDs.
+"""The file system a mount serves (mds/client/fuse_kernel.py speaks FUSE to the kernel): each
+kernel request becomes a metadata request to the MDS or data I/O straight to the OSDs.
 
 The kernel caches names and attributes for `entry_timeout`/`attr_timeout`; the MDS grants
 that as a lease and, when another client changes the inode or the directory, tells this mount
-to drop it (pyfuse3.invalidate_*), so mounts see each other's changes at once while a lone
+to drop it (FUSE notifications), so mounts see each other's changes at once while a lone
 mount is served from the kernel's cache. Permission checks on paths are the kernel's
-(`default_permissions`).
+(`default_permissions`). File locks (fcntl and flock) are the MDS's, so they hold across
+mounts.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import errno as E
 import logging
 import os
@@ -19,10 +18,9 @@ import stat
 import time
 from typing import Any
 
-import pyfuse3
-
 from mds import layout
 from mds.client.files import DataIO, OpenFile
+from mds.client.fuse_kernel import Attr, Ctx, FuseError, LockSpec, Opened
 from mds.client.mdsclient import MdsClient, MdsError
 from rados_py.errors import LoligoError, StoreFull
 from rados_py.proto.loligo import mds_pb2
@@ -37,20 +35,17 @@ def _errno(fn):
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return await fn(*args, **kwargs)
-        except pyfuse3.FUSEError:
+        except FuseError:
             raise
         except MdsError as exc:
-            raise pyfuse3.FUSEError(exc.errno or E.EIO) from None
+            raise FuseError(exc.errno or E.EIO) from None
         except StoreFull:
-            raise pyfuse3.FUSEError(E.ENOSPC) from None
+            raise FuseError(E.ENOSPC) from None
         except LoligoError as exc:
             log.warning("%s: %s", fn.__name__, exc)
-            raise pyfuse3.FUSEError(E.EIO) from None
+            raise FuseError(E.EIO) from None
         except OSError as exc:
-            raise pyfuse3.FUSEError(exc.errno or E.EIO) from None
-        except Exception:
-            log.exception("%s failed", fn.__name__)
-            raise pyfuse3.FUSEError(E.EIO) from None
+            raise FuseError(exc.errno or E.EIO) from None
     wrapper.__name__ = fn.__name__
     return wrapper
 
@@ -62,12 +57,8 @@ class DirHandle:
         self.more = True
 
 
-class LoligoFs(pyfuse3.Operations):
-    supports_dot_lookup = True
-    enable_writeback_cache = False
-
+class LoligoFs:
     def __init__(self, mds: MdsClient, data: DataIO, config: Any) -> None:
-        super().__init__()
         self.mds = mds
         self.data = data
         self.config = config
@@ -75,12 +66,15 @@ class LoligoFs(pyfuse3.Operations):
         self.handles: dict[int, tuple[OpenFile, int]] = {}  # fh -> (file, open flags)
         self.dirs: dict[int, DirHandle] = {}
         self._next_fh = 1
-        self._statfs: tuple[float, pyfuse3.StatvfsData] | None = None
+        self._statfs: tuple[float, Any] | None = None
+        self.session: Any = None  # the FuseSession, for notifications
+        self.locks: list[mds_pb2.LockInfo] = []  # granted to this mount (reclaimed after a
+        mds.held_locks = self.locks               # takeover)
         mds.on_invalidate = self._invalidate
 
     # --- helpers ----------------------------------------------------------------------------
-    def _attrs(self, inode: mds_pb2.Inode) -> pyfuse3.EntryAttributes:
-        a = pyfuse3.EntryAttributes()
+    def _attrs(self, inode: mds_pb2.Inode) -> Attr:
+        a = Attr()
         a.st_ino = inode.ino
         a.generation = 0
         a.entry_timeout = LEASE
@@ -104,30 +98,28 @@ class LoligoFs(pyfuse3.Operations):
         a.st_atime_ns = inode.atime_ns
         a.st_mtime_ns = mtime
         a.st_ctime_ns = max(inode.ctime_ns, mtime if f is not None and f.attrs_dirty else 0)
-        a.st_birthtime_ns = inode.btime_ns
         return a
 
     @staticmethod
-    def _caller(ctx: pyfuse3.RequestContext | None, groups: bool = False) -> mds_pb2.Caller:
+    def _caller(ctx: Ctx | None, groups: bool = False) -> mds_pb2.Caller:
         if ctx is None:
             return mds_pb2.Caller()
         caller = mds_pb2.Caller(uid=ctx.uid, gid=ctx.gid, umask=ctx.umask)
         if groups:
-            with contextlib.suppress(OSError, ValueError):
-                caller.groups.extend(pyfuse3.get_sup_groups(ctx.pid))
+            caller.groups.extend(_sup_groups(ctx.pid))
         return caller
 
     def _invalidate(self, inv: mds_pb2.Invalidate) -> None:
-        """Another mount changed something this one may have cached (called from the
-        session stream, never from a request handler: the kernel may hold locks)."""
+        """Another mount changed something this one may have cached."""
+        if self.session is None:
+            return
         if inv.name:
-            with contextlib.suppress(Exception):
-                pyfuse3.invalidate_entry_async(inv.parent, inv.name, ignore_enoent=True)
+            self.session.notify_inval_entry(inv.parent, inv.name)
         if inv.ino:
             f = self.files.get(inv.ino)
             if f is not None:
                 f.drop_cache()
-            asyncio.get_running_loop().run_in_executor(None, _invalidate_inode, inv.ino)
+            self.session.notify_inval_inode(inv.ino)
 
     async def _flush_attrs(self, f: OpenFile) -> None:
         await f.flush_data()
@@ -143,22 +135,19 @@ class LoligoFs(pyfuse3.Operations):
 
     # --- names and attributes ---------------------------------------------------------------
     @_errno
-    async def lookup(self, parent_inode: int, name: bytes, ctx=None) -> pyfuse3.EntryAttributes:
+    async def lookup(self, parent_inode: int, name: bytes, ctx=None) -> Attr:
         if name == b"..":
-            raise pyfuse3.FUSEError(E.ENOENT)  # the kernel keeps parents itself
+            raise FuseError(E.ENOENT)  # the kernel keeps parents itself
         reply = await self.mds.request(lookup=mds_pb2.LookupOp(parent=parent_inode, name=name))
         return self._attrs(reply.inode)
 
-    async def forget(self, inode_list) -> None:
-        return None
-
     @_errno
-    async def getattr(self, inode: int, ctx=None) -> pyfuse3.EntryAttributes:
+    async def getattr(self, inode: int, ctx=None) -> Attr:
         reply = await self.mds.request(getattr=mds_pb2.GetAttrOp(ino=inode))
         return self._attrs(reply.inode)
 
     @_errno
-    async def setattr(self, inode: int, attr, fields, fh, ctx) -> pyfuse3.EntryAttributes:
+    async def setattr(self, inode: int, attr, fields, fh, ctx) -> Attr:
         op = mds_pb2.SetAttrOp(ino=inode)
         if fields.update_mode:
             op.mode = attr.st_mode
@@ -167,7 +156,7 @@ class LoligoFs(pyfuse3.Operations):
         if fields.update_gid:
             op.gid = attr.st_gid
         if fields.update_atime:
-            op.atime_ns = attr.st_atime_ns
+            op.atime_ns = attr.st_atime_ns  # -1: now
         if fields.update_mtime:
             op.mtime_ns = attr.st_mtime_ns
         f = self.files.get(inode)
@@ -192,7 +181,7 @@ class LoligoFs(pyfuse3.Operations):
     async def readlink(self, inode: int, ctx) -> bytes:
         reply = await self.mds.request(getattr=mds_pb2.GetAttrOp(ino=inode))
         if not stat.S_ISLNK(reply.inode.mode):
-            raise pyfuse3.FUSEError(E.EINVAL)
+            raise FuseError(E.EINVAL)
         return reply.inode.symlink
 
     async def _create(self, parent: int, name: bytes, mode: int, ctx, *, rdev: int = 0,
@@ -205,18 +194,18 @@ class LoligoFs(pyfuse3.Operations):
 
     @_errno
     async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx
-                    ) -> pyfuse3.EntryAttributes:
+                    ) -> Attr:
         return self._attrs(await self._create(parent_inode, name, mode, ctx, rdev=rdev))
 
     @_errno
     async def mkdir(self, parent_inode: int, name: bytes, mode: int, ctx
-                    ) -> pyfuse3.EntryAttributes:
+                    ) -> Attr:
         return self._attrs(await self._create(parent_inode, name, stat.S_IFDIR |
                                               stat.S_IMODE(mode), ctx))
 
     @_errno
     async def symlink(self, parent_inode: int, name: bytes, target: bytes, ctx
-                      ) -> pyfuse3.EntryAttributes:
+                      ) -> Attr:
         return self._attrs(await self._create(parent_inode, name, stat.S_IFLNK | 0o777, ctx,
                                               target=target))
 
@@ -238,7 +227,7 @@ class LoligoFs(pyfuse3.Operations):
 
     @_errno
     async def link(self, inode: int, new_parent_inode: int, new_name: bytes, ctx
-                   ) -> pyfuse3.EntryAttributes:
+                   ) -> Attr:
         reply = await self.mds.request(link=mds_pb2.LinkOp(ino=inode,
                                                            new_parent=new_parent_inode,
                                                            new_name=new_name))
@@ -264,7 +253,7 @@ class LoligoFs(pyfuse3.Operations):
         return fh
 
     @_errno
-    async def open(self, inode: int, flags: int, ctx) -> pyfuse3.FileInfo:
+    async def open(self, inode: int, flags: int, ctx) -> Opened:
         reply = await self.mds.request(open=mds_pb2.OpenOp(ino=inode, flags=flags))
         f = self._file(reply.inode)
         if f.handles == 0:
@@ -273,7 +262,7 @@ class LoligoFs(pyfuse3.Operations):
         if flags & os.O_TRUNC and (flags & os.O_ACCMODE) != os.O_RDONLY and f.size:
             await self._truncate(f, 0, ctx)
         # the kernel keeps its page cache only while this mount has the file open
-        return pyfuse3.FileInfo(fh=fh, keep_cache=f.handles > 1)
+        return Opened(fh=fh, keep_cache=f.handles > 1)
 
     async def _truncate(self, f: OpenFile, size: int, ctx) -> None:
         await self._flush_attrs(f)
@@ -286,12 +275,12 @@ class LoligoFs(pyfuse3.Operations):
 
     @_errno
     async def create(self, parent_inode: int, name: bytes, mode: int, flags: int, ctx
-                     ) -> tuple[pyfuse3.FileInfo, pyfuse3.EntryAttributes]:
+                     ) -> tuple[Opened, Attr]:
         inode = await self._create(parent_inode, name, stat.S_IFREG | stat.S_IMODE(mode), ctx,
                                    exclusive=bool(flags & os.O_EXCL), open_=True)
         f = self._file(inode)
         fh = self._handle(f, flags)
-        return pyfuse3.FileInfo(fh=fh), self._attrs(inode)
+        return Opened(fh=fh), self._attrs(inode)
 
     @_errno
     async def read(self, fh: int, off: int, size: int) -> bytes:
@@ -307,9 +296,13 @@ class LoligoFs(pyfuse3.Operations):
         return len(buf)
 
     @_errno
-    async def flush(self, fh: int) -> None:
+    async def flush(self, fh: int, lock_owner: int = 0) -> None:
         f, _ = self.handles[fh]
         await self._flush_attrs(f)
+        # a close drops the closer's POSIX locks on the file (the kernel leaves it to us)
+        if any(lk.ino == f.ino and lk.owner == lock_owner and not lk.flock
+               for lk in self.locks):
+            await self._unlock(f.ino, lock_owner, False)
 
     @_errno
     async def fsync(self, fh: int, datasync: bool) -> None:
@@ -317,9 +310,11 @@ class LoligoFs(pyfuse3.Operations):
         await self._flush_attrs(f)
 
     @_errno
-    async def release(self, fh: int) -> None:
+    async def release(self, fh: int, flock_owner: int | None = None) -> None:
         f, _ = self.handles.pop(fh)
         f.handles -= 1
+        if flock_owner is not None:
+            await self._unlock(f.ino, flock_owner, True)
         try:
             await self._flush_attrs(f)
         finally:
@@ -341,22 +336,19 @@ class LoligoFs(pyfuse3.Operations):
         return fh
 
     @_errno
-    async def readdir(self, fh: int, start_id: int, token) -> None:
+    async def readdir(self, fh: int, offset: int) -> list[tuple[bytes, Attr]]:
+        """Entries from `offset` on ("." and ".." first), fetched from the MDS in pages."""
         d = self.dirs[fh]
-        i = start_id
-        while True:
-            while i >= len(d.entries):
-                if not d.more:
-                    return
-                after = d.entries[-1][0] if d.entries else b""
-                reply = await self.mds.request(readdir=mds_pb2.ReaddirOp(ino=d.ino, after=after,
-                                                                         max=512))
-                d.entries.extend((e.name, e.inode) for e in reply.entries)
-                d.more = reply.more and bool(reply.entries)
-            name, inode = d.entries[i]
-            if not pyfuse3.readdir_reply(token, name, self._attrs(inode), i + 1):
-                return
-            i += 1
+        if not d.entries:
+            me = await self.mds.request(getattr=mds_pb2.GetAttrOp(ino=d.ino))
+            d.entries = [(b".", me.inode), (b"..", me.inode)]
+        while d.more and len(d.entries) < offset + 512:
+            after = d.entries[-1][0] if len(d.entries) > 2 else b""
+            reply = await self.mds.request(readdir=mds_pb2.ReaddirOp(ino=d.ino, after=after,
+                                                                     max=512))
+            d.entries.extend((e.name, e.inode) for e in reply.entries)
+            d.more = reply.more and bool(reply.entries)
+        return [(name, self._attrs(inode)) for name, inode in d.entries[offset:offset + 512]]
 
     async def releasedir(self, fh: int) -> None:
         self.dirs.pop(fh, None)
@@ -366,11 +358,11 @@ class LoligoFs(pyfuse3.Operations):
 
     # --- the rest ---------------------------------------------------------------------------
     @_errno
-    async def statfs(self, ctx) -> pyfuse3.StatvfsData:
+    async def statfs(self, ctx) -> Any:
         now = time.monotonic()
         if self._statfs is None or now - self._statfs[0] > STATFS_TTL:
             stats = await self.mds.rados.cluster_stats()
-            s = pyfuse3.StatvfsData()
+            s = StatVfs()
             s.f_bsize = s.f_frsize = 4096
             total = stats["kb"] * 1024
             avail = stats["kb_avail"] * 1024
@@ -383,8 +375,9 @@ class LoligoFs(pyfuse3.Operations):
         return self._statfs[1]
 
     @_errno
-    async def setxattr(self, inode: int, name: bytes, value: bytes, ctx) -> None:
-        await self.mds.request(setxattr=mds_pb2.SetXattrOp(ino=inode, name=name, value=value))
+    async def setxattr(self, inode: int, name: bytes, value: bytes, flags: int, ctx) -> None:
+        await self.mds.request(setxattr=mds_pb2.SetXattrOp(ino=inode, name=name, value=value,
+                                                           flags=flags))
 
     @_errno
     async def getxattr(self, inode: int, name: bytes, ctx) -> bytes:
@@ -392,7 +385,7 @@ class LoligoFs(pyfuse3.Operations):
         for kv in reply.inode.xattrs:
             if kv.key == name:
                 return kv.value
-        raise pyfuse3.FUSEError(pyfuse3.ENOATTR)
+        raise FuseError(E.ENODATA)
 
     @_errno
     async def listxattr(self, inode: int, ctx) -> list[bytes]:
@@ -408,6 +401,76 @@ class LoligoFs(pyfuse3.Operations):
             await self._flush_attrs(f)
 
 
-def _invalidate_inode(ino: int) -> None:
-    with contextlib.suppress(OSError, KeyError):  # the kernel holds nothing of it any more
-        pyfuse3.invalidate_inode(ino, attr_only=False)
+    # --- locks and fallocate -----------------------------------------------------------------
+    def _lock_info(self, ino: int, spec: LockSpec) -> mds_pb2.LockInfo:
+        return mds_pb2.LockInfo(ino=ino, owner=spec.owner, pid=spec.pid, start=spec.start,
+                                end=min(spec.end, (1 << 64) - 1), type=spec.type,
+                                flock=spec.flock)
+
+    @_errno
+    async def getlk(self, ino: int, fh: int, spec: LockSpec) -> LockSpec:
+        reply = await self.mds.request(getlk=mds_pb2.GetLockOp(lock=self._lock_info(ino,
+                                                                                    spec)))
+        lk = reply.lock
+        return LockSpec(lk.owner, lk.start, lk.end, lk.type, lk.pid, lk.flock)
+
+    @_errno
+    async def setlk(self, ino: int, fh: int, spec: LockSpec, wait: bool) -> None:
+        info = self._lock_info(ino, spec)
+        if spec.type == 2:
+            await self._unlock(ino, spec.owner, spec.flock, spec.start, info.end)
+            return
+        await self.mds.request(setlk=mds_pb2.SetLockOp(lock=info, wait=wait))
+        self.locks.append(info)
+
+    async def _unlock(self, ino: int, owner: int, flock: bool, start: int = 0,
+                      end: int = (1 << 64) - 1) -> None:
+        await self.mds.request(setlk=mds_pb2.SetLockOp(lock=mds_pb2.LockInfo(
+            ino=ino, owner=owner, start=start, end=end, type=2, flock=flock)))
+        self.locks[:] = [lk for lk in self.locks if not (
+            lk.ino == ino and lk.owner == owner and lk.flock == flock
+            and start <= lk.start and lk.end <= end)]
+
+    @_errno
+    async def fallocate(self, fh: int, offset: int, length: int, mode: int) -> None:
+        f, _ = self.handles[fh]
+        if mode & ~(FALLOC_KEEP_SIZE | FALLOC_PUNCH_HOLE | FALLOC_ZERO_RANGE):
+            raise FuseError(E.EOPNOTSUPP)  # collapse/insert range, unshare
+        if mode & FALLOC_PUNCH_HOLE and not mode & FALLOC_KEEP_SIZE:
+            raise FuseError(E.EINVAL)
+        await f.flush_data()
+        f.drop_cache()
+        if mode & (FALLOC_PUNCH_HOLE | FALLOC_ZERO_RANGE):
+            # holes read as zeros: punching removes or zeroes the objects' bytes
+            await self.data.zero(f.ino, offset, length, max(f.size, offset + length),
+                                 f.object_size)
+        end = offset + length
+        if not mode & FALLOC_KEEP_SIZE and end > f.size:
+            f.size = end  # space is not reserved ahead (thin, as RADOS is), the size grows
+            f.mtime_ns = time.time_ns()
+            f.attrs_dirty = True
+            await self._flush_attrs(f)
+        elif mode & (FALLOC_PUNCH_HOLE | FALLOC_ZERO_RANGE):
+            f.mtime_ns = time.time_ns()
+            f.attrs_dirty = True
+            await self._flush_attrs(f)
+
+
+FALLOC_KEEP_SIZE, FALLOC_PUNCH_HOLE, FALLOC_ZERO_RANGE = 1, 2, 16
+
+
+class StatVfs:
+    f_bsize = f_frsize = f_blocks = f_bfree = f_bavail = 0
+    f_files = f_ffree = f_favail = 0
+    f_namemax = 255
+
+
+def _sup_groups(pid: int) -> list[int]:
+    """The caller's supplementary groups (for set-group-ID rules on new files)."""
+    try:
+        for line in open(f"/proc/{pid}/status", encoding="ascii"):  # noqa: SIM115
+            if line.startswith("Groups:"):
+                return [int(g) for g in line.split()[1:]]
+    except (OSError, ValueError):
+        pass
+    return []

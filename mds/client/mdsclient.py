@@ -51,6 +51,7 @@ class MdsClient:
         self._session_task: asyncio.Task[None] | None = None
         self._session_up = asyncio.Event()
         self.open_inos: dict[int, int] = {}  # ino -> opens on this mount (for reconnects)
+        self.held_locks: list[mds_pb2.LockInfo] = []  # reclaimed after a takeover
         self.on_invalidate = on_invalidate
         self.evicted = ""
         self.fs: FsInfo | None = None
@@ -169,7 +170,8 @@ class MdsClient:
                                        mountpoint=self.mountpoint, pid=os.getpid(),
                                        reconnect=reconnect,
                                        open_inos=[i for i, n in self.open_inos.items()
-                                                  for _ in range(n)])
+                                                  for _ in range(n)],
+                                       locks=self.held_locks if reconnect else [])
 
         async def outgoing() -> AsyncIterator[mds_pb2.ClientMsg]:
             yield mds_pb2.ClientMsg(open=open_msg)

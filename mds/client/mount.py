@@ -1,4 +1,4 @@
-"""`loligo fs mount MOUNTPOINT`: the mount process (pyfuse3 on asyncio).
+"""`loligo fs mount MOUNTPOINT`: the mount process (FUSE over /dev/fuse, on asyncio).
 
 It connects to the cluster, opens a session with the active MDS, mounts, and serves the
 kernel until unmounted (`loligo fs umount`, `fusermount3 -u`, `umount`) or told to stop
@@ -16,17 +16,14 @@ import signal
 import subprocess
 from pathlib import Path
 
-import pyfuse3
-import pyfuse3.asyncio
-
 from mds.client.files import DataIO
+from mds.client.fuse_kernel import FuseSession
 from mds.client.fuse_ops import LoligoFs
 from mds.client.mdsclient import MdsClient
 from rados_py.config import Config
 from rados_py.rados import IoCtx, Rados
 
 log = logging.getLogger(__name__)
-OPTIONS = ("fsname=loligo", "subtype=loligo", "default_permissions", "allow_other")
 
 
 def is_mounted(mountpoint: str | Path) -> bool:
@@ -49,7 +46,6 @@ def unmount(mountpoint: str | Path) -> None:
 
 async def serve(config: Config, mountpoint: str, fs_name: str | None,
                 ready: asyncio.Event | None = None) -> None:
-    pyfuse3.asyncio.enable()
     rados = Rados(config)
     await rados.connect()
     mds = MdsClient(rados, fs_name, os.path.realpath(mountpoint))
@@ -57,20 +53,23 @@ async def serve(config: Config, mountpoint: str, fs_name: str | None,
         fs = await mds.start()
         data = DataIO(IoCtx(rados, fs.data_pool))
         ops = LoligoFs(mds, data, config)
-        pyfuse3.init(ops, mountpoint, set(OPTIONS))
+        session = ops.session = FuseSession(ops, mountpoint)
+        session.mount()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, pyfuse3.terminate)
+            loop.add_signal_handler(sig, session.stop)
         log.info("mounted file system %r on %s (client %s)", fs.name, mountpoint,
                  mds.client_id)
         if ready is not None:
             ready.set()
         try:
-            await pyfuse3.main()
+            await session.serve()
         finally:
             with contextlib.suppress(Exception):
                 await ops.flush_all()
-            pyfuse3.close(unmount=True)
+            if is_mounted(mountpoint):
+                with contextlib.suppress(OSError):
+                    unmount(mountpoint)
     finally:
         await mds.close()
         await rados.close()

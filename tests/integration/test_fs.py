@@ -5,6 +5,7 @@ and client sessions evicted when their mount dies."""
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import mmap
 import os
@@ -123,6 +124,20 @@ def test_posix_basics_on_a_mount(cluster: launcher.LocalCluster, tmp_path: Path)
             os.fsync(fh.fileno())
             fh.seek(0)
             assert fh.read() == b"boo!"
+        # fallocate: grow, punch a hole (reads zeros, size kept), zero a range
+        fa = root / "fa"
+        fa.write_bytes(b"x" * 10000)
+        fd = os.open(fa, os.O_RDWR)
+        try:
+            os.posix_fallocate(fd, 0, 20000)
+            assert os.fstat(fd).st_size == 20000
+            punch = getattr(fcntl, "FALLOC_FL_PUNCH_HOLE", 2) | getattr(
+                fcntl, "FALLOC_FL_KEEP_SIZE", 1)
+            _fallocate(fd, punch, 100, 200)
+            assert os.pread(fd, 400, 0) == b"x" * 100 + b"\0" * 200 + b"x" * 100
+            assert os.fstat(fd).st_size == 20000
+        finally:
+            os.close(fd)
         # statfs shows the cluster's space
         sv = os.statvfs(m.path)
         assert sv.f_blocks > 0 and sv.f_bavail > 0 and sv.f_namemax == 255
@@ -130,6 +145,15 @@ def test_posix_basics_on_a_mount(cluster: launcher.LocalCluster, tmp_path: Path)
         data = os.urandom(9 << 20)
         (root / "large").write_bytes(data)
         assert (root / "large").read_bytes() == data
+
+
+def _fallocate(fd: int, mode: int, offset: int, length: int) -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.fallocate(fd, mode, ctypes.c_long(offset), ctypes.c_long(length)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
 
 
 def test_two_mounts_see_each_other_at_once(cluster: launcher.LocalCluster,
@@ -146,6 +170,25 @@ def test_two_mounts_see_each_other_at_once(cluster: launcher.LocalCluster,
         assert stat.S_IMODE(os.stat(a.path / "shared" / "g").st_mode) == 0o600
         os.unlink(b.path / "shared" / "g")
         assert not (a.path / "shared" / "g").exists()
+
+        # locks hold across mounts: flock, and fcntl byte ranges
+        (a.path / "shared" / "lk").write_bytes(b"lock me")
+        fa = open(a.path / "shared" / "lk", "r+b")  # noqa: SIM115
+        fb = open(b.path / "shared" / "lk", "r+b")  # noqa: SIM115
+        fcntl.flock(fa, fcntl.LOCK_EX)
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(fb, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fa, fcntl.LOCK_UN)
+        fcntl.flock(fb, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fb, fcntl.LOCK_UN)
+        fcntl.lockf(fa, fcntl.LOCK_EX, 10, 0)  # bytes 0-9
+        fcntl.lockf(fb, fcntl.LOCK_EX | fcntl.LOCK_NB, 10, 10)  # bytes 10-19: no conflict
+        with pytest.raises(OSError) as exc:
+            fcntl.lockf(fb, fcntl.LOCK_EX | fcntl.LOCK_NB, 5, 5)
+        assert exc.value.errno in (errno.EAGAIN, errno.EACCES)
+        fa.close()  # a close drops the closer's locks
+        fcntl.lockf(fb, fcntl.LOCK_EX | fcntl.LOCK_NB, 5, 5)
+        fb.close()
 
         # both race creates and renames in one directory: one correct listing for both
         def race(root: Path, tag: str) -> None:
