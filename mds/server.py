@@ -36,6 +36,7 @@ from rados_py.rpc import Unavailable
 log = logging.getLogger(__name__)
 COMPLETED_REMEMBERED = 100_000
 MAX_READDIR = 1024
+INVALIDATE_WAIT = 2.0  # seconds a change waits for other mounts to drop what they cached
 STANDBY, REPLAY, RECONNECT, ACTIVE = "standby", "replay", "reconnect", "active"
 
 
@@ -58,7 +59,7 @@ class MdsServer(mds_pb2_grpc.MdsServicer):
         self._flush_wake = asyncio.Event()
         self._workers: list[asyncio.Task[None]] = []
         self.requests = 0
-        self._rate: deque[tuple[float, int]] = deque(maxlen=20)
+        self._rate: deque[tuple[float, int]] = deque(maxlen=10)  # (when, requests) samples
         self.locks = LockTable()
         self._lock_changed: dict[int, asyncio.Event] = {}
 
@@ -176,6 +177,7 @@ class MdsServer(mds_pb2_grpc.MdsServicer):
     async def _evictor(self) -> None:
         while True:
             await asyncio.sleep(min(1.0, self.config.mds_session_timeout / 4))
+            self._rate.append((time.monotonic(), self.requests))  # for ops/s in `fs status`
             if self.state != ACTIVE:
                 continue
             for s in self.sessions.expired(self.config.mds_session_timeout):
@@ -312,12 +314,16 @@ class MdsServer(mds_pb2_grpc.MdsServicer):
                 await self._load(need)
                 continue
             except FsError as err:
+                if kind == "lookup" and err.errno == E.ENOENT:
+                    session.dirs.add(request.lookup.parent)  # the client caches the absence
                 return mds_pb2.MdsReply(errno=err.errno, message=err.message, epoch=self.epoch)
             reply.epoch = self.epoch
             self._lease(session, kind, getattr(request, kind), reply)
-            if tx.dentries or tx.inos:
-                self.sessions.invalidate(session, tx.inos, tx.dentries)
+            waits = self.sessions.invalidate(session, tx.inos, tx.dentries) \
+                if tx.dentries or tx.inos else []
             await self._journal(tx, request.client, request.tid, reply)
+            if waits:  # a client that does not answer soon is not waited for longer
+                await asyncio.wait(waits, timeout=INVALIDATE_WAIT)
             return reply
 
     @staticmethod
@@ -497,6 +503,8 @@ class MdsServer(mds_pb2_grpc.MdsServicer):
             try:
                 async for msg in it:
                     session.last_seen = time.monotonic()
+                    if msg.ack:
+                        session.acked(msg.ack)
                     if msg.close:
                         await self.close_session(info.client)
                         break
@@ -537,8 +545,7 @@ class MdsServer(mds_pb2_grpc.MdsServicer):
     async def Status(self, request: mds_pb2.MdsStatusRequest,
                      context: grpc.aio.ServicerContext) -> mds_pb2.MdsStatusReply:
         now = time.monotonic()
-        self._rate.append((now, self.requests))
-        t0, n0 = self._rate[0]
+        t0, n0 = self._rate[0] if self._rate else (now, self.requests)
         rate = (self.requests - n0) / (now - t0) if now - t0 > 0.5 else 0.0
         return mds_pb2.MdsStatusReply(
             name=self.name, state=self.state, epoch=self.epoch, fs=self.fs_name,

@@ -32,6 +32,21 @@ class Session:
     # until told otherwise (one Invalidate per lease; a later read grants it again)
     inodes: set[int] = field(default_factory=set)
     dirs: set[int] = field(default_factory=set)
+    pending_acks: dict[int, asyncio.Future[None]] = field(default_factory=dict)
+    next_seq: int = 1
+
+    def send_invalidate(self, inv: mds_pb2.Invalidate) -> asyncio.Future[None]:
+        inv.seq = self.next_seq
+        self.next_seq += 1
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.pending_acks[inv.seq] = fut
+        self.outbox.put_nowait(mds_pb2.MdsMsg(invalidate=inv))
+        return fut
+
+    def acked(self, seq: int) -> None:
+        fut = self.pending_acks.pop(seq, None)
+        if fut is not None and not fut.done():
+            fut.set_result(None)
 
     def describe(self) -> mds_pb2.ClientInfo:
         state = "open" if self.connected else ("reconnecting" if not self.reconnected
@@ -60,19 +75,23 @@ class SessionTable:
                 if not s.connected and now - s.last_seen > timeout]
 
     def invalidate(self, changer: Session | None, inos: list[int],
-                   entries: list[tuple[int, bytes]]) -> None:
-        """Tell every other client holding a lease on what changed to drop it."""
+                   entries: list[tuple[int, bytes]]) -> list[asyncio.Future[None]]:
+        """Tell every other client holding a lease on what changed to drop it; the futures
+        resolve as they acknowledge (the change is answered after that, so no other mount
+        still shows the old state once the changer sees the new one)."""
+        waits = []
         for s in self.sessions.values():
             if s is changer or not s.connected:
                 continue
             for ino in dict.fromkeys(inos):
                 if ino in s.inodes:
                     s.inodes.discard(ino)
-                    s.outbox.put_nowait(mds_pb2.MdsMsg(invalidate=mds_pb2.Invalidate(ino=ino)))
+                    waits.append(s.send_invalidate(mds_pb2.Invalidate(ino=ino)))
             for parent, name in dict.fromkeys(entries):
                 if parent in s.dirs:
-                    s.outbox.put_nowait(mds_pb2.MdsMsg(invalidate=mds_pb2.Invalidate(
-                        parent=parent, name=name)))
+                    waits.append(s.send_invalidate(mds_pb2.Invalidate(parent=parent,
+                                                                      name=name)))
+        return waits
 
     def waiting_reconnect(self) -> list[Session]:
         return [s for s in self.sessions.values() if not s.reconnected]

@@ -279,18 +279,24 @@ class FuseSession:
         else:
             self._send(OUT_HEADER.pack(OUT_HEADER.size + len(body), 0, unique) + body)
 
-    # A notification may wait for locks a process holds while it waits for one of our
-    # replies: it is written from a worker thread, never from the loop.
-    def _notify(self, code: int, body: bytes) -> None:
-        if self.fd >= 0:
-            data = OUT_HEADER.pack(OUT_HEADER.size + len(body), code, 0) + body
-            asyncio.get_running_loop().run_in_executor(None, self._send, data)
-
-    def notify_inval_inode(self, ino: int) -> None:
-        self._notify(NOTIFY_INVAL_INODE, INVAL_INODE.pack(ino, 0, 0))
-
-    def notify_inval_entry(self, parent: int, name: bytes) -> None:
-        self._notify(NOTIFY_INVAL_ENTRY, INVAL_ENTRY.pack(parent, len(name), 0) + name + b"\0")
+    async def invalidate(self, ino: int = 0, parent: int = 0, name: bytes = b"") -> None:
+        """Make the kernel drop an inode's attributes and pages, or a name in a directory.
+        A notification may wait for locks a process holds while it waits for one of our
+        replies: it is written from a worker thread, never from the loop."""
+        if self.fd < 0:
+            return
+        datas = []
+        if name:
+            body = INVAL_ENTRY.pack(parent, len(name), 0) + name + b"\0"
+            datas.append(OUT_HEADER.pack(OUT_HEADER.size + len(body), NOTIFY_INVAL_ENTRY, 0)
+                         + body)
+        if ino:
+            body = INVAL_INODE.pack(ino, 0, 0)
+            datas.append(OUT_HEADER.pack(OUT_HEADER.size + len(body), NOTIFY_INVAL_INODE, 0)
+                         + body)
+        loop = asyncio.get_running_loop()
+        for data in datas:
+            await loop.run_in_executor(None, self._send, data)
 
     # --- dispatch ---------------------------------------------------------------------------
     def _dispatch(self, data: bytes) -> None:

@@ -109,17 +109,16 @@ class LoligoFs:
             caller.groups.extend(_sup_groups(ctx.pid))
         return caller
 
-    def _invalidate(self, inv: mds_pb2.Invalidate) -> None:
-        """Another mount changed something this one may have cached."""
+    async def _invalidate(self, inv: mds_pb2.Invalidate) -> None:
+        """Another mount changed something this one may have cached: drop it (returns once
+        the kernel has)."""
         if self.session is None:
             return
-        if inv.name:
-            self.session.notify_inval_entry(inv.parent, inv.name)
         if inv.ino:
             f = self.files.get(inv.ino)
             if f is not None:
                 f.drop_cache()
-            self.session.notify_inval_inode(inv.ino)
+        await self.session.invalidate(inv.ino, inv.parent, inv.name)
 
     async def _flush_attrs(self, f: OpenFile) -> None:
         await f.flush_data()
@@ -138,7 +137,15 @@ class LoligoFs:
     async def lookup(self, parent_inode: int, name: bytes, ctx=None) -> Attr:
         if name == b"..":
             raise FuseError(E.ENOENT)  # the kernel keeps parents itself
-        reply = await self.mds.request(lookup=mds_pb2.LookupOp(parent=parent_inode, name=name))
+        try:
+            reply = await self.mds.request(lookup=mds_pb2.LookupOp(parent=parent_inode,
+                                                                   name=name))
+        except MdsError as exc:
+            if exc.errno != E.ENOENT:
+                raise
+            # a negative entry the kernel may keep: the MDS leased the directory to us and
+            # tells us when another mount creates the name
+            return Attr(st_ino=0, entry_timeout=LEASE)
         return self._attrs(reply.inode)
 
     @_errno

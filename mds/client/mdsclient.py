@@ -15,7 +15,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 import grpc.aio
@@ -38,7 +38,8 @@ class MdsError(OSError):
 
 class MdsClient:
     def __init__(self, rados: Rados, fs_name: str | None = None, mountpoint: str = "",
-                 on_invalidate: Callable[[mds_pb2.Invalidate], None] | None = None) -> None:
+                 on_invalidate: Callable[[mds_pb2.Invalidate], Awaitable[None]] | None = None
+                 ) -> None:
         self.rados = rados
         self.config = rados.config
         self.fs_name = fs_name
@@ -56,7 +57,7 @@ class MdsClient:
         self.evicted = ""
         self.fs: FsInfo | None = None
         self.reconnects = 0
-        self._closing: asyncio.Queue[bool] = asyncio.Queue()
+        self._closing: asyncio.Queue[bool | int] = asyncio.Queue()  # close, or an ack's seq
         self._stopping = False
 
     async def start(self) -> FsInfo:
@@ -177,12 +178,14 @@ class MdsClient:
             yield mds_pb2.ClientMsg(open=open_msg)
             while True:
                 try:
-                    await asyncio.wait_for(self._closing.get(), RENEW_INTERVAL)
+                    item = await asyncio.wait_for(self._closing.get(), RENEW_INTERVAL)
                 except TimeoutError:
                     yield mds_pb2.ClientMsg(renew=True)
                     continue
-                yield mds_pb2.ClientMsg(close=True)
-                return
+                if item is True:
+                    yield mds_pb2.ClientMsg(close=True)
+                    return
+                yield mds_pb2.ClientMsg(ack=item)
 
         call = stub.Session(outgoing())
         try:
@@ -192,8 +195,11 @@ class MdsClient:
                     log.info("MDS session open (%s)%s", self._addr,
                              " after reconnecting" if reconnect else "")
                     self._session_up.set()
-                elif kind == "invalidate" and self.on_invalidate is not None:
-                    self.on_invalidate(msg.invalidate)
+                elif kind == "invalidate":
+                    inv = msg.invalidate
+                    if self.on_invalidate is not None:
+                        await self.on_invalidate(inv)
+                    self._closing.put_nowait(inv.seq)  # the ack rides the outgoing stream
                 elif kind == "evicted":
                     self.evicted = msg.evicted
                     log.error("this mount was evicted by the MDS: %s", msg.evicted)

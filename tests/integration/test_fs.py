@@ -189,6 +189,7 @@ def test_two_mounts_see_each_other_at_once(cluster: launcher.LocalCluster,
         fa.close()  # a close drops the closer's locks
         fcntl.lockf(fb, fcntl.LOCK_EX | fcntl.LOCK_NB, 5, 5)
         fb.close()
+        os.unlink(a.path / "shared" / "lk")
 
         # both race creates and renames in one directory: one correct listing for both
         def race(root: Path, tag: str) -> None:
