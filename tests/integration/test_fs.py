@@ -299,3 +299,34 @@ def test_dead_client_is_evicted_and_unmounts_cleanly(cluster: launcher.LocalClus
                 break
         else:
             pytest.fail("the evicted mount kept working")
+
+
+def test_osd_kill_during_a_workload_loses_nothing_fsynced(cluster: launcher.LocalCluster,
+                                                          tmp_path: Path) -> None:
+    with mounted(cluster, tmp_path / "o") as m:
+        work = m.path / "osdkill"
+        work.mkdir()
+        payload = os.urandom(300_000)
+        written: list[str] = []
+
+        def write(i: int) -> None:
+            with open(work / f"d{i}", "wb") as f:
+                f.write(payload[i:] + payload[:i])
+                f.flush()
+                os.fsync(f.fileno())
+            written.append(f"d{i}")
+
+        for i in range(10):
+            write(i)
+        cluster.kill("osd.1")  # the other OSD keeps one copy of every PG: writes go on
+        try:
+            start = time.monotonic()
+            for i in range(10, 30):
+                write(i)
+            stalled = time.monotonic() - start
+        finally:
+            cluster.start(["osd.1"], timeout=60)
+        for i, name in enumerate(written):
+            assert (work / name).read_bytes() == payload[i:] + payload[:i], name
+        assert len(written) == 30
+        assert stalled < 60, f"writes stalled {stalled:.0f} s after the OSD died"
