@@ -87,11 +87,10 @@ class LoligoFs:
         size, mtime = inode.size, inode.mtime_ns
         f = self.files.get(inode.ino)
         if f is not None and stat.S_ISREG(inode.mode):
-            if f.attrs_dirty:
+            if f.attrs_dirty:  # written here and not yet told the MDS: this mount knows best
                 size, mtime = f.size, max(mtime, f.mtime_ns)
             else:
                 f.size = size
-            a.attr_timeout = 0  # being written here: sizes come from this mount
         a.st_size = size
         a.st_blksize = inode.object_size or layout.DEFAULT_OBJECT_SIZE
         a.st_blocks = -(-size // 512)
