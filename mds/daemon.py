@@ -18,7 +18,7 @@ from pathlib import Path
 from mds.server import ACTIVE, STANDBY, MdsServer
 from rados_py import daemon_runner, rpc
 from rados_py.auth import Keyring
-from rados_py.config import Config, load
+from rados_py.config import Config, host_port, load
 from rados_py.errors import LoligoError
 from rados_py.proto.loligo import mds_pb2_grpc, mon_pb2
 from rados_py.rados import IoCtx, Rados
@@ -52,11 +52,12 @@ class MdsDaemon:
         self.role = "unknown"
 
     async def start(self) -> None:
-        self.grpc = rpc.make_server(f"127.0.0.1:{self.config.mds_port}", self.config,
+        bind = host_port(self.config.public_addr, self.config.mds_port)
+        self.grpc = rpc.make_server(bind, self.config,
                                     server_auth(self.keyring.service_secret))
         mds_pb2_grpc.add_MdsServicer_to_server(self.server, self.grpc)
         await self.grpc.start()
-        self.addr = f"127.0.0.1:{rpc.server_port(self.grpc)}"
+        self.addr = host_port(self.config.public_addr, rpc.server_port(self.grpc))
         deadline = time.monotonic() + CONNECT_TIMEOUT
         while True:
             self.rados = Rados(self.config, keyring=self.keyring)

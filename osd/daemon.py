@@ -33,7 +33,7 @@ from osd.service import OsdService, server_auth
 from rados_py import auth, daemon_runner, rpc
 from rados_py.atomic_file import write_atomic
 from rados_py.auth import Keyring
-from rados_py.config import Config, load
+from rados_py.config import Config, host_port, load
 from rados_py.errors import LoligoError, Timeout
 from rados_py.monclient import MonClient
 from rados_py.osdmap import OSDMap
@@ -65,6 +65,11 @@ class OsdDaemon:
         self._tasks: list[asyncio.Task[None]] = []
         self._boot = mon_pb2.OsdBoot()
         self._booted = False
+
+    def _crush_host(self) -> str:
+        """The host bucket a new OSD goes under: osd_crush_location, else this machine."""
+        return (self.config.osd_crush_location.partition("=")[2]
+                or socket.gethostname().split(".")[0])
 
     def _disk_uuid(self) -> str:
         """The uuid of this OSD's disk, created once: the monitors recognise a restart by it."""
@@ -114,15 +119,15 @@ class OsdDaemon:
         port = self.config.osd_port
         self.service = OsdService(self.id, self.store, self.config, self.current_map,
                                   self.wait_epoch, self._own_ticket)
-        self.server = rpc.make_server(f"127.0.0.1:{port}", self.config,
-                                      server_auth(self.secret))
+        bind = host_port(self.config.public_addr, port)  # and advertised: peers use it
+        self.server = rpc.make_server(bind, self.config, server_auth(self.secret))
         osd_pb2_grpc.add_OsdServicer_to_server(self.service, self.server)
         osd_pb2_grpc.add_OsdPeerServicer_to_server(OsdPeerService(self.service), self.server)
         await self.server.start()
-        self.addr = f"127.0.0.1:{rpc.server_port(self.server)}"
+        self.addr = host_port(self.config.public_addr, rpc.server_port(self.server))
         self.mon = MonClient(self.config, self.keyring)
         self._boot = mon_pb2.OsdBoot(id=self.id, uuid=disk, addr=self.addr,
-                                     host=socket.gethostname().split(".")[0],
+                                     host=self._crush_host(),
                                      capacity_bytes=self.config.osd_capacity)
         await self._end_previous_life()
         await self.mon.command(osd_boot=self._boot, timeout=60.0)

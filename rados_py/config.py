@@ -19,6 +19,7 @@ patching constants.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import math
 import os
@@ -34,7 +35,7 @@ from typing import Any, Literal, NamedTuple
 from rados_py.errors import InvalidArgument
 
 __all__ = ["DEFAULT_CONF", "SCHEMA", "Config", "ConfigError", "MonAddr", "Option",
-           "describe", "find_conf", "load", "parse_duration", "parse_size"]
+           "describe", "find_conf", "host_port", "load", "parse_duration", "parse_size"]
 
 DaemonType = Literal["mon", "osd", "mds", "gateway", "client"]
 DAEMON_TYPES: tuple[DaemonType, ...] = ("mon", "osd", "mds", "gateway", "client")
@@ -42,6 +43,11 @@ DAEMON_TYPES: tuple[DaemonType, ...] = ("mon", "osd", "mds", "gateway", "client"
 DEFAULT_CONF = Path("~/.local/share/loligo/cluster/loligo.toml")
 ENV_CONF = "LOLIGO_CONF"
 ENV_PREFIX = "LOLIGO_"
+
+
+def host_port(host: str, port: int) -> str:
+    """host:port as gRPC wants it (IPv6 hosts in brackets)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class ConfigError(InvalidArgument):
@@ -58,7 +64,7 @@ class MonAddr(NamedTuple):
     @property
     def addr(self) -> str:
         """host:port as gRPC wants it."""
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        return host_port(self.host, self.port)
 
     def __str__(self) -> str:
         return f"{self.name}={self.addr}"
@@ -160,6 +166,35 @@ def _addrs(value: Any) -> tuple[MonAddr, ...]:
     return tuple(out)
 
 
+def _bind_ip(value: Any) -> str:
+    """An address a daemon can both bind and advertise: a wildcard (0.0.0.0, ::) binds but
+    tells peers nothing, so it is refused."""
+    text = _string(value).strip()
+    try:
+        ip = ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        raise ValueError(f"expected an IP address of this host such as 10.0.0.5, got "
+                         f"{value!r}") from None
+    if ip.is_unspecified:
+        raise ValueError(f"{value!r} is a wildcard: give the address peers and clients reach "
+                         "this daemon at")
+    return str(ip)
+
+
+_CRUSH_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def _crush_location(value: Any) -> str:
+    """`host=NAME` (Ceph's crush_location, host level), or empty for this machine's name."""
+    text = _string(value).strip()
+    if not text:
+        return ""
+    key, sep, name = text.partition("=")
+    if not sep or key.strip() != "host" or not _CRUSH_NAME_RE.fullmatch(name.strip()):
+        raise ValueError(f"expected host=NAME (letters, digits, _ . -), got {value!r}")
+    return f"host={name.strip()}"
+
+
 @dataclass(frozen=True)
 class _Kind:
     parse: Callable[[Any], Any]  # a TOML value: strict about types
@@ -179,6 +214,8 @@ KINDS: Mapping[str, _Kind] = MappingProxyType({
                   parse_size),
     "path": _Kind(_path, _path, str),
     "addrs": _Kind(_addrs, _addrs, lambda v: v if isinstance(v, str) else [str(m) for m in v]),
+    "ip": _Kind(_bind_ip, _bind_ip),
+    "crush_location": _Kind(_crush_location, _crush_location),
 })
 
 
@@ -382,6 +419,12 @@ SCHEMA: Mapping[str, Option] = MappingProxyType({o.name: o for o in (
            ("mon",), choices=("osd", "host", "rack", "row", "room", "datacenter")),
     Option("osd_port", "int", 0, "The OSD's gRPC port (set per daemon, [osd.N]); 0 picks a "
            "free one, which the OSD registers with the monitors.", ("osd",), min=0, max=65535),
+    Option("public_addr", "ip", "127.0.0.1", "Address the daemon binds to and advertises to "
+           "monitors, peers and clients (per host: [osd.N] or [mds.X]); never a wildcard. "
+           "Monitors bind their own mon_host address.", ("osd", "mds")),
+    Option("osd_crush_location", "crush_location", "", "Where a new OSD goes in CRUSH, Ceph "
+           "style: host=NAME puts it under host bucket NAME (empty: this machine's hostname), "
+           "so the default rule spreads replicas over hosts.", ("osd",)),
     Option("osd_capacity", "size", 1 << 40, "Capacity an OSD reports at boot; its CRUSH weight "
            "is this in TiB.", ("osd",), min=1 << 20, max=1 << 60),
     Option("osd_pool_default_size", "int", 3, "Replicas of a new pool.", ("mon", "client"),

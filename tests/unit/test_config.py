@@ -116,6 +116,10 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
                                                r"must be at most mon_election_timeout_max \(2\)"),
     ("[mon]\nmon_heartbeat_interval = 1", r"mon_heartbeat_interval \(1\) must be below"),
     ("[global]\nmon_host = ['a=h:1', 'a=h:2']", r"names the same monitor twice"),
+    ("[osd.1]\npublic_addr = '0.0.0.0'", r"\[osd.1\] public_addr: '0.0.0.0' is a wildcard"),
+    ("[osd]\npublic_addr = 'host1'", r"public_addr: expected an IP address"),
+    ("[osd]\nosd_crush_location = 'rack=r1'", r"osd_crush_location: expected host=NAME"),
+    ("[osd]\nosd_crush_location = 'host=a b'", r"osd_crush_location: expected host=NAME"),
 ])
 def test_mistakes_are_one_line_errors_naming_file_section_option(tmp_path: Path, text: str,
                                                                  error: str) -> None:
@@ -124,6 +128,16 @@ def test_mistakes_are_one_line_errors_naming_file_section_option(tmp_path: Path,
         config.load(path, "mon.a", {})
     message = str(info.value)
     assert message.startswith(str(path)) and "\n" not in message
+
+
+def test_public_addr_and_crush_location_per_daemon(tmp_path: Path) -> None:
+    path = write(tmp_path, "[osd.1]\npublic_addr = '10.77.0.2'\n"
+                           "osd_crush_location = ' host=h2 '\n[osd.2]\npublic_addr = '::1'\n")
+    one, two = config.load(path, "osd.1", {}), config.load(path, "osd.2", {})
+    assert (one.public_addr, one.osd_crush_location) == ("10.77.0.2", "host=h2")
+    assert (two.public_addr, two.osd_crush_location) == ("::1", "")
+    assert config.host_port(two.public_addr, 6800) == "[::1]:6800"
+    assert config.load(path, "osd.0", {}).public_addr == "127.0.0.1"
 
 
 def test_missing_file_says_how_to_give_one(tmp_path: Path) -> None:
