@@ -10,6 +10,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 
@@ -26,7 +29,7 @@ from rados_py.rados import CompareFailed, IoCtx, Rados
 from tests.integration import started
 from tests.integration.hosts import HostNet, hosts_cluster, skip_reason
 from tests.linearizability import MISMATCH, Op, check
-from tests.waiting import wait_for_async
+from tests.waiting import wait_for, wait_for_async
 
 REASON = skip_reason()
 pytestmark = pytest.mark.skipif(bool(REASON), reason=f"NETWORK NAMESPACE TESTS SKIPPED: {REASON}")
@@ -46,6 +49,33 @@ def three_hosts(tmp_path_factory: pytest.TempPathFactory):
     with HostNet(3) as net, hosts_cluster(tmp_path_factory.mktemp("hosts") / "c", net, LAYOUT,
                                           SETTINGS) as c, started(c) as c:
         yield net, c
+
+
+def _reaches(net: HostNet, src: str | None, dst: str) -> bool:
+    """Whether a TCP connection from host `src` (None: the test) to `dst`:8000 succeeds."""
+    code = (f"import socket; socket.create_connection(({net.addr[dst]!r}, 8000), 2)")
+    argv = [sys.executable, "-c", code]
+    return subprocess.run(net.argv(src, argv) if src else argv, capture_output=True,
+                          timeout=30).returncode == 0
+
+
+def test_cuts_heal_and_everything_is_removed_even_on_failure() -> None:
+    with pytest.raises(RuntimeError, match="on purpose"), HostNet(2) as net:
+        made = [net.ns(h) for h in net.names]
+        server = subprocess.Popen(net.argv("h1", [sys.executable, "-m", "http.server", "8000",
+                                                  "--bind", net.addr["h1"]]),
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: _reaches(net, "h2", "h1"), 20, "h1's server from h2")
+        net.cut("h1", ["h2"])
+        assert not _reaches(net, "h2", "h1") and _reaches(net, None, "h1")
+        net.heal()
+        assert _reaches(net, "h2", "h1")
+        raise RuntimeError("the test fails on purpose")
+    assert server.wait(5) == -signal.SIGKILL  # killed by the fixture, by its pid
+    left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert not any(ns in left for ns in made)
+    links = subprocess.run(["ip", "link", "show", net.bridge], capture_output=True)
+    assert links.returncode != 0
 
 
 async def _maps(r: Rados) -> OSDMap:
@@ -177,37 +207,39 @@ def test_a_host_cut_off_loses_its_monitor_and_osds_and_rejoins(three_hosts) -> N
             load_ = Workload(io)
             clients = [asyncio.create_task(load_.client(f"c{i}")) for i in range(3)]
             try:
-                await wait_for_async(lambda: len(load_.acked_at) >= 20, 30,
-                                     "the workload going")
-                cut = time.monotonic()
-                net.cut("h3", ["h1", "h2"])
-                # the OSDs of h3 are reported down by their peers on h1 and h2
-                await wait_for_async(lambda: _down(r, {4, 5}), HEARTBEAT_GRACE + 10,
-                                     "osd.4 and osd.5 marked down")
-                detected = time.monotonic() - cut
-                report["detected_s"] = round(detected, 1)
-                # the majority goes on: a monitor command commits
-                await r.mon.command(pool_create=mon_pb2.PoolCreate(name="during", pg_num=4,
-                                                                   size=3), timeout=10)
-                # the minority monitor knows it has no quorum, and a command sent only to
-                # it is refused in time, saying why
-                status = await r.mon.status(timeout=5)
-                mon_c = status.answered["c"]
-                assert mon_c.state != "leader" and not mon_c.quorum, mon_c
-                lonely = await _mon_only(c, "c")
-                t0 = time.monotonic()
-                with pytest.raises(LoligoError) as refused:
-                    await lonely.command(pool_create=mon_pb2.PoolCreate(name="minority",
-                                                                        pg_num=4, size=3),
-                                         timeout=4)
-                await lonely.close()
-                assert time.monotonic() - t0 < 10
-                report["minority_mon_says"] = str(refused.value).splitlines()[0][:160]
-                await wait_for_async(lambda: any(t > cut + detected for t in load_.acked_at),
-                                     20, "acknowledged writes again after the cut")
-                healed = time.monotonic()
-                report["stall_s"] = round(load_.stall(cut, healed), 1)
-                net.heal()
+                try:
+                    await wait_for_async(lambda: len(load_.acked_at) >= 20, 30,
+                                         "the workload going")
+                    cut = time.monotonic()
+                    net.cut("h3", ["h1", "h2"])
+                    # the OSDs of h3 are reported down by their peers on h1 and h2
+                    await wait_for_async(lambda: _down(r, {4, 5}), HEARTBEAT_GRACE + 10,
+                                         "osd.4 and osd.5 marked down")
+                    detected = time.monotonic() - cut
+                    report["detected_s"] = round(detected, 1)
+                    # the majority goes on: a monitor command commits
+                    await r.mon.command(pool_create=mon_pb2.PoolCreate(name="during", pg_num=4,
+                                                                       size=3), timeout=10)
+                    # the minority monitor knows it has no quorum, and a command sent only to
+                    # it is refused in time, saying why
+                    status = await r.mon.status(timeout=5)
+                    mon_c = status.answered["c"]
+                    assert mon_c.state != "leader" and not mon_c.quorum, mon_c
+                    lonely = await _mon_only(c, "c")
+                    t0 = time.monotonic()
+                    with pytest.raises(LoligoError) as refused:
+                        await lonely.command(pool_create=mon_pb2.PoolCreate(name="minority",
+                                                                            pg_num=4, size=3),
+                                             timeout=4)
+                    await lonely.close()
+                    assert time.monotonic() - t0 < 10
+                    report["minority_mon_says"] = str(refused.value).splitlines()[0][:160]
+                    await wait_for_async(lambda: any(t > cut + detected for t in load_.acked_at),
+                                         20, "acknowledged writes again after the cut")
+                    healed = time.monotonic()
+                    report["stall_s"] = round(load_.stall(cut, healed), 1)
+                finally:
+                    net.heal()
                 await wait_for_async(lambda: _all_up(r), 60, "osd.4 and osd.5 up again")
                 report["rejoined_s"] = round(time.monotonic() - healed, 1)
                 leader = (await r.mon.status(timeout=5)).view
