@@ -53,7 +53,7 @@ def three_hosts(tmp_path_factory: pytest.TempPathFactory):
 
 def _reaches(net: HostNet, src: str | None, dst: str) -> bool:
     """Whether a TCP connection from host `src` (None: the test) to `dst`:8000 succeeds."""
-    code = (f"import socket; socket.create_connection(({net.addr[dst]!r}, 8000), 2)")
+    code = (f"import socket; socket.create_connection(({net.addr[dst]!r}, 8000), 1)")
     argv = [sys.executable, "-c", code]
     return subprocess.run(net.argv(src, argv) if src else argv, capture_output=True,
                           timeout=30).returncode == 0
