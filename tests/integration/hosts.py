@@ -4,6 +4,7 @@ one cluster run on several addresses and the network between them can fail.
     with HostNet(3) as net:            # namespaces <tag>h1..h3, 10.77.K.1..3/24
         net.cut("h3", ["h1", "h2"])    # h3 and h1,h2 no longer hear each other
         net.slow("h2", "1mbit")        # tc tbf on h2's link
+        net.lossy("h2", 5)             # 5 % of h2's packets to and from the hosts dropped
         net.heal()
 
 The test itself stays in its own namespace and reaches every host through the bridge (address
@@ -201,6 +202,14 @@ class HostNet:
             _run("ip", "netns", "exec", self.ns(host), "tc", "qdisc", "del", "dev", "eth0",
                  "root", check=False)
         self._cuts.clear()
+
+    def lossy(self, host: str, percent: int) -> None:
+        """`host` drops `percent` % of the packets it receives from the other hosts and of
+        those it sends them (nftables numgen random; the test's own traffic is spared)."""
+        peers = ", ".join(a for h, a in self.addr.items() if h != host)
+        for chain, match in (("input", "saddr"), ("output", "daddr")):
+            self.exec(host, "nft", f"add rule inet {TABLE} {chain} ip {match} {{ {peers} }} "
+                      f"numgen random mod 100 < {percent} drop")
 
     def link_down(self, host: str) -> None:
         self.exec(host, "ip", "link", "set", "eth0", "down")

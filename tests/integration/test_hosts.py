@@ -271,6 +271,54 @@ def test_a_host_cut_off_loses_its_monitor_and_osds_and_rejoins(three_hosts) -> N
     assert report["detected_s"] <= HEARTBEAT_GRACE + 2 + 1  # grace + 2 s, and our polling
 
 
+def test_a_slow_lossy_host_is_not_marked_down_and_writes_go_on(three_hosts) -> None:
+    net, c = three_hosts
+    seconds = 10.0
+
+    async def scenario() -> dict[str, object]:
+        report: dict[str, object] = {}
+        async with Rados(load(c.conf), op_timeout=6.0) as r:
+            await r.connect()
+            await r.mon.command(pool_create=mon_pb2.PoolCreate(name="lossy", pg_num=16, size=3))
+            await wait_for_async(lambda: _all_up(r), 60, "6 OSDs up")
+            epoch = (await _maps(r)).epoch
+            load_ = Workload(await r.open_ioctx("lossy"))
+            clients = [asyncio.create_task(load_.client(f"c{i}")) for i in range(3)]
+            try:
+                await wait_for_async(lambda: len(load_.acked_at) >= 20, 30,
+                                     "the workload going")
+                t0 = time.monotonic()
+                before = len(load_.acked_at)
+                await asyncio.sleep(2)  # a measured interval, not a wait for a condition
+                report["acked_per_s_before"] = round((len(load_.acked_at) - before) / 2, 1)
+                net.slow("h2", "1mbit")
+                net.lossy("h2", 5)
+                slowed, downs = time.monotonic(), set()
+                while time.monotonic() - slowed < seconds:  # bounded: the scenario's length
+                    osdmap = await _maps(r)
+                    downs |= {o for o, s in osdmap.osds.items() if not s.up}
+                    await asyncio.sleep(0.2)
+                during = [t for t in load_.acked_at if t >= slowed]
+                report["acked_per_s_slow_lossy"] = round(len(during) / seconds, 1)
+                report["stall_s"] = round(load_.stall(slowed, time.monotonic()), 1)
+                report["marked_down"] = sorted(downs)
+                report["map_epochs"] = (await _maps(r)).epoch - epoch
+            finally:
+                net.heal()
+                load_.stop.set()
+                await asyncio.gather(*clients)
+            verdict = check(load_.history, timeout=60)
+            report.update(load_.counts(), linearizable=verdict.linearizable,
+                          seconds=round(time.monotonic() - t0, 1))
+            assert verdict.linearizable is True, verdict.reason
+            assert not downs, f"marked down falsely on a slow, lossy link: {sorted(downs)}"
+            assert during, "no write acknowledged while h2's link was slow and lossy"
+        return report
+
+    report = asyncio.run(scenario())
+    print(f"\n[hosts] h2 at 1 Mbit/s with 5 % loss for {seconds:g} s: {report}")
+
+
 async def _down(r: Rados, osds: set[int]) -> bool:
     osdmap = await _maps(r)
     return all(not osdmap.osds[o].up for o in osds)
