@@ -102,6 +102,11 @@ def test_daemons_bind_their_hosts_and_replicas_spread_over_hosts(three_hosts) ->
             for ps in range(pool.pg_num):
                 acting = osdmap.pg_to_up_acting(PgId(pool.id, ps)).acting
                 assert len({host_of[o] for o in acting}) == 3, (ps, acting)
+            tree = subprocess.run([sys.executable, "-m", "cluster", "osd", "tree", "--conf",
+                                   str(c.conf)], capture_output=True, text=True, timeout=60)
+            assert tree.returncode == 0, tree.stderr
+            hosts = [line.split()[-1] for line in tree.stdout.splitlines() if "host " in line]
+            assert sorted(hosts) == ["h1", "h2", "h3"], tree.stdout  # in boot order
             io = await r.open_ioctx("spread")
             await io.write_full("hello", b"from the test's own namespace")
             assert await io.read("hello") == b"from the test's own namespace"
