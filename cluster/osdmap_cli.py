@@ -118,7 +118,8 @@ def _pool_json(osdmap: OSDMap, p: Pool) -> dict[str, Any]:
 def dump_json(osdmap: OSDMap) -> dict[str, Any]:
     """`ceph osd dump --format json` keys for what this OSDMap holds."""
     return {"epoch": osdmap.epoch, "fsid": osdmap.fsid, "flags": ",".join(sorted(osdmap.flags)),
-            "max_osd": osdmap.max_osd,
+            "full_ratio": osdmap.full_ratio, "backfillfull_ratio": osdmap.backfillfull_ratio,
+            "nearfull_ratio": osdmap.nearfull_ratio, "max_osd": osdmap.max_osd,
             "pools": [_pool_json(osdmap, p) for _, p in sorted(osdmap.pools.items())],
             "osds": [{"osd": o.id, "up": int(o.up), "in": int(o.is_in), "weight": _w(o.weight),
                       "up_from": o.up_from, "down_at": o.down_at, "public_addr": o.addr}
@@ -133,6 +134,7 @@ def _pool_line(p: dict[str, Any]) -> str:
 
 def format_dump(data: dict[str, Any]) -> str:
     lines = [f"epoch {data['epoch']}", f"fsid {data['fsid']}", f"flags {data['flags']}".rstrip(),
+             *(f"{w}_ratio {data[f'{w}_ratio']:g}" for w in ("full", "backfillfull", "nearfull")),
              "", *(_pool_line(p) for p in data["pools"]), "", f"max_osd {data['max_osd']}"]
     lines += [f"osd.{o['osd']} {'up' if o['up'] else 'down':<4} {'in' if o['in'] else 'out':<3} "
               f"weight {o['weight']:g} up_from {o['up_from']} down_at {o['down_at']} "
@@ -262,6 +264,12 @@ def cmd_osd_reweight(args: argparse.Namespace) -> int:
 
 def cmd_osd_rm(args: argparse.Namespace) -> int:
     return run_command(args, osd_remove=mon_pb2.OsdRemove(ids=args.ids))
+
+
+def cmd_osd_ratio(args: argparse.Namespace) -> int:
+    which = args.osd_command.removeprefix("set-").removesuffix("-ratio")
+    return run_command(args, osd_set_full_ratio=mon_pb2.OsdSetFullRatio(which=which,
+                                                                      ratio=args.ratio))
 
 
 def cmd_osd_flag(args: argparse.Namespace) -> int:
@@ -422,6 +430,12 @@ def register(sub: Any, crush_sub: Any | None = None) -> None:
     for name in ("set", "unset"):
         p = command(osub, name, cmd_osd_flag, f"{name} a cluster flag (noout, noin...)", common)
         p.add_argument("flag")
+    for which, effect in (("nearfull", "health warns OSD_NEARFULL"),
+                          ("backfillfull", "no backfill onto the OSD"),
+                          ("full", "health errs OSD_FULL")):
+        p = command(osub, f"set-{which}-ratio", cmd_osd_ratio, f"fraction of an OSD's space "
+                    f"past which {effect}", common)
+        p.add_argument("ratio", type=float)
 
     pool = sub.add_parser("pool", help="create, list, inspect, change and remove pools")
     psub = subparsers(pool, "pool_command")

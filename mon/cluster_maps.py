@@ -290,6 +290,27 @@ def _osd_set_flag(state: ClusterMaps, cmd: mon_pb2.OsdSetFlag) -> Outcome:
         f"{cmd.flag} is {'set' if cmd.set else 'unset'}"
 
 
+_RATIOS = ("nearfull", "backfillfull", "full")
+
+
+def _osd_set_full_ratio(state: ClusterMaps, cmd: mon_pb2.OsdSetFullRatio) -> Outcome:
+    """Ceph's `osd set-{nearfull,backfillfull,full}-ratio`; refused out of order (a nearfull
+    warning that comes after the writes stop would warn of nothing)."""
+    if cmd.which not in _RATIOS:
+        raise InvalidArgument(f"unknown ratio {cmd.which!r}: nearfull, backfillfull or full")
+    if not 0 < cmd.ratio <= 1:
+        raise InvalidArgument(f"{cmd.which} ratio {cmd.ratio:g} must be above 0 and at most 1")
+    osdmap = state.osdmap
+    new = dataclasses.replace(osdmap, **{f"{cmd.which}_ratio": cmd.ratio})
+    order = [getattr(new, f"{w}_ratio") for w in _RATIOS]
+    if order != sorted(order):
+        shown = ", ".join(f"{w} {r:g}" for w, r in zip(_RATIOS, order, strict=True))
+        raise InvalidArgument(f"ratios must keep nearfull <= backfillfull <= full, got {shown}")
+    if getattr(osdmap, f"{cmd.which}_ratio") == cmd.ratio:
+        return osdmap, 0, f"{cmd.which}_ratio is already {cmd.ratio:g}"
+    return new, 0, f"{cmd.which}_ratio set to {cmd.ratio:g}"
+
+
 # --- pools --------------------------------------------------------------------------------------
 
 def _pool_by_name(osdmap: OSDMap, name: str) -> Pool:
@@ -382,6 +403,7 @@ _HANDLERS: dict[str, Callable[[ClusterMaps, object], Outcome]] = {
     "osd_reweight": _osd_reweight,
     "osd_remove": _osd_remove,
     "osd_set_flag": _osd_set_flag,
+    "osd_set_full_ratio": _osd_set_full_ratio,
     "pool_create": _pool_create,
     "pool_set": _pool_set,
     "pool_remove": _pool_remove,

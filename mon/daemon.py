@@ -455,7 +455,8 @@ class MonDaemon:
         pgs = self._pg_summary()
         if pgs is not None:
             checks = (health.mon_checks(self.maps.monmap, quorum, ago, str(self.config.log_dir))
-                      + checks + health.pg_checks(pgs))
+                      + checks + health.space_checks(self.maps.osdmap, self.pg_stats.usage)
+                      + health.pg_checks(pgs))
         else:
             # only the leader hears from every monitor: a follower's view of the quorum would
             # be wrong, so it reports none and `loligo status` takes the leader's

@@ -6,6 +6,7 @@ tested without a cluster.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from rados_py.monmap import MonMap
@@ -67,6 +68,36 @@ def osd_checks(osdmap: OSDMap) -> list[Check]:
         checks.append(Check("OSDMAP_FLAGS", HEALTH_WARN, f"{flag} flag(s) set",
                             f"unset it when maintenance is over (loligo osd unset {flag})"))
     return checks
+
+
+def space_checks(osdmap: OSDMap, usage: Mapping[int, mon_pb2.OsdUsage]) -> list[Check]:
+    """OSD_FULL, OSD_BACKFILLFULL, OSD_NEARFULL: each OSD under the highest ratio it passed.
+
+    An OSD's fullness is its store's bytes over those plus what its file system has left for
+    it (as it last reported): a dedicated disk's fill level, and on a disk shared with other
+    data it still reaches 1 when nothing is left, without warning for others' files."""
+    levels = (("OSD_FULL", HEALTH_ERR, osdmap.full_ratio, "full"),
+              ("OSD_BACKFILLFULL", HEALTH_WARN, osdmap.backfillfull_ratio, "backfillfull"),
+              ("OSD_NEARFULL", HEALTH_WARN, osdmap.nearfull_ratio, "nearfull"))
+    found: dict[str, list[str]] = {}
+    for osd, u in sorted(usage.items()):
+        if osd not in osdmap.osds or not u.used_bytes + u.avail_bytes:
+            continue
+        used = u.used_bytes / (u.used_bytes + u.avail_bytes)
+        for code, _, ratio, _ in levels:
+            if used >= ratio:
+                found.setdefault(code, []).append(f"osd.{osd} {used:.0%}")
+                break
+    what_to_do = {
+        "OSD_FULL": "writes that add data will soon fail with ENOSPC: delete data, add OSDs "
+                    "(loligo cluster add-osd) or, briefly, raise the ratio (loligo osd "
+                    "set-full-ratio 0.97)",
+        "OSD_BACKFILLFULL": "no data is backfilled onto them: add OSDs or delete data",
+        "OSD_NEARFULL": "add OSDs or delete data before they fill up",
+    }
+    return [Check(code, severity, f"{len(found[code])} {word} osd(s): {_names(found[code])} "
+                  f"({word}_ratio {ratio:g})", what_to_do[code])
+            for code, severity, ratio, word in levels if code in found]
 
 
 _INACTIVE = ("unknown", "peering", "down", "incomplete", "stale")

@@ -6,13 +6,22 @@ from rados_py.crush import wire as crush_wire
 from rados_py.crush.compiled import CompiledMap
 from rados_py.mdsmap import FsInfo, MdsInfo, MDSMap
 from rados_py.monmap import MonMap
-from rados_py.osdmap import OSDMap, OsdState, PgId, Pool
+from rados_py.osdmap import (
+    BACKFILLFULL_RATIO,
+    FULL_RATIO,
+    NEARFULL_RATIO,
+    OSDMap,
+    OsdState,
+    PgId,
+    Pool,
+)
 from rados_py.proto.loligo import maps_pb2
 
 
 def osdmap_to_proto(m: OSDMap) -> maps_pb2.OSDMap:
     msg = maps_pb2.OSDMap(fsid=m.fsid, epoch=m.epoch, crush=crush_wire.to_proto(m.crush.crush_map),
-                          flags=sorted(m.flags))
+                          flags=sorted(m.flags), nearfull_ratio=m.nearfull_ratio,
+                          backfillfull_ratio=m.backfillfull_ratio, full_ratio=m.full_ratio)
     for p in sorted(m.pools.values(), key=lambda p: p.id):
         msg.pools.add(id=p.id, name=p.name, type=p.type, size=p.size, min_size=p.min_size,
                       pg_num=p.pg_num, pgp_num=p.pgp_num, crush_rule=p.crush_rule,
@@ -37,6 +46,10 @@ def osdmap_from_proto(msg: maps_pb2.OSDMap) -> OSDMap:
                              down_at=o.down_at, auto_out=o.auto_out) for o in msg.osds},
         pg_temp={PgId(t.pool, t.seed): tuple(t.osds) for t in msg.pg_temp},
         flags=frozenset(msg.flags),
+        # 0: a map from before the ratios existed
+        nearfull_ratio=msg.nearfull_ratio or NEARFULL_RATIO,
+        backfillfull_ratio=msg.backfillfull_ratio or BACKFILLFULL_RATIO,
+        full_ratio=msg.full_ratio or FULL_RATIO,
     )
 
 

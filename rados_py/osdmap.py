@@ -102,6 +102,9 @@ class Placement(NamedTuple):
     acting_primary: int
 
 
+NEARFULL_RATIO, BACKFILLFULL_RATIO, FULL_RATIO = 0.85, 0.90, 0.95
+
+
 @dataclass(frozen=True)
 class OsdState:
     id: int
@@ -128,6 +131,10 @@ class OSDMap:
     osds: dict[int, OsdState] = field(default_factory=dict)
     pg_temp: dict[PgId, tuple[int, ...]] = field(default_factory=dict)
     flags: frozenset[str] = frozenset()  # cluster-wide OSD flags: noout, noin, nodown, pause
+    # space thresholds, fractions of an OSD's disk (Ceph's mon_osd_*_ratio defaults)
+    nearfull_ratio: float = NEARFULL_RATIO
+    backfillfull_ratio: float = BACKFILLFULL_RATIO
+    full_ratio: float = FULL_RATIO
 
     @classmethod
     def all_up(cls, crush: CompiledMap, pools: list[Pool], **kw) -> OSDMap:

@@ -97,6 +97,17 @@ def test_pools_through_the_cli(cluster: Cluster) -> None:
     assert cluster.json("status")["pgmap"]["num_pgs"] == 32
 
 
+def test_full_ratios_through_the_cli(cluster: Cluster) -> None:
+    assert cluster.ok("osd", "set-full-ratio", "0.97") == "full_ratio set to 0.97\n"
+    assert cluster.ok("osd", "set-nearfull-ratio", "0.8") == "nearfull_ratio set to 0.8\n"
+    refused = cluster.loligo("osd", "set-backfillfull-ratio", "0.99")
+    assert refused.returncode != 0 and "nearfull <= backfillfull <= full" in refused.stderr
+    dump = cluster.json("osd", "dump")
+    assert (dump["nearfull_ratio"], dump["backfillfull_ratio"], dump["full_ratio"]) == \
+        (0.8, 0.9, 0.97)
+    assert "full_ratio 0.97" in cluster.ok("osd", "dump")
+
+
 def test_leader_loss_and_lost_majority(cluster: Cluster) -> None:
     leader = wait_for(lambda: cluster.json("mon", "stat")["leader"], 20, "a leader")
     cluster.ok("cluster", "kill", f"mon.{leader}")

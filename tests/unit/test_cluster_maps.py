@@ -153,6 +153,32 @@ def test_flags(cluster: ClusterMaps) -> None:
     assert "noout" not in state.osdmap.flags
 
 
+def ratio(which: str, value: float) -> mon_pb2.MonCommand:
+    return cmd(osd_set_full_ratio=mon_pb2.OsdSetFullRatio(which=which, ratio=value))
+
+
+def test_full_ratios_are_set_in_order_and_travel_in_the_map(cluster: ClusterMaps) -> None:
+    from rados_py.maps_wire import osdmap_from_proto, osdmap_to_proto
+
+    m = cluster.osdmap
+    assert (m.nearfull_ratio, m.backfillfull_ratio, m.full_ratio) == (0.85, 0.90, 0.95)
+    state, results = run(cluster, ratio("full", 0.97), ratio("nearfull", 0.8),
+                         ratio("backfillfull", 0.98), ratio("nearfull", 0.99),
+                         ratio("full", 0), ratio("full", 1.5), ratio("empty", 0.5),
+                         ratio("nearfull", 0.8))
+    assert [r.code for r in results] == [OK, OK, EINVAL, EINVAL, EINVAL, EINVAL, EINVAL, OK]
+    assert "nearfull <= backfillfull <= full, got nearfull 0.8, backfillfull 0.98, full " \
+        "0.97" in results[2].message
+    assert "already" in results[-1].message and results[-1].osdmap_epoch == m.epoch + 2
+    m = state.osdmap
+    assert (m.nearfull_ratio, m.backfillfull_ratio, m.full_ratio) == (0.8, 0.90, 0.97)
+    back = osdmap_from_proto(osdmap_to_proto(m))
+    assert (back.nearfull_ratio, back.backfillfull_ratio, back.full_ratio) == (0.8, 0.90, 0.97)
+    old = osdmap_to_proto(m)
+    old.ClearField("full_ratio")  # a map written before the ratios existed: the default
+    assert osdmap_from_proto(old).full_ratio == 0.95
+
+
 def random_commands(seed: int, n: int) -> list[mon_pb2.MonCommand]:
     rng = random.Random(seed)
     out = []

@@ -46,3 +46,26 @@ def test_osd_down_too_few_osds_and_flags() -> None:
     assert "osd.1" in codes["OSD_DOWN"].summary
     assert "1 up and in < pool size 3" in codes["TOO_FEW_OSDS"].summary
     assert "loligo osd unset noout" in codes["OSDMAP_FLAGS"].detail
+
+
+def test_space_checks_name_each_osd_under_the_highest_ratio_passed() -> None:
+    from rados_py.proto.loligo import mon_pb2
+
+    osdmap = dataclasses.replace(maps().osdmap, osds={i: OsdState(i) for i in range(5)})
+
+    def usage(used: int, avail: int) -> mon_pb2.OsdUsage:
+        return mon_pb2.OsdUsage(used_bytes=used, avail_bytes=avail, total_bytes=1000)
+
+    reported = {0: usage(10, 990), 1: usage(86, 14), 2: usage(91, 9), 3: usage(96, 4),
+                4: usage(1, 0), 9: usage(99, 1)}  # osd.4: nothing left; osd.9 not in the map
+    checks = {c.code: c for c in health.space_checks(osdmap, reported)}
+    assert list(checks) == ["OSD_FULL", "OSD_BACKFILLFULL", "OSD_NEARFULL"]
+    assert checks["OSD_FULL"].severity == health.HEALTH_ERR
+    assert checks["OSD_FULL"].summary == "2 full osd(s): osd.3 96%, osd.4 100% (full_ratio 0.95)"
+    assert "loligo osd set-full-ratio" in checks["OSD_FULL"].detail
+    assert checks["OSD_BACKFILLFULL"].summary.startswith("1 backfillfull osd(s): osd.2 91%")
+    assert checks["OSD_NEARFULL"].summary.startswith("1 nearfull osd(s): osd.1 86%")
+    raised = dataclasses.replace(osdmap, full_ratio=0.97)
+    assert "osd.3" not in {c.code: c for c in health.space_checks(raised, reported)}[
+        "OSD_FULL"].summary
+    assert health.space_checks(osdmap, {0: usage(10, 990)}) == []
