@@ -25,9 +25,10 @@ from cluster import launcher
 from osd.pg import coll_for, store_oid
 from rados_py import rpc
 from rados_py.errors import LoligoError, StoreFull, Timeout
-from rados_py.proto.loligo import osd_pb2, osd_pb2_grpc
+from rados_py.proto.loligo import mon_pb2, osd_pb2, osd_pb2_grpc
 from rados_py.rados import IoCtx, Rados
 from tests.integration import create_cluster, started
+from tests.waiting import wait_for_async
 
 POOL = "full"
 TMPFS_SIZE = 24 << 20     # room for the store's SQLite (and its WAL) plus a dozen 1 MiB blocks
@@ -161,12 +162,20 @@ def test_a_full_replica_gives_errors_not_loss_and_recovers(
         async with Rados(cluster.config, op_timeout=OP_TIMEOUT) as r:
             io = await r.open_ioctx(POOL)
             assert r.osdmap.pool(io.pool_id).size == 3
+            # the store keeps a reserve of several MiB, a large part of this small disk:
+            # ratios below the point where it refuses writes (about 0.83 here)
+            for which, ratio in (("nearfull", 0.5), ("backfillfull", 0.6), ("full", 0.75)):
+                await r.mon.command(osd_set_full_ratio=mon_pb2.OsdSetFullRatio(which=which,
+                                                                             ratio=ratio))
             before = await write_before(io)
             acked, errors = await fill(io, names_led_by(r, io.pool_id, "fill", False), 2)
             # the type of these errors: test_a_full_replica_is_reported_as_full
             print(f"\nfull after {len(acked)} x 1 MiB; first error: {next(iter(errors.values()))}")
 
             assert cluster.pid(cluster.daemon("osd.0")) is not None, "osd.0 died when full"
+            full = await wait_for_async(lambda: _full_check(r, "osd.0"), 15,
+                                        "health OSD_FULL naming osd.0")
+            print(f"health: {full.code} {full.summary}")
             for name, data in before.items():
                 assert await io.read(name) == data, f"{name!r} changed while the disk was full"
             view = await replica_view(r, io.pool_id, [*before, *acked])
@@ -183,6 +192,11 @@ def test_a_full_replica_gives_errors_not_loss_and_recovers(
             assert_on_every_replica(view, {**before, **after}, "after freeing space")
             assert cluster.pid(cluster.daemon("osd.0")) is not None
     asyncio.run(go())
+
+
+async def _full_check(r: Rados, osd: str) -> mon_pb2.HealthCheck | None:
+    checks = (await r.mon.status(timeout=5)).view.checks
+    return next((c for c in checks if c.code == "OSD_FULL" and f"{osd} " in c.summary), None)
 
 
 def test_a_full_primary_gives_errors_not_loss_and_recovers(
