@@ -35,7 +35,8 @@ from rados_py.proto.loligo import mon_pb2
 OK, ENOENT, EEXIST, EBUSY, EINVAL = 0, -2, -17, -16, -22
 APPLIED_REMEMBERED = 4096  # request ids kept for dedup (a client resends within seconds)
 OSD_FLAGS = frozenset({"noout", "noin", "nodown", "noup", "pause", "norecover", "nobackfill",
-                       "noscrub", "nodeep-scrub"})
+                       "noscrub", "nodeep-scrub",
+                       "full"})  # set and cleared by the monitors as OSDs pass full_ratio
 TIB = 1 << 40
 MIN_CRUSH_WEIGHT = WEIGHT_ONE // 1000  # 0.001, so an empty test disk still gets data
 

@@ -45,6 +45,7 @@ from mon.store import MonStore
 from rados_py import auth, daemon_runner, rpc
 from rados_py.config import Config, ConfigError, load
 from rados_py.errors import Timeout
+from rados_py.osdmap import OSDMap
 from rados_py.proto.loligo import mon_pb2, raft_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -271,6 +272,7 @@ class MonDaemon:
             return
         self._next_failure_check = now + min(0.25, self.config.mds_beacon_interval)
         self._check_osds(now)
+        self._check_full(self.maps.osdmap)
         mdsmap = self.maps.mdsmap
         for mds in mdsmap.daemons:
             seen = self.mds_seen.setdefault(mds.name, now)
@@ -323,6 +325,19 @@ class MonDaemon:
                                        osd_mark=mon_pb2.OsdMark(ids=[osd.id],
                                                                 state=mon_pb2.OsdMark.OUT,
                                                                 automatic=True))
+
+    def _check_full(self, osdmap: OSDMap) -> None:
+        """Flag the cluster full while any up OSD is past full_ratio (clients then refuse
+        writes that add data at once, with ENOSPC), and clear the flag when none is."""
+        full = sorted(o for o, u in self.pg_stats.usage.items()
+                      if (s := osdmap.osds.get(o)) is not None and s.up
+                      and (level := health.fullness(u)) is not None
+                      and level >= osdmap.full_ratio)
+        if bool(full) != ("full" in osdmap.flags):
+            log.warning("mon.%s: %s", self.name, f"osd.{full[0]} is full: flagging the cluster "
+                        "full" if full else "no OSD is full any more: clearing the full flag")
+            self._propose_once(f"osd-full:{bool(full)}:{osdmap.epoch}",
+                               osd_set_flag=mon_pb2.OsdSetFlag(flag="full", set=bool(full)))
 
     async def beacon(self, request: mon_pb2.BeaconRequest, timeout: float
                      ) -> mon_pb2.BeaconReply:

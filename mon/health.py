@@ -64,10 +64,16 @@ def osd_checks(osdmap: OSDMap) -> list[Check]:
             "TOO_FEW_OSDS", HEALTH_WARN,
             f"OSD count {usable} up and in < pool size {needed}",
             "start more OSDs or lower the pool size (loligo pool set NAME size N)"))
-    for flag in sorted(osdmap.flags):
+    for flag in sorted(osdmap.flags - {"full"}):  # full is the monitors' (OSD_FULL says why)
         checks.append(Check("OSDMAP_FLAGS", HEALTH_WARN, f"{flag} flag(s) set",
                             f"unset it when maintenance is over (loligo osd unset {flag})"))
     return checks
+
+
+def fullness(u: mon_pb2.OsdUsage) -> float | None:
+    """An OSD's fill level (see space_checks); None before it reported any space."""
+    room = u.used_bytes + u.avail_bytes
+    return u.used_bytes / room if room else None
 
 
 def space_checks(osdmap: OSDMap, usage: Mapping[int, mon_pb2.OsdUsage]) -> list[Check]:
@@ -81,9 +87,8 @@ def space_checks(osdmap: OSDMap, usage: Mapping[int, mon_pb2.OsdUsage]) -> list[
               ("OSD_NEARFULL", HEALTH_WARN, osdmap.nearfull_ratio, "nearfull"))
     found: dict[str, list[str]] = {}
     for osd, u in sorted(usage.items()):
-        if osd not in osdmap.osds or not u.used_bytes + u.avail_bytes:
+        if osd not in osdmap.osds or (used := fullness(u)) is None:
             continue
-        used = u.used_bytes / (u.used_bytes + u.avail_bytes)
         for code, _, ratio, _ in levels:
             if used >= ratio:
                 found.setdefault(code, []).append(f"osd.{osd} {used:.0%}")

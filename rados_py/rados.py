@@ -71,6 +71,11 @@ _ERRNO: dict[int, type[LoligoError]] = {E.ENOENT: NotFound, E.ENODATA: NotFound,
                                         E.ECANCELED: CompareFailed, E.ERANGE: CompareFailed}
 
 
+# what a full cluster refuses at once (Ceph's client does the same); deletes go on
+_ADDS_DATA = frozenset({K.WRITE_FULL, K.WRITE, K.APPEND, K.CREATE, K.SETXATTR, K.OMAP_SET,
+                        K.TOUCH})
+
+
 def _b(value: bytes | str) -> bytes:
     return value.encode() if isinstance(value, str) else bytes(value)
 
@@ -327,6 +332,11 @@ class Rados:
             raise InvalidArgument(f"request carries {size} bytes, more than one message holds "
                                   f"({self.max_data}; rpc_max_message_size): write it in parts "
                                   "at offsets")
+        if "full" in self.osdmap.flags and any(op.kind in _ADDS_DATA for op in ops):
+            full = StoreFull(f"{name[:80]!r}: the cluster is full (an OSD passed full_ratio): "
+                             "delete data or add OSDs; `loligo health` names it")
+            full.errno = E.ENOSPC  # type: ignore[attr-defined]
+            raise full
         tid = next(self._tids)  # kept across every resend of this request
 
         def build(epoch: int, seed: int) -> osd_pb2.OpRequest:

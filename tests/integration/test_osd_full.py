@@ -15,6 +15,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -176,6 +177,17 @@ def test_a_full_replica_gives_errors_not_loss_and_recovers(
             full = await wait_for_async(lambda: _full_check(r, "osd.0"), 15,
                                         "health OSD_FULL naming osd.0")
             print(f"health: {full.code} {full.summary}")
+            # the monitors flag the cluster full: a write that adds data fails at once, on any
+            # PG, while reads and deletes go on
+            await wait_for_async(lambda: _flagged_full(r), 10, "the full flag in the map")
+            t0 = time.monotonic()
+            with pytest.raises(StoreFull, match="the cluster is full"):
+                await io.write_full(b"while-flagged-full", b"x")
+            assert time.monotonic() - t0 < 0.5
+            for which, ratio in (("full", 0.95), ("backfillfull", 0.9), ("nearfull", 0.85)):
+                await r.mon.command(osd_set_full_ratio=mon_pb2.OsdSetFullRatio(which=which,
+                                                                             ratio=ratio))
+            await wait_for_async(lambda: _not(_flagged_full(r)), 10, "the full flag cleared")
             for name, data in before.items():
                 assert await io.read(name) == data, f"{name!r} changed while the disk was full"
             view = await replica_view(r, io.pool_id, [*before, *acked])
@@ -192,6 +204,14 @@ def test_a_full_replica_gives_errors_not_loss_and_recovers(
             assert_on_every_replica(view, {**before, **after}, "after freeing space")
             assert cluster.pid(cluster.daemon("osd.0")) is not None
     asyncio.run(go())
+
+
+async def _flagged_full(r: Rados) -> bool:
+    return "full" in (await r.mon.get_maps(latest=True)).osdmap.flags
+
+
+async def _not(flag) -> bool:
+    return not await flag
 
 
 async def _full_check(r: Rados, osd: str) -> mon_pb2.HealthCheck | None:

@@ -69,3 +69,10 @@ def test_space_checks_name_each_osd_under_the_highest_ratio_passed() -> None:
     assert "osd.3" not in {c.code: c for c in health.space_checks(raised, reported)}[
         "OSD_FULL"].summary
     assert health.space_checks(osdmap, {0: usage(10, 990)}) == []
+    assert health.fullness(mon_pb2.OsdUsage()) is None  # nothing reported yet
+
+
+def test_the_full_flag_is_explained_by_osd_full_not_as_maintenance() -> None:
+    osdmap = dataclasses.replace(maps().osdmap, flags=frozenset({"full", "noout"}))
+    flags = [c.summary for c in health.osd_checks(osdmap) if c.code == "OSDMAP_FLAGS"]
+    assert flags == ["noout flag(s) set"]
