@@ -332,7 +332,8 @@ class Rados:
             raise InvalidArgument(f"request carries {size} bytes, more than one message holds "
                                   f"({self.max_data}; rpc_max_message_size): write it in parts "
                                   "at offsets")
-        if "full" in self.osdmap.flags and any(op.kind in _ADDS_DATA for op in ops):
+        maps = self.mon.maps  # (None before the first map: _send fetches one)
+        if maps and "full" in maps.osdmap.flags and any(op.kind in _ADDS_DATA for op in ops):
             full = StoreFull(f"{name[:80]!r}: the cluster is full (an OSD passed full_ratio): "
                              "delete data or add OSDs; `loligo health` names it")
             full.errno = E.ENOSPC  # type: ignore[attr-defined]
