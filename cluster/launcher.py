@@ -218,7 +218,8 @@ class LocalCluster:
 
         with open(self.conf, "rb") as f:
             sections = tomllib.load(f).get("mds", {})
-        found = [Daemon("mds", ident, f"127.0.0.1:{values.get('mds_port', 0)}")
+        found = [Daemon("mds", ident, config_mod.host_port(values.get("public_addr", "127.0.0.1"),
+                                                          values.get("mds_port", 0)))
                  for ident, values in (sections.items() if isinstance(sections, dict) else ())
                  if isinstance(values, dict)]
         return sorted(found, key=lambda d: d.id)
@@ -280,8 +281,9 @@ class LocalCluster:
         sections = data.get("osd", {})  # TOML nests [osd.0] as osd -> 0
         for ident, values in sections.items() if isinstance(sections, dict) else ():
             if ident.isdigit() and isinstance(values, dict):
-                port = values.get("osd_port", 0)
-                found.append(Daemon("osd", ident, f"127.0.0.1:{port}" if port else ""))
+                port, host = values.get("osd_port", 0), values.get("public_addr", "127.0.0.1")
+                found.append(Daemon("osd", ident, config_mod.host_port(host, port) if port
+                                    else ""))
         return sorted(found, key=lambda d: int(d.id))
 
     def add_osd(self, timeout: float = 60.0) -> Daemon:

@@ -94,6 +94,8 @@ def test_daemons_bind_their_hosts_and_replicas_spread_over_hosts(three_hosts) ->
             for osd, state in osdmap.osds.items():
                 host = next(h for h, ds in LAYOUT.items() if f"osd.{osd}" in ds)
                 assert state.addr.rsplit(":", 1)[0] == net.addr[host], (osd, state.addr)
+            info = {o["id"]: o["addr"] for o in c.info()["osds"]}  # `loligo cluster info`
+            assert info == {o: s.addr for o, s in osdmap.osds.items()}
             crush = osdmap.crush.crush_map
             parents = crush.parents()
             host_of = {osd: crush.buckets[parents[osd]].name for osd in osdmap.osds}
