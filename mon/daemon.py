@@ -24,7 +24,7 @@ from pathlib import Path
 from mon import cluster_maps, health
 from mon.cluster_maps import ClusterMaps, PoolDefaults
 from mon.metrics import MonMetrics
-from mon.pg_stats import FailureReports, PgStats
+from mon.pg_stats import FailureReports, PgStats, subtree_of
 from mon.raft import (
     AppendEntries,
     Apply,
@@ -288,14 +288,17 @@ class MonDaemon:
     def _check_osds(self, now: float) -> None:
         osdmap = self.maps.osdmap
         c = self.config
-        up = sum(1 for o in osdmap.osds.values() if o.up)
+        # reporters count by failure domain (host for a cluster of hosts, osd on one machine)
+        level = c.osd_crush_chooseleaf_type
+        up = len({subtree_of(osdmap, o.id, level) for o in osdmap.osds.values() if o.up})
         needed = max(1, min(c.mon_osd_min_down_reporters, up - 1))
         for osd in osdmap.osds.values():
             if osd.up:
                 self.osd_down_since.pop(osd.id, None)
                 reporters = self.failure_reports.reporters(osd.id, osdmap, now,
                                                            c.osd_heartbeat_grace * 2)
-                if len(reporters) >= needed and "nodown" not in osdmap.flags:
+                subtrees = {subtree_of(osdmap, r, level) for r in reporters}
+                if len(subtrees) >= needed and "nodown" not in osdmap.flags:
                     log.warning("mon.%s: osd.%d reported failed by %s: marking it down",
                                 self.name, osd.id, ", ".join(f"osd.{r}" for r in reporters))
                     self.failure_reports.forget(osd.id)

@@ -113,3 +113,22 @@ class FailureReports:
 
     def forget(self, target: int) -> None:
         self._reports.pop(target, None)
+
+
+def subtree_of(osdmap: OSDMap, osd: int, level: str) -> int:
+    """The id of the CRUSH bucket of type `level` holding `osd` (the OSD itself for "osd",
+    or when it sits under none). Failure reports count once per such subtree (Ceph's
+    mon_osd_reporter_subtree_level): two OSDs of one host cut off from the rest then cannot
+    get the OSDs of the connected hosts marked down."""
+    crush = osdmap.crush.crush_map
+    try:
+        wanted = crush.type_id(level)
+    except KeyError:
+        return osd
+    parents = crush.parents()
+    item = osd
+    while item in parents:
+        item = parents[item]
+        if crush.buckets[item].type_id == wanted:
+            return item
+    return osd

@@ -193,6 +193,15 @@ class HostNet:
                 self.exec(host, "nft", f"add rule inet {TABLE} output ip daddr {peer} drop")
         self._cuts.setdefault(host, set()).update(others)
 
+    def cut_except_ports(self, host: str, others: Iterable[str], ports: Iterable[int]) -> None:
+        """`host` and the `others` lose every TCP connection between them except those to or
+        from `ports` (e.g. keep the monitors, lose the OSDs' traffic)."""
+        peers = ", ".join(self.addr[o] for o in others)
+        keep = ", ".join(str(p) for p in ports)
+        for chain, match in (("input", "saddr"), ("output", "daddr")):
+            self.exec(host, "nft", f"add rule inet {TABLE} {chain} ip {match} {{ {peers} }} "
+                      f"tcp sport != {{ {keep} }} tcp dport != {{ {keep} }} drop")
+
     def heal(self) -> None:
         """Every cut undone, every link up and unshaped."""
         for host in self.names:

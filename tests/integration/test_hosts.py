@@ -326,6 +326,62 @@ def test_a_slow_lossy_host_is_not_marked_down_and_writes_go_on(three_hosts) -> N
     print(f"\n[hosts] h2 at 1 Mbit/s with 5 % loss for {seconds:g} s: {report}")
 
 
+def test_osds_cut_from_their_peers_but_not_the_monitors(three_hosts) -> None:
+    net, c = three_hosts
+    mon_ports = [m.port for m in c.config.mon_host]
+
+    async def scenario() -> dict[str, object]:
+        report: dict[str, object] = {}
+        async with Rados(load(c.conf), op_timeout=6.0) as r:
+            await r.connect()
+            await r.mon.command(pool_create=mon_pb2.PoolCreate(name="peers", pg_num=16, size=3))
+            await wait_for_async(lambda: _all_up(r), 60, "6 OSDs up")
+            epoch = (await _maps(r)).epoch
+            load_ = Workload(await r.open_ioctx("peers"))
+            clients = [asyncio.create_task(load_.client(f"c{i}")) for i in range(3)]
+            downs: set[int] = set()
+            try:
+                await wait_for_async(lambda: len(load_.acked_at) >= 20, 30,
+                                     "the workload going")
+                cut = time.monotonic()
+                net.cut_except_ports("h3", ["h1", "h2"], mon_ports)
+                try:
+                    async def h3_down() -> bool:
+                        osdmap = await _maps(r)
+                        downs.update(o for o, s in osdmap.osds.items() if not s.up)
+                        return {4, 5} <= downs
+                    # (they reach the monitors, so each boots again when marked down: they
+                    # flap until the heal; the OSDs stop that, not yet the monitors' job)
+                    await wait_for_async(h3_down, HEARTBEAT_GRACE + 10,
+                                         "osd.4 and osd.5 marked down")
+                    report["detected_s"] = round(time.monotonic() - cut, 1)
+                    end = time.monotonic() + 2 * HEARTBEAT_GRACE
+                    while time.monotonic() < end:  # bounded: watch for false downs a while
+                        await h3_down()
+                        await asyncio.sleep(0.2)
+                    report["stall_s"] = round(load_.stall(cut, time.monotonic()), 1)
+                finally:
+                    net.heal()
+                healed = time.monotonic()
+                await wait_for_async(lambda: _all_up(r), 60, "every OSD up again")
+                report["rejoined_s"] = round(time.monotonic() - healed, 1)
+            finally:
+                load_.stop.set()
+                await asyncio.gather(*clients)
+            verdict = check(load_.history, timeout=60)
+            report.update(load_.counts(), marked_down=sorted(downs),
+                          linearizable=verdict.linearizable)
+            flaps = (await _maps(r)).epoch - epoch
+            report["map_epochs"] = flaps
+            print(f"\n[hosts] h3's OSDs cut from their peers, not the monitors: {report}")
+            assert verdict.linearizable is True, verdict.reason
+            # two OSDs of one host count as one reporter: the connected hosts' OSDs stay up
+            assert downs == {4, 5}, f"OSDs of the connected majority marked down: {downs}"
+        return report
+
+    asyncio.run(scenario())
+
+
 async def _down(r: Rados, osds: set[int]) -> bool:
     osdmap = await _maps(r)
     return all(not osdmap.osds[o].up for o in osds)

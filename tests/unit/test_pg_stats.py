@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from mon.pg_stats import FailureReports, PgStats
+from mon.pg_stats import FailureReports, PgStats, subtree_of
 from rados_py.crush import text
 from rados_py.crush.compiled import CompiledMap
 from rados_py.osdmap import OSDMap, Pool
@@ -56,3 +56,13 @@ def test_failure_reports_need_fresh_reporters_about_the_current_life() -> None:
     assert reports.reporters(0, m, now=12.0, window=6.0) == set()
     reports.report(1, 0, alive=False, now=13.0, epoch=9)
     assert reports.reporters(0, m, now=13.0, window=6.0) == {1}
+
+
+def test_reporters_count_once_per_host_at_host_level() -> None:
+    m = osdmap()  # node-a: osd.0-2, node-b: osd.3-5, ...
+    crush = m.crush.crush_map
+    node_a, node_b = (crush.item_by_name(n) for n in ("node-a", "node-b"))
+    assert {subtree_of(m, o, "host") for o in (0, 1, 2)} == {node_a}
+    assert subtree_of(m, 3, "host") == node_b
+    assert {subtree_of(m, o, "osd") for o in (0, 1, 2)} == {0, 1, 2}
+    assert subtree_of(m, 0, "datacenter") == 0  # no such bucket above it: the OSD alone
