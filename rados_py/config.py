@@ -34,7 +34,7 @@ from typing import Any, Literal, NamedTuple
 from rados_py.errors import InvalidArgument
 
 __all__ = ["DEFAULT_CONF", "SCHEMA", "Config", "ConfigError", "MonAddr", "Option",
-           "describe", "find_conf", "load", "parse_duration", "parse_size"]
+           "describe", "find_conf", "load", "option", "parse_duration", "parse_size"]
 
 DaemonType = Literal["mon", "osd", "mds", "gateway", "client"]
 DAEMON_TYPES: tuple[DaemonType, ...] = ("mon", "osd", "mds", "gateway", "client")
@@ -351,8 +351,10 @@ SCHEMA: Mapping[str, Option] = MappingProxyType({o.name: o for o in (
            ("mon",), choices=("osd", "host", "rack", "row", "room", "datacenter")),
     Option("osd_port", "int", 0, "The OSD's gRPC port (set per daemon, [osd.N]); 0 picks a "
            "free one, which the OSD registers with the monitors.", ("osd",), min=0, max=65535),
-    Option("osd_capacity", "size", 1 << 40, "Capacity an OSD reports at boot; its CRUSH weight "
-           "is this in TiB.", ("osd",), min=1 << 20, max=1 << 60),
+    Option("osd_capacity", "size", 0, "The OSD's size, as Ceph's device size: what it "
+           "reports as its total space (capped by its file system) and, in TiB, its CRUSH "
+           "weight at first boot. 0: the size of the file system under data_dir, which OSDs "
+           "sharing it count once.", ("osd",), min=0, max=1 << 60),
     Option("osd_pool_default_size", "int", 3, "Replicas of a new pool.", ("mon", "client"),
            min=1, max=10),
     Option("osd_pool_default_pg_num", "int", 32, "Placement groups of a new pool.",
@@ -555,12 +557,18 @@ def _valid_id(dtype: str, ident: str) -> bool:
     return bool(re.fullmatch(r"\d+" if dtype == "osd" else r"[A-Za-z0-9_-]+", ident))
 
 
+def option(name: str, where: str = "") -> Option:
+    """The schema's option `name`; a ConfigError saying "unknown option" (and the nearest
+    name) otherwise, whoever asks: a config file, `loligo tell ... config set`, `config help`."""
+    return _option(name, where)
+
+
 def _option(name: str, where: str) -> Option:
     if name in SCHEMA:
         return SCHEMA[name]
     near = difflib.get_close_matches(name, SCHEMA, n=1)
     hint = f" (did you mean {near[0]!r}?)" if near else " (see `loligo config help`)"
-    raise ConfigError(f"{where}: unknown option {name!r}{hint}")
+    raise ConfigError(f"{where + ': ' if where else ''}unknown option {name!r}{hint}")
 
 
 def _sections(data: Mapping[str, Any], where: str) -> dict[str, dict[str, Any]]:
