@@ -33,6 +33,7 @@ def _targets(which: str, osds: dict[int, Any]) -> list[int]:
 
 
 def cmd_config_set(args: argparse.Namespace) -> int:
+    config_mod.option(args.key, f"tell {args.target} config set")  # "unknown option", at once
     async def go() -> int:
         conf = config_mod.load(config_mod.find_conf(getattr(args, "conf", None)),
                                "client.admin")
