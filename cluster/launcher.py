@@ -124,7 +124,8 @@ def create(directory: Path, mons: int = 3, base_port: int | None = None,
         raise InvalidArgument(f"--osds {osds}: a local cluster has 0 to 64 OSDs")
     ports = pick_ports(mons, MON_BASE_PORT if base_port is None else base_port, offset)
     osd_base = OSD_BASE_PORT if base_port is None else base_port + 11
-    osd_ports = [p for p in pick_ports(osds + len(ports), osd_base) if p not in ports][:osds]
+    osd_ports = [p for p in pick_ports(osds + len(ports), osd_base, offset)
+                 if p not in ports][:osds]
     fsid = str(uuid.uuid4())
     # client.admin (the operator, everything) and mon. (shared by the monitors, as in Ceph);
     # each later daemon kind adds its entities here (osd.N, mds.X...)
@@ -144,7 +145,8 @@ def create(directory: Path, mons: int = 3, base_port: int | None = None,
         sections[f"osd.{i}"] = {"osd_port": port}
     taken = set(ports) | set(osd_ports)
     gw_base = GATEWAY_BASE_PORT if base_port is None else base_port + 100
-    gw_ports = [p for p in pick_ports(gateways + len(taken), gw_base) if p not in taken]
+    gw_ports = [p for p in pick_ports(gateways + len(taken), gw_base, offset)
+                if p not in taken]
     for i, port in enumerate(gw_ports[:gateways], start=1):
         sections[f"gateway.{i}"] = {"gateway_port": port}
     write_atomic(conf, head + config_mod.format_toml(sections))
