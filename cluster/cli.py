@@ -40,6 +40,7 @@ def build_parser() -> ArgumentParser:
         crush_cli,
         df_cli,
         gateway_cli,
+        mgr_cli,
         mon_cli,
         osdmap_cli,
         pg_cli,
@@ -77,6 +78,7 @@ def build_parser() -> ArgumentParser:
     bucket_cli.register(sub)
     df_cli.register(sub)
     config_cli.register(sub)
+    mgr_cli.register(sub)
     return parser
 
 

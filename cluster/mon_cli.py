@@ -11,6 +11,7 @@ from typing import Any
 
 from cluster.cli_common import add_command as command
 from cluster.cli_common import common_options, emit, mon_client, subparsers
+from mgr.state import checks_json
 from rados_py import config as config_mod
 from rados_py.errors import LoligoError
 from rados_py.monclient import ClusterStatus, Maps, MonClientSync
@@ -30,29 +31,8 @@ def _maps_or_none(client: MonClientSync, st: ClusterStatus) -> Maps | None:
 
 # --- status, health, mon stat -------------------------------------------------------------------
 
-def _checks(st: ClusterStatus) -> dict[str, dict[str, Any]]:
-    checks: dict[str, dict[str, Any]] = {}
-    for c in st.view.checks:  # one entry per code, as in Ceph (OSDMAP_FLAGS may repeat)
-        check = checks.setdefault(c.code, {"severity": c.severity, "summary": {"message": ""},
-                                           "detail": [], "muted": False})
-        summary = check["summary"]
-        summary["message"] = "; ".join(filter(None, [summary["message"], c.summary]))
-        check["detail"] += [{"message": c.detail}] if c.detail else []
-        if c.severity == "HEALTH_ERR":
-            check["severity"] = c.severity
-    if not st.from_leader:  # no leader answered: say so, since no monitor can
-        down = ", ".join(sorted(st.unreachable)) or "none"
-        checks["MON_QUORUM"] = {
-            "severity": "HEALTH_ERR", "muted": False,
-            "summary": {"message": f"no monitor quorum: no leader among "
-                                   f"{','.join(sorted(st.answered))} (unreachable: {down})"},
-            "detail": [{"message": "start the stopped monitors (`loligo cluster start mon.X`) "
-                                   "and read their logs; a majority must run to elect a leader"}]}
-    return checks
-
-
 def health_json(st: ClusterStatus) -> dict[str, Any]:
-    checks = _checks(st)
+    checks = checks_json(st)
     status = st.view.health or "HEALTH_ERR"
     if not st.from_leader:
         status = "HEALTH_ERR"

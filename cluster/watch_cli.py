@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from cluster import mon_cli
-from mgr.events import Event, health_events, mdsmap_events, osdmap_events, pg_line
+from mgr.events import Event, HealthWatch, mdsmap_events, osdmap_events, pg_line
 from rados_py import config as config_mod
 from rados_py.auth import Keyring
 from rados_py.errors import LoligoError
@@ -42,8 +42,7 @@ async def watch(args: argparse.Namespace) -> int:
     addrs = {m.name: m.addr for m in conf.mon_host}
     until = time.monotonic() + args.watch_for if getattr(args, "watch_for", None) else None
     maps: Maps | None = None
-    checks: dict[str, Any] | None = None
-    health = ""
+    health = HealthWatch()
     pg_states: Any = None
     last_pg = 0.0
     reachable = True
@@ -73,8 +72,8 @@ async def watch(args: argparse.Namespace) -> int:
             if new_maps is not None:
                 events += osdmap_events(maps.osdmap if maps else None, new_maps.osdmap)
                 events += mdsmap_events(maps.mdsmap if maps else None, new_maps.mdsmap)
-            new_checks = data["health"]["checks"]
-            events += health_events(checks, health, new_checks, data["health"]["status"])
+            events += health.update(data["health"]["checks"], data["health"]["status"],
+                                    time.monotonic())
             show(events)
             pgmap = data.get("pgmap")
             if pgmap is not None:
@@ -84,7 +83,7 @@ async def watch(args: argparse.Namespace) -> int:
                 if key != pg_states and now - last_pg >= PG_EVERY:
                     show([Event("INF", pg_line(pgmap, mon_cli.human_bytes))])
                     pg_states, last_pg = key, now
-            maps, checks, health = new_maps, new_checks, data["health"]["status"]
+            maps = new_maps
             await asyncio.sleep(POLL)
     return 0
 

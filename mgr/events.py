@@ -13,7 +13,8 @@ from typing import Any
 from rados_py.mdsmap import MDSMap
 from rados_py.osdmap import OSDMap
 
-__all__ = ["Event", "health_events", "mdsmap_events", "osdmap_events", "pg_line"]
+__all__ = ["Event", "HealthWatch", "health_events", "mdsmap_events", "osdmap_events",
+           "pg_line"]
 
 INF, WRN, ERR = "INF", "WRN", "ERR"
 SEVERITY = {"HEALTH_WARN": WRN, "HEALTH_ERR": ERR}
@@ -23,6 +24,8 @@ SEVERITY = {"HEALTH_WARN": WRN, "HEALTH_ERR": ERR}
 class Event:
     severity: str  # INF, WRN or ERR, as Ceph's cluster log
     message: str
+    check: str = ""  # the health check it is about, if any
+    kind: str = ""  # for a health check: failed, update or cleared
 
     def to_json(self) -> dict[str, str]:
         return {"severity": self.severity, "message": self.message}
@@ -98,16 +101,40 @@ def health_events(old: Mapping[str, Mapping[str, Any]] | None, old_status: str,
         summary = check["summary"]["message"]
         sev = SEVERITY.get(check["severity"], ERR)
         if code not in old:
-            out.append(Event(sev, f"Health check failed: {summary} ({code})"))
+            out.append(Event(sev, f"Health check failed: {summary} ({code})", code, "failed"))
         elif old[code]["summary"]["message"] != summary:
-            out.append(Event(sev, f"Health check update: {summary} ({code})"))
+            out.append(Event(sev, f"Health check update: {summary} ({code})", code, "update"))
     for code, check in old.items():
         if code not in new:
             out.append(Event(INF, f"Health check cleared: {code} (was: "
-                                  f"{check['summary']['message']})"))
+                                  f"{check['summary']['message']})", code, "cleared"))
     if new_status == "HEALTH_OK" and old_status != "HEALTH_OK":
         out.append(Event(INF, "Cluster is now healthy"))
     return out
+
+
+class HealthWatch:
+    """Health events over time, as a watcher prints them: a check that fails or clears at
+    once, a check whose summary keeps changing (a degraded count going down) at most every
+    `update_every` seconds, as Ceph's cluster log does."""
+
+    def __init__(self, update_every: float = 10.0) -> None:
+        self.update_every = update_every
+        self.checks: Mapping[str, Mapping[str, Any]] | None = None
+        self.status = ""
+        self._said: dict[str, float] = {}  # code -> when its last update was told
+
+    def update(self, checks: Mapping[str, Mapping[str, Any]], status: str, now: float
+               ) -> list[Event]:
+        events = []
+        for e in health_events(self.checks, self.status, checks, status):
+            if e.kind == "update" and now - self._said.get(e.check, float("-inf")) < \
+                    self.update_every:
+                continue
+            self._said[e.check] = now
+            events.append(e)
+        self.checks, self.status = checks, status
+        return events
 
 
 def pg_line(pgmap: Mapping[str, Any], human: Any) -> str:

@@ -36,8 +36,8 @@ from rados_py.errors import InvalidArgument
 __all__ = ["DEFAULT_CONF", "SCHEMA", "Config", "ConfigError", "MonAddr", "Option",
            "describe", "find_conf", "load", "option", "parse_duration", "parse_size"]
 
-DaemonType = Literal["mon", "osd", "mds", "gateway", "client"]
-DAEMON_TYPES: tuple[DaemonType, ...] = ("mon", "osd", "mds", "gateway", "client")
+DaemonType = Literal["mon", "osd", "mds", "gateway", "mgr", "client"]
+DAEMON_TYPES: tuple[DaemonType, ...] = ("mon", "osd", "mds", "gateway", "mgr", "client")
 #: Where `loligo cluster up` puts the local cluster, and so where everything looks by default.
 DEFAULT_CONF = Path("~/.local/share/loligo/cluster/loligo.toml")
 ENV_CONF = "LOLIGO_CONF"
@@ -250,7 +250,7 @@ def _num(x: float) -> str:
 
 
 _ALL: tuple[DaemonType, ...] = DAEMON_TYPES
-_SERVERS: tuple[DaemonType, ...] = ("mon", "osd", "mds", "gateway")
+_SERVERS: tuple[DaemonType, ...] = ("mon", "osd", "mds", "gateway", "mgr")
 _MIB = 1 << 20
 
 SCHEMA: Mapping[str, Option] = MappingProxyType({o.name: o for o in (
@@ -396,6 +396,20 @@ SCHEMA: Mapping[str, Option] = MappingProxyType({o.name: o for o in (
     Option("gateway_max_skew", "duration", 900.0, "Largest clock difference accepted in a "
            "signed request (and how early a presigned URL may be used).", ("gateway",),
            min=1, max=86400),
+    # --- the manager: the live dashboard (mgr/) ---
+    Option("mgr_dashboard_host", "str", "127.0.0.1", "Address the dashboard's HTTP server "
+           "binds to.", ("mgr",)),
+    Option("mgr_dashboard_port", "int", 7000, "The dashboard's HTTP port (set per manager, "
+           "[mgr.X]); 0 picks a free one.", ("mgr",), min=0, max=65535),
+    Option("mgr_rados_user", "str", "client.admin", "Entity the manager reads the cluster "
+           "as; the keyring must hold its key.", ("mgr",)),
+    Option("mgr_poll_interval", "duration", 1.0, "How often the manager asks the monitors "
+           "for the cluster's state and reads the daemons' metrics.", ("mgr",),
+           min=0.05, max=60),
+    Option("mgr_history", "duration", 600.0, "How far back the dashboard's throughput plots "
+           "reach.", ("mgr",), min=10, max=86400),
+    Option("mgr_session_ttl", "duration", 3600.0, "How long a dashboard sign-in lasts.",
+           ("mgr",), min=10, max=7 * 86400),
 )})
 
 # (smaller, larger, strict): cross-option rules the per-option bounds cannot express
