@@ -91,6 +91,7 @@ class MgrDaemon:
         await self.view.refresh()
         self.poll_latency.observe(time.perf_counter() - started)
         self.pages.set(self.dashboard.streams)
+        await self.dashboard.prune()
         await self.dashboard.notify()
 
     async def _poll(self) -> None:

@@ -83,13 +83,16 @@ class Dashboard:
 
     # --- sessions ---------------------------------------------------------------------------
     def session(self, request: web.Request) -> Session | None:
-        token = request.cookies.get(COOKIE, "")
-        session = self.sessions.get(token)
-        if session is not None and session.expires < time.time():
-            self.sessions.pop(token, None)
-            asyncio.get_running_loop().create_task(session.client.close())
-            return None
-        return session
+        session = self.sessions.get(request.cookies.get(COOKIE, ""))
+        return session if session is not None and session.expires > time.time() else None
+
+    async def prune(self) -> None:
+        """Forget expired sign-ins (and close their connections to the monitors)."""
+        now = time.time()
+        for token, session in list(self.sessions.items()):
+            if session.expires <= now:
+                del self.sessions[token]
+                await session.client.close()
 
     async def login(self, request: web.Request) -> web.Response:
         body = await _json(request)

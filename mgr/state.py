@@ -177,12 +177,13 @@ class ClusterView:
         """The gateway's users and buckets with their counts (when the cluster has one)."""
         prefix = self.config.gateway_pool_prefix
         try:
-            pools = set(await self.rados.pool_list())
-            if f"{prefix}.users" not in pools or f"{prefix}.index" not in pools:
-                return
             from gateway.buckets import BucketStore
-            from gateway.pools import open_pools
+            from gateway.pools import KINDS, open_pools
             from gateway.users import UserStore
+
+            pools = set(await self.rados.pool_list())
+            if not all(f"{prefix}.{kind}" in pools for kind in KINDS):
+                return  # no gateway has run here: the manager creates no pools of its own
 
             opened = await open_pools(self.rados, prefix)
             users, buckets = UserStore(opened.users), BucketStore(opened)
