@@ -55,6 +55,7 @@ class OsdMetrics:
                                    "(replication to every member included), by kind", ("op",))
         self.bytes_in = m.counter("loligo_osd_op_in_bytes", "Data clients sent in ops")
         self.bytes_out = m.counter("loligo_osd_op_out_bytes", "Data ops returned to clients")
+        self._children: dict[Any, Any] = {}
         self._report = _Reported()
         m.collect_with(self._report)
 
@@ -66,9 +67,16 @@ class OsdMetrics:
             return
         kind = op_kind(request.ops)
         result = _STATUS.get(reply.status, "unknown") if reply is not None else "error"
-        self.ops.labels(kind, result).inc()
+        key = (kind, result)
+        counter = self._children.get(key)
+        if counter is None:  # labels() costs more than the count itself: once per kind
+            counter = self._children[key] = self.ops.labels(kind, result)
+        counter.inc()
         if reply is not None and reply.status in (osd_pb2.OpReply.OK, osd_pb2.OpReply.FAILED):
-            self.latency.labels(kind).observe(seconds)
+            histogram = self._children.get(kind)
+            if histogram is None:
+                histogram = self._children[kind] = self.latency.labels(kind)
+            histogram.observe(seconds)
             self.bytes_in.inc(_payload(request.ops))
             self.bytes_out.inc(_payload(reply.results))
 

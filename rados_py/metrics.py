@@ -225,6 +225,7 @@ class _Interceptor(grpc.aio.ServerInterceptor):
         self.latency = latency
         self.in_flight = in_flight
         self.observe_op = observe_op
+        self._per_method: dict[str, tuple[Any, Any, dict[str, Any]]] = {}
 
     async def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails],
                                                              Awaitable[grpc.RpcMethodHandler]],
@@ -233,15 +234,21 @@ class _Interceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         method = _method_name(details.method)
-        requests, latency = self.requests, self.latency.labels(method)
-        gauge = self.in_flight.labels(method)
+        per_method = self._per_method.get(method)
+        if per_method is None:  # labels() once per method, not per call
+            per_method = self._per_method[method] = (self.latency.labels(method),
+                                                     self.in_flight.labels(method), {})
+        latency, gauge, by_code = per_method
         observe_op = self.observe_op
 
         def done(start: float, code: str) -> float:
             seconds = time.perf_counter() - start
             gauge.dec()
             latency.observe(seconds)
-            requests.labels(method, code).inc()
+            counter = by_code.get(code)
+            if counter is None:
+                counter = by_code[code] = self.requests.labels(method, code)
+            counter.inc()
             return seconds
 
         def unary(inner: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
