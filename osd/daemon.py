@@ -30,7 +30,7 @@ from osd.metrics import OsdMetrics
 from osd.objectstore import DurableStore
 from osd.peer_service import OsdPeerService
 from osd.service import OsdService, server_auth
-from osd.usage import filesystem, osd_usage
+from osd.usage import DEFAULT_WEIGHT, osd_usage
 from rados_py import auth, daemon_runner, rpc
 from rados_py.atomic_file import write_atomic
 from rados_py.auth import Keyring
@@ -128,8 +128,7 @@ class OsdDaemon:
         self.mon = MonClient(self.config, self.keyring)
         self._boot = mon_pb2.OsdBoot(id=self.id, uuid=disk, addr=self.addr,
                                      host=socket.gethostname().split(".")[0],
-                                     capacity_bytes=self.config.osd_capacity
-                                     or filesystem(self.data_dir)[1])
+                                     capacity_bytes=self.config.osd_capacity or DEFAULT_WEIGHT)
         await self._end_previous_life()
         await self.mon.command(osd_boot=self._boot, timeout=60.0)
         maps = await self.mon.get_maps(timeout=60.0)

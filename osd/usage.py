@@ -17,8 +17,12 @@ from osd.objectstore_api import ObjectStore
 from rados_py.errors import LoligoError
 from rados_py.proto.loligo import mon_pb2
 
-__all__ = ["filesystem", "osd_usage"]
+__all__ = ["DEFAULT_WEIGHT", "filesystem", "osd_usage"]
 
+#: what an OSD without osd_capacity tells the monitors at its first boot: CRUSH weight 1.0, the
+#: same for every such OSD (OSDs sharing a disk must not get the disk's size each, and a small
+#: test disk must not starve its OSD of PGs)
+DEFAULT_WEIGHT = 1 << 40
 STORE_FILES = ("meta.db", "meta.db-wal")  # the store's metadata, beside the object data
 
 

@@ -353,8 +353,8 @@ SCHEMA: Mapping[str, Option] = MappingProxyType({o.name: o for o in (
            "free one, which the OSD registers with the monitors.", ("osd",), min=0, max=65535),
     Option("osd_capacity", "size", 0, "The OSD's size, as Ceph's device size: what it "
            "reports as its total space (capped by its file system) and, in TiB, its CRUSH "
-           "weight at first boot. 0: the size of the file system under data_dir, which OSDs "
-           "sharing it count once.", ("osd",), min=0, max=1 << 60),
+           "weight at first boot. 0: its space is the file system under data_dir (OSDs "
+           "sharing one count it once) and its weight 1.0.", ("osd",), min=0, max=1 << 60),
     Option("osd_pool_default_size", "int", 3, "Replicas of a new pool.", ("mon", "client"),
            min=1, max=10),
     Option("osd_pool_default_pg_num", "int", 32, "Placement groups of a new pool.",
