@@ -39,6 +39,7 @@ def build_parser() -> ArgumentParser:
         config_cli,
         crush_cli,
         df_cli,
+        fs_cli,
         gateway_cli,
         mgr_cli,
         mon_cli,
@@ -70,7 +71,7 @@ def build_parser() -> ArgumentParser:
     mon_cli.register(sub)
     osdmap_cli.register(sub, crush_sub)
     pg_cli.register(sub)
-    tell_cli.register(sub)
+    tell_sub = tell_cli.register(sub)
     rados_cli.register(sub)
     cluster_cli.register(sub)
     gateway_cli.register(sub)
@@ -79,6 +80,7 @@ def build_parser() -> ArgumentParser:
     df_cli.register(sub)
     config_cli.register(sub)
     mgr_cli.register(sub)
+    fs_cli.register(sub, tell_sub)
     return parser
 
 

@@ -37,6 +37,7 @@ def format_info(info: dict[str, Any], leader: str = "") -> str:
     lines = []
     daemons = [(f"mon.{m['name']}", m, m["name"] == leader) for m in info["mons"]]
     daemons += [(f"osd.{o['id']}", o, False) for o in info.get("osds", ())]
+    daemons += [(f"mds.{m['name']}", m, False) for m in info.get("mdss", ())]
     width = max((len(label) for label, _, _ in daemons), default=5)
     for label, d, is_leader in daemons:
         state = f"pid {d['pid']}" if d["running"] else "not running"

@@ -42,6 +42,9 @@ MON_BASE_PORT = 6789  # Ceph's; below Linux's ephemeral range, so a restart find
 OSD_BASE_PORT = 6800  # Ceph's OSD range starts here too
 DEFAULT_OSDS = 3
 DEFAULT_POOL = "data"  # created with a new cluster so that `loligo rados -p data` just works
+DEFAULT_FS = "loligofs"  # the file system `cluster up` makes (pools loligofs.meta, .data)
+MDS_NAMES = "abcdefgh"
+MDS_BASE_PORT = 6900
 GATEWAY_BASE_PORT = 7480  # radosgw's
 MGR_BASE_PORT = 7000  # the dashboard (Ceph's first dashboard listened on 7000)
 GATEWAY_USER_FILE = "gateway-user.json"  # the ready S3 user `cluster up` creates (mode 0600)
@@ -105,7 +108,7 @@ def pick_ports(count: int, base: int = MON_BASE_PORT, also_offset: int = 0) -> l
 
 
 def create(directory: Path, mons: int = 3, base_port: int | None = None,
-           osds: int = 0, gateways: int = 0, mgrs: int = 0) -> Path:
+           osds: int = 0, gateways: int = 0, mdss: int = 0, mgrs: int = 0) -> Path:
     """Write a new cluster's config and keyring into `directory`; the config's path.
 
     Paths in the config are relative (to the config's directory), so the files explain
@@ -130,7 +133,8 @@ def create(directory: Path, mons: int = 3, base_port: int | None = None,
     fsid = str(uuid.uuid4())
     # client.admin (the operator, everything) and mon. (shared by the monitors, as in Ceph);
     # each later daemon kind adds its entities here (osd.N, mds.X...)
-    entities = ("client.admin", "mon.", *(f"osd.{i}" for i in range(osds)))
+    entities = ("client.admin", "mon.", *(f"osd.{i}" for i in range(osds)),
+                *(f"mds.{MDS_NAMES[i]}" for i in range(mdss)))
     Keyring.create(directory / "keyring", {e: default_caps(e) for e in entities})
     settings = {"fsid": fsid,
                 "mon_host": [f"{n}=127.0.0.1:{p}" for n, p in zip(MON_NAMES, ports,
@@ -151,7 +155,12 @@ def create(directory: Path, mons: int = 3, base_port: int | None = None,
     for i, port in enumerate(gw_ports[:gateways], start=1):
         sections[f"gateway.{i}"] = {"gateway_port": port}
     taken |= set(gw_ports[:gateways])
-    mgr_base = MGR_BASE_PORT if base_port is None else base_port + 200
+    mds_base = MDS_BASE_PORT if base_port is None else base_port + 200
+    mds_ports = [p for p in pick_ports(mdss + len(taken), mds_base) if p not in taken]
+    for i, port in enumerate(mds_ports[:mdss]):
+        sections[f"mds.{MDS_NAMES[i]}"] = {"mds_port": port}
+    taken |= set(mds_ports[:mdss])
+    mgr_base = MGR_BASE_PORT if base_port is None else base_port + 300
     mgr_ports = [p for p in pick_ports(mgrs + len(taken), mgr_base, offset) if p not in taken]
     for name, port in zip(MON_NAMES, mgr_ports[:mgrs], strict=False):
         sections[f"mgr.{name}"] = {"mgr_dashboard_port": port}
@@ -207,8 +216,54 @@ class LocalCluster:
 
     @property
     def daemons(self) -> list[Daemon]:
-        """Monitors and OSDs (the gateways start after them: `gateways`)."""
-        return self.mons + self.osds
+        """Monitors, OSDs and MDSs (the gateways start after them: `gateways`)."""
+        return self.mons + self.osds + self.mdss
+
+    @property
+    def mdss(self) -> list[Daemon]:
+        """The metadata servers of the config ([mds.X] sections)."""
+        import tomllib
+
+        with open(self.conf, "rb") as f:
+            sections = tomllib.load(f).get("mds", {})
+        found = [Daemon("mds", ident, f"127.0.0.1:{values.get('mds_port', 0)}")
+                 for ident, values in (sections.items() if isinstance(sections, dict) else ())
+                 if isinstance(values, dict)]
+        return sorted(found, key=lambda d: d.id)
+
+    def add_mds_sections(self, count: int = 2) -> list[Daemon]:
+        """[mds.a], [mds.b] (and their keys) for a cluster created before the file system
+        existed, so that `cluster up` gives every local cluster its MDSs."""
+        taken = {int(d.addr.rsplit(":", 1)[1]) for d in self.daemons + self.gateways
+                 if d.addr}
+        ports = [p for p in pick_ports(len(taken) + count, MDS_BASE_PORT) if p not in taken]
+        keyring = Keyring.load(self.config.keyring)
+        text = self.conf.read_text().rstrip("\n")
+        for name, port in zip(MDS_NAMES, ports[:count], strict=False):
+            keyring = keyring.with_entity(f"mds.{name}", default_caps(f"mds.{name}"))
+            text += f"\n\n[mds.{name}]\nmds_port = {port}\n"
+            self.out(f"  added mds.{name} (127.0.0.1:{port}) to {self.conf}")
+        keyring.write(self.config.keyring, overwrite=True)
+        write_atomic(self.conf, text)
+        return self.mdss
+
+    async def create_fs(self, name: str = DEFAULT_FS) -> None:
+        """The pools (metadata: 3 replicas, few PGs; data) and `fs new`, once."""
+        from rados_py.proto.loligo import mon_pb2
+
+        size = min(self.config.osd_pool_default_size, len(self.osds))
+        async with MonClient(self.config, Keyring.load(self.config.keyring)) as client:
+            maps = await client.get_maps(latest=True)
+            if maps.mdsmap.filesystems:
+                return
+            names = {p.name for p in maps.osdmap.pools.values()}
+            for pool, pgs in ((f"{name}.meta", 16), (f"{name}.data", 32)):
+                if pool not in names:
+                    await client.command(pool_create=mon_pb2.PoolCreate(name=pool, size=size,
+                                                                        pg_num=pgs))
+            await client.command(fs_new=mon_pb2.FsNew(name=name, metadata_pool=f"{name}.meta",
+                                                      data_pool=f"{name}.data"))
+        self.out(f"  created file system {name!r} (pools {name}.meta, {name}.data)")
 
     @property
     def gateways(self) -> list[Daemon]:
@@ -518,6 +573,9 @@ class LocalCluster:
                 "osds": [{"id": int(d.id), "addr": d.addr, "pid": self.pid(d),
                           "running": self.pid(d) is not None, "log": str(self.log_file(d))}
                          for d in self.osds],
+                "mdss": [{"name": d.id, "addr": d.addr, "pid": self.pid(d),
+                          "running": self.pid(d) is not None, "log": str(self.log_file(d))}
+                         for d in self.mdss],
                 "gateway": self.gateway_info(),
                 "dashboard": self.dashboard_info()}
 
@@ -637,7 +695,7 @@ def up(directory: Path, mons: int | None = None, base_port: int | None = None, *
         osds = DEFAULT_OSDS if osds is None else osds
         # a gateway stores into OSDs: a cluster without any gets none
         conf = create(directory, 3 if mons is None else mons, base_port, osds,
-                      gateways=1 if osds else 0, mgrs=1)
+                      gateways=1 if osds else 0, mdss=2 if osds else 0, mgrs=1)
         cluster = LocalCluster(conf, argv=argv, out=out)
         out(f"Created cluster {cluster.config.fsid} in {directory}")
         cluster.start(timeout=timeout, wait=wait)
@@ -646,6 +704,10 @@ def up(directory: Path, mons: int | None = None, base_port: int | None = None, *
         asyncio.run(cluster.create_pool(DEFAULT_POOL))
         out(f"  created pool {DEFAULT_POOL!r}")
     if wait and cluster.osds:
+        if not cluster.mdss:
+            cluster.add_mds_sections()
+            cluster.start([d.name for d in cluster.mdss], timeout=timeout)
+        asyncio.run(cluster.create_fs())
         if not cluster.gateways:
             cluster.add_gateway_section()
         cluster.start_gateways(timeout)
