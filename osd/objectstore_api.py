@@ -16,7 +16,8 @@ is bytes, so a name read back is exactly the name written.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Mapping
+import asyncio
+from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -257,6 +258,17 @@ class ObjectStore(abc.ABC):
 
     @abc.abstractmethod
     async def stat(self, coll: str, oid: bytes | str) -> ObjectStat: ...
+
+    async def read_with_stat(self, coll: str, oid: bytes | str, offset: int = 0,
+                             length: int | None = None) -> tuple[ObjectStat, bytearray]:
+        """`stat` and `read` seen at one instant (a backend may do both in one lookup)."""
+        st = await self.stat(coll, oid)
+        return st, await self.read(coll, oid, offset, length)
+
+    def enqueue(self, txn: Transaction) -> Awaitable[None]:
+        """Queue `txn` now and return what to await for its durability: transactions queued
+        one after the other are applied in that order (a PG's log entries are)."""
+        return asyncio.ensure_future(self.submit(txn))
 
     @abc.abstractmethod
     async def getxattr(self, coll: str, oid: bytes | str, name: bytes | str) -> bytes: ...

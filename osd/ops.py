@@ -78,12 +78,28 @@ async def _stat(store: ObjectStore, coll: str, oid: bytes) -> tuple[bool, int, i
 async def execute(store: ObjectStore, coll: str, oid: bytes, ops: list[osd_pb2.OsdOp],
                   max_read: int) -> Outcome:
     """Evaluate `ops` on the object's current state; raise OpFailed for the first that fails."""
-    exists, size, version, mtime = await _stat(store, coll, oid)
+    first_read: bytes | None = None
+    if ops and ops[0].kind == K.READ:  # the common read: stat and data in one lookup
+        try:
+            st, data = await store.read_with_stat(coll, oid, ops[0].offset,
+                                                  min(ops[0].length or max_read, max_read))
+            exists, size, version, mtime = True, st.size, st.version, st.mtime
+            first_read = bytes(data)
+        except NotFound:
+            exists, size, version, mtime = False, 0, 0, 0.0
+        except ChecksumError as exc:
+            raise OpFailed(0, errno.EIO, str(exc)) from None
+    else:
+        exists, size, version, mtime = await _stat(store, coll, oid)
     results: list[osd_pb2.OsdOpResult] = []
     out: list[osd_pb2.StoreOp] = []
     now_exists, now_size = exists, size
     for i, op in enumerate(ops):
         res = osd_pb2.OsdOpResult()
+        if i == 0 and first_read is not None:
+            res.data = first_read
+            results.append(res)
+            continue
         try:
             await _one(store, coll, oid, op, res, out, exists, size, version, mtime, max_read,
                        i, now_exists, now_size)
