@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -47,6 +48,7 @@ from osd.pgs import PgRegistry
 from osd.recovery import Recovery, Unfound
 from osd.scrub import Scrubber
 from rados_py import auth, rpc
+from rados_py import session as session_mod
 from rados_py.config import SCHEMA, Config
 from rados_py.errors import InvalidArgument, LoligoError, StaleEpoch
 from rados_py.osdmap import OSDMap, PgId
@@ -75,8 +77,10 @@ def server_auth(secret: bytes) -> rpc.ServerAuth:
                     "ScrubMap")
     return rpc.ServerAuth(service="osd", service_secret=secret,
                           method_ops={_OSD + "Op": "r", _OSD + "List": "r",
+                                      _OSD + "Session": "r",  # per frame: rep_op needs *
                                       _OSD + "RepOp": "*", _OSD + "DumpPg": "*",
                                       _OSD + "Scrub": "*", _OSD + "ConfigSet": "*",
+                                      _OSD + "Perf": "*",
                                       **{_PEER + m: "*" for m in peer_methods}})
 
 
@@ -142,8 +146,50 @@ class OsdService(osd_pb2_grpc.OsdServicer):
         return osd_pb2.OpReply(status=osd_pb2.OpReply.INACTIVE, epoch=self._osdmap().epoch,
                                message=why)
 
+    # --- sessions: Op and RepOp frames over one stream per peer (rados_py/session.py) -------
+    async def Session(self, requests: Any, context: Any) -> None:
+        await session_mod.serve(requests, context, self._dispatch, f"osd.{self.id}")
+
+    def _dispatch(self, frame: osd_pb2.Frame, replier: session_mod.Replier) -> None:
+        kind = frame.WhichOneof("body")
+        if kind == "op":
+            replier.spawn(self._serve_op(frame.tid, frame.op, replier))
+        elif kind == "rep_op":
+            if replier.ticket is not None:
+                try:
+                    auth.authorize(replier.ticket, "osd", "*")  # as the RepOp method needs
+                except LoligoError as exc:
+                    replier.fail(frame.tid, exc)
+                    return
+            replier.spawn(self._serve_rep_op(frame.tid, frame.rep_op, replier))
+        else:
+            replier.fail(frame.tid, InvalidArgument(f"osd.{self.id}: a session carries op and "
+                                                    f"rep_op requests, not {kind}"))
+
+    async def _serve_op(self, tid: int, request: osd_pb2.OpRequest,
+                        replier: session_mod.Replier) -> None:
+        try:
+            reply = await self.handle_op(request, None)
+        except Exception as exc:
+            replier.fail(tid, exc)
+        else:
+            replier.send(tid, session_mod.OP_REPLY, reply.SerializeToString())
+
+    async def _serve_rep_op(self, tid: int, request: osd_pb2.RepOpRequest,
+                            replier: session_mod.Replier) -> None:
+        try:
+            reply = await self.RepOp(request, None)
+        except Exception as exc:
+            replier.fail(tid, exc)
+        else:
+            replier.send(tid, session_mod.REP_OP_REPLY, reply.SerializeToString())
+
     # --- client ops ----------------------------------------------------------------------
     async def Op(self, request: osd_pb2.OpRequest, context: Any) -> osd_pb2.OpReply:
+        return await self.handle_op(request, context)
+
+    async def handle_op(self, request: osd_pb2.OpRequest, context: Any) -> osd_pb2.OpReply:
+        """One client request (from a session, or a unary `Op` call with its `context`)."""
         if not request.ops:
             raise InvalidArgument("a request needs at least one op")
         write = ops_mod.is_write(list(request.ops))
@@ -301,12 +347,25 @@ class OsdService(osd_pb2_grpc.OsdServicer):
                                f"({why}); resend it", version=rep.entry.version)
 
     async def _replicate(self, osd: int, encoded: bytes) -> None:
-        """Send a serialised RepOpRequest to one replica until it confirms (or time is up)."""
+        """Send a serialised RepOpRequest to one replica until it confirms (or time is up):
+        a resend after a broken stream is safe, the replica knows the write by its client
+        and tid."""
         if self.config.osd_debug_replicate_delay:
             await asyncio.sleep(self.config.osd_debug_replicate_delay)
-        addr, call = self.peers.rep_op(osd)
-        await rpc.call_with_retry(call, encoded, idempotent=True, config=self.config,
-                                  address=f"osd.{osd} ({addr})")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.rpc_timeout
+        pause = self.config.rpc_retry_initial
+        while True:
+            _, session = self.peers.session(osd)
+            try:
+                await session.call(session_mod.REP_OP, encoded,
+                                   max(0.001, deadline - loop.time()))
+                return
+            except rpc.Unavailable:
+                if loop.time() + pause >= deadline:
+                    raise
+            await asyncio.sleep(pause * random.uniform(0.5, 1.0))
+            pause = min(pause * self.config.rpc_retry_backoff, self.config.rpc_retry_max)
 
     # --- replica side --------------------------------------------------------------------
     async def RepOp(self, request: osd_pb2.RepOpRequest, context: Any) -> osd_pb2.RepOpReply:
@@ -398,6 +457,14 @@ class OsdService(osd_pb2_grpc.OsdServicer):
             reply.inconsistent.add(oid=f.oid, osds=f.bad, auth=f.auth, why=f.why)
         return reply
 
+
+    async def Perf(self, request: osd_pb2.PerfRequest, context: Any) -> osd_pb2.PerfReply:
+        """Admin: this OSD's counters (sessions, store), for benchmarks and debugging."""
+        reply = osd_pb2.PerfReply()
+        reply.counters.update(session_mod.COUNTERS)
+        for key, value in getattr(self.store, "stats", {}).items():
+            reply.counters[f"store_{key}"] = value
+        return reply
 
     async def ConfigSet(self, request: osd_pb2.ConfigSetRequest, context: Any
                         ) -> osd_pb2.ConfigSetReply:
