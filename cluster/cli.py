@@ -12,6 +12,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from rados_py import memory
 from rados_py.errors import LoligoError
 
 EXIT_FAILURE = 1
@@ -61,6 +62,7 @@ def build_parser() -> ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     # A closed pipe (`loligo ... | head`) ends the command quietly, as for any Unix tool.
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    memory.tune()  # `loligo rados put/get/bench` move big buffers too
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

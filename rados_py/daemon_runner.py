@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from rados_py import memory
 from rados_py.config import Config
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ async def serve(daemon: Daemon, config: Config, name: str) -> int:
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop's event loop when it is installed (a cheaper loop for everything that is not
     grpc's own machinery), else asyncio's."""
+    if os.environ.get("LOLIGO_EVENT_LOOP") == "asyncio":
+        return None
     try:
         import uvloop
     except ImportError:
@@ -67,6 +70,7 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 def run(daemon_factory, config: Config, name: str) -> int:
     """The whole life of a daemon process: logging, serve until told to stop, a logged crash."""
     setup_logging(config, name)
+    memory.tune()
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
             return runner.run(serve(daemon_factory(), config, name))
