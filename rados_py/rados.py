@@ -350,8 +350,10 @@ class Rados:
     async def execute(self, pool_id: int, nspace: bytes, name: bytes,
                       ops: list[osd_pb2.OsdOp]) -> osd_pb2.OpReply:
         """Run a compound op; the reply (OK), or the typed error of the op that failed."""
-        size = sum(op.ByteSize() for op in ops)  # not len(op.data): that copies the data out
-        if size > self.max_data:
+        # the encoded size (len(op.data) would copy the data out); each op's own few bytes of
+        # framing come out of the envelope's headroom
+        size = sum(op.ByteSize() for op in ops)
+        if size > self.max_data + ENVELOPE // 2:
             raise InvalidArgument(f"request carries {size} bytes, more than one message holds "
                                   f"({self.max_data}; rpc_max_message_size): write it in parts "
                                   "at offsets")

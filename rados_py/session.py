@@ -49,7 +49,10 @@ OP, OP_REPLY, REP_OP, REP_OP_REPLY, ERROR = 2, 3, 4, 5, 6
 METHOD = "/loligo.Osd/Session"
 BATCH_BYTES = 4 << 20  # a writer stops adding frames to a batch past this (one frame may exceed)
 
-Outgoing = tuple[int, int, bytes]  # (tid, kind, serialised body)
+Outgoing = tuple[int, int, bytes, int]  # (tid, kind, serialised body, timeout in ms)
+_REFUSED = frozenset({grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED,
+                      grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT,
+                      grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNIMPLEMENTED})
 # this process's session traffic: stream messages (each one costs a gRPC message) and frames
 COUNTERS: Counter[str] = Counter()
 
@@ -68,11 +71,13 @@ def _varint(n: int) -> bytes:
 def encode_batch(frames: Sequence[Outgoing]) -> bytes:
     """The `FrameBatch` wire bytes of these frames, the bodies copied once."""
     parts: list[bytes] = []
-    for tid, kind, body in frames:
-        tid_part = b"\x08" + _varint(tid)
+    for tid, kind, body, timeout_ms in frames:
+        head = b"\x08" + _varint(tid)
+        if timeout_ms:
+            head += b"\x38" + _varint(timeout_ms)
         body_head = bytes(((kind << 3) | 2,)) + _varint(len(body))
-        parts += (b"\x0a", _varint(len(tid_part) + len(body_head) + len(body)), tid_part,
-                  body_head, body)
+        parts += (b"\x0a", _varint(len(head) + len(body_head) + len(body)), head, body_head,
+                  body)
     return b"".join(parts)
 
 
@@ -108,7 +113,7 @@ class _Writer:
                 self._wake = None
                 continue
             take, size = 0, 0
-            for _, _, body in self._queue:
+            for _, _, body, _ in self._queue:
                 if take and size + len(body) > BATCH_BYTES:
                     break
                 take += 1
@@ -133,46 +138,93 @@ class _Stream:
 
 
 class Session:
-    """The requesting end of one stream to one server; `call` from any task of one loop.
+    """The requesting end of one stream to one server, used from one event loop.
 
-    `metadata()` gives the call metadata (fsid, ticket...) and is asked before each request;
-    when it changes (a renewed ticket) a new stream opens for the following requests.
+    `send` queues a request at once and returns the future of its reply: requests leave in the
+    order they were sent (a primary's RepOps reach a replica in log order). `metadata()` gives
+    the stream's credentials (fsid, ticket); it is asked again every RECHECK seconds, and when it
+    changes (a renewed ticket) a new stream opens for the requests after that (the old one
+    finishes what it carries).
     """
 
+    RECHECK = 5.0
+
     def __init__(self, channel: grpc.aio.Channel,
-                 metadata: Callable[[], Awaitable[Sequence[tuple[str, str]]]], name: str) -> None:
+                 metadata: Callable[[], Awaitable[Sequence[tuple[str, str]]]], name: str, *,
+                 recheck: float = RECHECK) -> None:
         self.name = name
+        self.recheck = recheck
         self._open = channel.stream_stream(METHOD, request_serializer=None,
                                            response_deserializer=osd_pb2.FrameBatch.FromString)
         self._metadata = metadata
         self._tids = itertools.count(1)
-        self._pending: dict[int, tuple[asyncio.Future[osd_pb2.Frame], _Stream]] = {}
+        self._pending: dict[int, tuple[asyncio.Future[osd_pb2.Frame], asyncio.TimerHandle,
+                                       _Stream | None]] = {}
+        self._queue: list[Outgoing] = []      # sent while the stream is (re)opening
         self._stream: _Stream | None = None
+        self._fresh_until = 0.0               # credentials checked until then
+        self._opening: asyncio.Task[None] | None = None
         self._closed = False
 
     async def call(self, kind: int, body: bytes, timeout: float) -> osd_pb2.Frame:
-        """Send one request; its reply frame (an `error` frame is raised as its typed error)."""
-        if self._closed:
-            raise rpc.Unavailable(f"{self.name}: session closed")
-        md = await self._metadata()
-        stream = self._stream
-        if stream is None or stream.token != md:
-            stream = self._start(md)
+        """Send one request and wait for its reply frame (an `error` frame is raised as its
+        typed error; a broken stream as Unavailable; no reply in time as Timeout)."""
+        return await self.send(kind, body, timeout)
+
+    def send(self, kind: int, body: bytes, timeout: float) -> asyncio.Future[osd_pb2.Frame]:
+        """Queue one request now; the future of its reply frame (see `call`)."""
         loop = asyncio.get_running_loop()
-        tid = next(self._tids)
         fut: asyncio.Future[osd_pb2.Frame] = loop.create_future()
-        self._pending[tid] = (fut, stream)
-        stream.inflight.add(tid)
+        if self._closed:
+            fut.set_exception(rpc.Unavailable(f"{self.name}: session closed"))
+            return fut
+        tid = next(self._tids)
         timer = loop.call_later(timeout, self._expire, tid, timeout)
-        stream.writer.put((tid, kind, body))
+        self._pending[tid] = (fut, timer, None)
+        fut.add_done_callback(lambda _: self._forget(tid))
+        self._queue.append((tid, kind, body, max(1, int(timeout * 1000))))
+        self._flush()
+        return fut
+
+    def _flush(self) -> None:
+        stream = self._stream
+        if (stream is None or self._opening is not None
+                or asyncio.get_running_loop().time() >= self._fresh_until):
+            if self._opening is None:
+                self._opening = asyncio.get_running_loop().create_task(self._refresh())
+            return
+        self._put_queued(stream)
+
+    def _put_queued(self, stream: _Stream) -> None:
+        queue, self._queue = self._queue, []
+        for frame in queue:
+            entry = self._pending.get(frame[0])
+            if entry is None:  # timed out while the stream was opening
+                continue
+            self._pending[frame[0]] = (entry[0], entry[1], stream)
+            stream.inflight.add(frame[0])
+            stream.writer.put(frame)
+
+    async def _refresh(self) -> None:
+        """Check the credentials, (re)open the stream if needed, then send what waited."""
         try:
-            frame = await fut
-        finally:
-            timer.cancel()
-            self._forget(tid)
-        if frame.WhichOneof("body") == "error":
-            raise rpc.error_from_reply(frame.error.family, frame.error.message)
-        return frame
+            md = await self._metadata()
+        except LoligoError as exc:
+            self._opening = None
+            queue, self._queue = self._queue, []
+            for tid, _, _, _ in queue:
+                entry = self._pending.get(tid)
+                if entry is not None and not entry[0].done():
+                    entry[0].set_exception(exc)
+            return
+        if self._closed:
+            return
+        if self._stream is None or self._stream.token != md:
+            self._start(md)
+        self._fresh_until = asyncio.get_running_loop().time() + self.recheck
+        self._opening = None
+        assert self._stream is not None
+        self._put_queued(self._stream)
 
     def _start(self, md: Sequence[tuple[str, str]]) -> _Stream:
         old = self._stream
@@ -191,8 +243,11 @@ class Session:
 
     def _forget(self, tid: int) -> None:
         entry = self._pending.pop(tid, None)
-        if entry is not None:
-            stream = entry[1]
+        if entry is None:
+            return
+        entry[1].cancel()
+        stream = entry[2]
+        if stream is not None:
             stream.inflight.discard(tid)
             if stream.retired and not stream.inflight:
                 stream.reader.cancel()
@@ -209,16 +264,22 @@ class Session:
                 COUNTERS["session_frames_received"] += len(batch.frames)
                 for frame in batch.frames:
                     entry = self._pending.get(frame.tid)
-                    if entry is not None and not entry[0].done():
+                    if entry is None or entry[0].done():
+                        continue
+                    if frame.WhichOneof("body") == "error":
+                        entry[0].set_exception(rpc.error_from_reply(frame.error.family,
+                                                                    frame.error.message))
+                    else:
                         entry[0].set_result(frame)
         except asyncio.CancelledError:
             stream.call.cancel()
             why = rpc.Unavailable(f"{self.name}: session closed")
         except grpc.aio.AioRpcError as err:
-            why = (rpc.from_grpc_error(err, self.name)
-                   if err.code() not in (grpc.StatusCode.UNAVAILABLE,
-                                         grpc.StatusCode.CANCELLED)
-                   else rpc.Unavailable(f"{self.name}: {err.code().name}: "
+            # the stream's own status says why the server refused it (credentials, cluster,
+            # a bad message); anything else (reset, killed peer, INTERNAL from the core) is a
+            # broken stream, which the caller may resend over a new one
+            why = (rpc.from_grpc_error(err, self.name) if err.code() in _REFUSED
+                   else rpc.Unavailable(f"{self.name}: the stream broke: {err.code().name}: "
                                         f"{err.details() or ''}"))
         if self._stream is stream:
             self._stream = None
@@ -229,15 +290,29 @@ class Session:
             if entry is not None and not entry[0].done():
                 entry[0].set_exception(why)
 
-    async def close(self) -> None:
+    async def close(self, grace: float = 1.0) -> None:
+        """End the session: half-close the stream and let the server end it (a stream cut
+        while grpc still writes to it can cost the process a SIGPIPE where SIGPIPE kills)."""
         self._closed = True
+        if self._opening is not None:
+            self._opening.cancel()
         stream, self._stream = self._stream, None
-        if stream is not None:
-            stream.reader.cancel()
-            stream.writer.task.cancel()
-            for task in (stream.reader, stream.writer.task):
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+        for fut, _, _ in list(self._pending.values()):
+            if not fut.done():
+                fut.set_exception(rpc.Unavailable(f"{self.name}: session closed"))
+        if stream is None:
+            return
+        stream.writer.close()
+        try:
+            await asyncio.wait_for(asyncio.shield(stream.writer.task), grace)
+            await asyncio.wait_for(stream.call.done_writing(), grace)
+            await asyncio.wait_for(asyncio.shield(stream.reader), grace)
+        except (TimeoutError, asyncio.CancelledError, grpc.aio.AioRpcError, LoligoError):
+            pass
+        for task in (stream.reader, stream.writer.task):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
 
 class Replier:
@@ -256,7 +331,7 @@ class Replier:
         task.add_done_callback(self.tasks.discard)
 
     def send(self, tid: int, kind: int, body: bytes) -> None:
-        self.writer.put((tid, kind, body))
+        self.writer.put((tid, kind, body, 0))
 
     def fail(self, tid: int, exc: BaseException) -> None:
         family, message = rpc.error_reply(exc)

@@ -84,13 +84,14 @@ def op(name: bytes) -> bytes:
     return osd_pb2.OpRequest(name=name).SerializeToString()
 
 
-async def open_session(address: str, md: Callable[[], Awaitable[Any]] | None = None
+async def open_session(address: str, md: Callable[[], Awaitable[Any]] | None = None,
+                       recheck: float = session.Session.RECHECK
                        ) -> tuple[grpc.aio.Channel, session.Session]:
     channel = rpc.open_channel(address, CONFIG, intercept=False)
 
     async def fsid_only() -> tuple[tuple[str, str], ...]:
         return ((rpc.FSID_KEY, FSID),)
-    return channel, session.Session(channel, md or fsid_only, "test")
+    return channel, session.Session(channel, md or fsid_only, "test", recheck=recheck)
 
 
 @pytest.mark.asyncio
@@ -99,7 +100,8 @@ async def test_requests_in_flight_share_messages_and_get_their_own_replies(serve
     channel, s = await open_session(address)
     try:
         names = [b"o%d" % i for i in range(50)]
-        replies = await asyncio.gather(*(s.call(session.OP, op(n), 5) for n in names))
+        # sent before the stream is even open, all in one go: they still leave in order
+        replies = await asyncio.gather(*[s.send(session.OP, op(n), 5) for n in names])
         assert [r.op_reply.message.encode() for r in replies] == names
         assert echo.order == names                       # frames arrive in the order sent
         assert len(echo.batches) < len(names)            # ...several to a message
@@ -165,7 +167,7 @@ async def test_credentials_are_checked_when_the_stream_opens_and_renewed_ones_re
     async def md() -> tuple[tuple[str, str], ...]:
         return ((rpc.FSID_KEY, FSID), (rpc.TICKET_KEY, current["token"]))
 
-    channel, s = await open_session(address, md)
+    channel, s = await open_session(address, md, recheck=0.0)  # asked before every request
     try:
         await s.call(session.OP, op(b"x"), 5)
         current["token"] = ticket("client.two")         # renewed: a new stream carries it
@@ -180,10 +182,11 @@ async def test_credentials_are_checked_when_the_stream_opens_and_renewed_ones_re
 
 
 def test_batches_are_protobufs_wire_format() -> None:
-    frames = [(1, session.OP, op(b"a")), (300, session.ERROR, osd_pb2.ErrorReply(
-        family="NotFound", message="m").SerializeToString())]
+    frames = [(1, session.OP, op(b"a"), 2500), (300, session.ERROR, osd_pb2.ErrorReply(
+        family="NotFound", message="m").SerializeToString(), 0)]
     parsed = osd_pb2.FrameBatch.FromString(session.encode_batch(frames))
     assert [f.tid for f in parsed.frames] == [1, 300]
+    assert [f.timeout_ms for f in parsed.frames] == [2500, 0]
     assert parsed.frames[0].op.name == b"a"
     assert parsed.frames[1].error.family == "NotFound"
     assert isinstance(rpc.error_from_reply("NotFound", "m"), NotFound)
