@@ -69,6 +69,7 @@ class Op:
     data: Any = b""                     # bytes-like; kept as given, never copied
     keys: tuple[bytes, ...] = ()
     items: tuple[tuple[bytes, bytes], ...] = ()
+    after: int | None = None            # log_append: the seq the log must end at (if known)
 
 
 def name_bytes(name: bytes | str, what: str = "name") -> bytes:
@@ -208,11 +209,15 @@ class Transaction:
         return self._add(Op("omap_set_header", coll_name(coll), name_bytes(oid, "object name"),
                             data=bytes(_data(header))))
 
-    def log_append(self, coll: str, seq: int, entry: Any) -> Transaction:
-        """Append PG-log entry `seq` (strictly above the last one) to the collection's log."""
+    def log_append(self, coll: str, seq: int, entry: Any, after: int | None = None
+                   ) -> Transaction:
+        """Append PG-log entry `seq` (strictly above the last one) to the collection's log.
+        With `after`, the log must end at that seq (a non-empty log's last entry): so a
+        pipelined entry never lands behind a hole left by one that failed before it."""
         if not isinstance(seq, int) or seq <= 0 or seq >= 1 << 63:
             raise InvalidArgument(f"bad log sequence {seq!r}")
-        return self._add(Op("log_append", coll_name(coll), offset=seq, data=bytes(_data(entry))))
+        return self._add(Op("log_append", coll_name(coll), offset=seq, data=bytes(_data(entry)),
+                            after=after))
 
     def log_rollback(self, coll: str, after: int) -> Transaction:
         """Drop the collection's PG-log entries with seq > after (divergent history)."""

@@ -174,6 +174,9 @@ class Applier:
             last = self._log_head(cid)
             if last is not None and op.offset <= last:
                 raise InvalidArgument(f"log seq {op.offset} is not above {last}")
+            if op.after is not None and last is not None and last != op.after:
+                raise InvalidArgument(f"log seq {op.offset} follows {op.after}, the log ends "
+                                      f"at {last}")
             c.execute("INSERT INTO pglog VALUES (?, ?, ?)", (cid, op.offset, op.data))
             self.log_heads[cid] = op.offset
             return

@@ -249,8 +249,7 @@ class DurableStore(ObjectStore):
         fut: asyncio.Future[None] = loop.create_future()
         blocks = [(i, idx, lo, hi) for i, op in enumerate(txn.ops)
                   for idx, lo, hi in whole_blocks(op)]
-        prepared = (asyncio.wrap_future(self._syncers.submit(self._prepare, txn, blocks))
-                    if blocks else None)
+        prepared = self._prepare(txn, blocks) if blocks else None
         self._pending.append((txn, prepared, fut))
         if self._committer is None or self._committer.done():
             self._committer = loop.create_task(self._drain(), name="objectstore-commit")
@@ -259,19 +258,23 @@ class DurableStore(ObjectStore):
     async def submit(self, txn: Transaction) -> None:
         await self.enqueue(txn)
 
-    def _prepare(self, txn: Transaction,
-                 blocks: list[tuple[int, int, int, int]]) -> dict[tuple[int, int], int]:
-        """Write (sync pool) the block files of data that replaces whole blocks, before the
-        transaction reaches the writer: big writes then overlap each other and the commits,
-        and the writer thread only runs SQLite. Durable when this returns."""
-        out: dict[tuple[int, int], int] = {}
-        try:
-            for i, idx, lo, hi in blocks:
-                out[(i, idx)] = self._write_file(txn.ops[i].data[lo:hi], sync=True)
-        except BaseException:
-            self._discard(out.values())
-            raise
-        return out
+    def _prepare(self, txn: Transaction, blocks: list[tuple[int, int, int, int]]
+                 ) -> asyncio.Future[dict[tuple[int, int], int]]:
+        """Write (sync pool, one block file per thread) the data that replaces whole blocks,
+        as soon as the transaction is queued: big writes then overlap each other and the
+        commits, and the writer thread only runs SQLite. Done when every file is durable."""
+        loop = asyncio.get_running_loop()
+        files = [asyncio.wrap_future(self._syncers.submit(
+            self._write_file, txn.ops[i].data[lo:hi], True)) for i, _, lo, hi in blocks]
+
+        async def gather() -> dict[tuple[int, int], int]:
+            done = await asyncio.gather(*files, return_exceptions=True)
+            failed = [r for r in done if isinstance(r, BaseException)]
+            if failed:
+                self._discard(r for r in done if isinstance(r, int))
+                raise failed[0]
+            return {(i, idx): fid for (i, idx, _, _), fid in zip(blocks, done, strict=True)}
+        return loop.create_task(gather())
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
@@ -358,6 +361,8 @@ class DurableStore(ObjectStore):
         self._fault("store.after_commit")
         self._fault("store.before_unlink")
         self._discard(freed)
+        if freed:
+            self._space = (-SPACE_EVERY, 0)  # space was given back: measure it again
         return results
 
     def _adopt(self, ap: Applier) -> None:

@@ -38,12 +38,14 @@ class OsdPeerService(osd_pb2_grpc.OsdPeerServicer):
 
     async def Query(self, request: osd_pb2.PgQuery, context: Any) -> osd_pb2.PgQueryReply:
         await self._catch_up(request.epoch)
-        return await self.registry.query(checked_coll(request.pgid))
+        return await self.registry.query(checked_coll(request.pgid), request.interval
+                                         if request.HasField("interval") else None)
 
     async def Inventory(self, request: osd_pb2.InventoryRequest, context: Any
                         ) -> osd_pb2.InventoryReply:
         return await self.registry.inventory(checked_coll(request.pgid), request.after,
-                                             min(request.max or 1000, 10000))
+                                             min(request.max or 1000, 10000),
+                                             request.interval)
 
     async def Activate(self, request: osd_pb2.PgActivate, context: Any
                        ) -> osd_pb2.PgActivateReply:
@@ -71,7 +73,7 @@ class OsdPeerService(osd_pb2_grpc.OsdPeerServicer):
         placement = self.osd._osdmap().pg_to_up_acting(PgId.parse(coll))
         if self.osd.id in placement.acting or self.osd.id in placement.up:
             raise InvalidArgument(f"osd.{self.osd.id} is a member of {coll}: not removing it")
-        await self.registry.remove(coll)
+        await self.registry.remove(coll, request.interval)
         log.info("osd.%d: dropped stray copy of PG %s", self.osd.id, coll)
         return osd_pb2.PgRemoveReply()
 

@@ -1,6 +1,7 @@
 """What the acting primary of a PG knows about it during one interval: the acting and up sets,
-each member's missing objects, strays, recovery and scrub progress, and the PG's state in
-Ceph's words. Driven by osd/recovery.py (peering, recovery) and osd/scrub.py."""
+each member's missing objects, strays, recovery and scrub progress, the per-object ordering of
+its operations, its peering round (interval fencing), and the PG's state in Ceph's words.
+Driven by osd/recovery.py (peering, recovery) and osd/scrub.py."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import asyncio
 from collections.abc import Iterable
 from typing import Any
 
+from osd.ordering import ObjectLocks
+from osd.pg import Token
 from rados_py.osdmap import PgId, Pool
+from rados_py.proto.loligo import osd_pb2
 
 __all__ = ["PgPrimary"]
 
@@ -18,7 +22,7 @@ class PgPrimary:
 
     def __init__(self, pgid: PgId, pool: Pool, epoch: int, acting: Iterable[int],
                  up: Iterable[int], prior: Iterable[int],
-                 up_from: Iterable[int] = ()) -> None:
+                 up_from: Iterable[int] = (), round_: int = 1) -> None:
         self.pgid = pgid
         self.pool = pool
         self.coll = str(pgid)
@@ -32,6 +36,7 @@ class PgPrimary:
         self.why = ""
         self.active = asyncio.Event()
         self.closed = asyncio.Event()
+        self.closed_future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.missing: dict[int, dict[bytes, int]] = {}       # acting members
         self.stray_missing: dict[int, dict[bytes, int]] = {}  # strays usable as sources
         self.strays: set[int] = set()
@@ -46,6 +51,16 @@ class PgPrimary:
         self.last_scrub_stamp = 0.0
         self.last_deep_scrub_stamp = 0.0
         self.task: asyncio.Task[None] | None = None
+        self.round = round_                          # this OSD's peering round counter
+        self.objects = ObjectLocks()                 # per-object ordering of ops
+
+    @property
+    def token(self) -> Token:
+        return (self.epoch, self.round)
+
+    def interval(self) -> osd_pb2.Interval:
+        """The fencing token every message of this round carries."""
+        return osd_pb2.Interval(epoch=self.epoch, round=self.round)
 
     @property
     def key(self) -> tuple[Any, ...]:
@@ -53,6 +68,8 @@ class PgPrimary:
 
     def close(self) -> None:
         self.closed.set()
+        if not self.closed_future.done():
+            self.closed_future.set_result(None)
         if self.task is not None:
             self.task.cancel()
 

@@ -2,13 +2,23 @@
 a member makes to a PG (a replicated write, an activation, a recovered object, a removal).
 
 Whether this OSD is the PG's primary or a replica, the same code applies a change, so the
-members of a PG stay byte-identical. Each change is one store transaction, durable before the
-call returns, that updates the objects together with the PG's log, info and missing set.
+members of a PG stay byte-identical. Each change is one store transaction that updates the
+objects together with the PG's log, info and missing set.
 
-A per-PG member lock orders these changes on this OSD. It is separate from the primary's op
-lock (osd/service.py), which is held across a whole client op while this one is taken only
-for the local transaction, so an OSD that is primary and replica of the same PG during a map
-change cannot deadlock with itself.
+Writes are pipelined: `start_write` checks and queues a write's transaction at once (no await),
+so the writes of a PG enter the store in the order they arrive - log order, since a primary
+sends them in seq order over one ordered stream - and the next one is queued while earlier ones
+are still being made durable. A write must extend the log by exactly one (`seq == last + 1`,
+and the store checks the log head it follows), so a write that failed here can never leave a
+hole that a later one covers: after a failure the PG refuses writes until it peers again.
+
+Interval fencing (osd/pg.py `refusal`): every message from a PG's primary carries its peering
+round; the member keeps the newest round it answered a query or took an activation for, and
+refuses anything older - a write or push from an earlier round that was held up in the network
+changes nothing. A query raises the fence first and then waits for the writes already queued,
+so what it reports is everything this member will ever have of the earlier rounds.
+
+A per-PG member lock orders the other changes (activation, pushes, removal) among themselves.
 """
 
 from __future__ import annotations
@@ -21,7 +31,7 @@ import xxhash
 from osd import ops as ops_mod
 from osd import pgmeta
 from osd.objectstore import ChecksumError, NotFound, ObjectStore, Transaction
-from osd.pg import PgState
+from osd.pg import NO_ROUND, PgState, Token, refusal, token_of
 from rados_py.errors import StaleEpoch
 from rados_py.proto.loligo import osd_pb2
 
@@ -38,7 +48,32 @@ class PgRegistry:
         self._pgs: dict[str, PgState] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._colls: set[str] | None = None
+        self._fences: dict[str, Token] = {}  # newest peering round heard of, per PG
 
+    # --- interval fencing -------------------------------------------------------------------
+    def fence(self, coll: str) -> Token:
+        """The newest peering round of the PG this member follows."""
+        pg = self._pgs.get(coll)
+        floor = (pg.les, 0) if pg is not None else NO_ROUND
+        return max(self._fences.get(coll, NO_ROUND), floor)
+
+    def check(self, coll: str, kind: str, interval: osd_pb2.Interval | None) -> Token:
+        """The message's round, or StaleEpoch when the fence refuses it."""
+        token = token_of(interval)
+        why = refusal(kind, token, self.fence(coll))
+        if why:
+            raise StaleEpoch(f"{coll}: {why}")
+        return token
+
+    def _raise_fence(self, coll: str, token: Token) -> None:
+        if token > self._fences.get(coll, NO_ROUND):
+            self._fences[coll] = token
+
+    async def drained(self, coll: str) -> None:
+        """Once every write queued for the PG so far is durable (or failed)."""
+        pg = self._pgs.get(coll)
+        while pg is not None and pg.queued:
+            await asyncio.wait(list(pg.queued))
     def lock(self, coll: str) -> asyncio.Lock:
         return self._locks.setdefault(coll, asyncio.Lock())
 
@@ -77,32 +112,91 @@ class PgRegistry:
         return txn
 
     # --- writes ----------------------------------------------------------------------------
-    async def apply_write(self, rep: osd_pb2.RepOpRequest) -> bool:
-        """Apply a resolved write with its log entry, durably. False: it had it already."""
+    def state(self, coll: str) -> PgState:
+        """The PG's state, loaded already (`loaded`)."""
+        return self._pgs[coll]
+
+    def loaded(self, coll: str) -> bool:
+        """Whether `start_write` can run for the PG now (its state is in memory)."""
+        return coll in self._pgs and self._colls is not None
+
+    async def load(self, coll: str) -> None:
+        await self.collections()
+        await self.get(coll)
+
+    def start_write(self, rep: osd_pb2.RepOpRequest) -> asyncio.Future[bool]:
+        """Check a resolved write and queue it with its log entry, now (`loaded` first).
+        The future is True once it is durable, False for a resend of a write it has."""
         coll = rep.pgid
-        async with self.lock(coll):
-            pg = await self.get(coll)
-            if rep.entry.client and pg.dedup.get(rep.entry.client, rep.entry.tid) is not None:
-                return False  # a resend of a write this member has
-            if rep.epoch < pg.les:
-                raise StaleEpoch(f"{coll}: a write of epoch {rep.epoch}, from before this "
-                                 f"member's activation at epoch {pg.les}: dropped")
-            if rep.seq <= pg.last_seq:
-                raise StaleEpoch(f"{coll}: log position {rep.seq} is taken here (last "
-                                 f"{pg.last_seq}) by another write: the PG must peer again")
-            txn = await self._new_txn(coll)
-            version = None if rep.entry.removed else rep.entry.version
-            ops_mod.to_transaction(txn, coll, rep.oid, list(rep.ops), version)
-            tail = pgmeta.add_log(txn, coll, rep.seq, rep.entry, pg.log_tail)
-            await self._submit(coll, txn)
-            pg.log_tail = tail
-            pg.applied(rep.seq, rep.entry.version)
+        pg = self._pgs[coll]
+        loop = asyncio.get_running_loop()
+        key = (rep.entry.client, rep.entry.tid)
+        if rep.entry.client:
+            if pg.dedup.get(*key) is not None:
+                done = loop.create_future()
+                done.set_result(False)
+                return done  # a resend of a write this member has
+            inflight = pg.inflight.get(key)
+            if inflight is not None:
+                return asyncio.ensure_future(_resend_of(inflight))
+        self.check(coll, "write", rep.interval if rep.HasField("interval") else None)
+        if rep.epoch < pg.les:
+            raise StaleEpoch(f"{coll}: a write of epoch {rep.epoch}, from before this "
+                             f"member's activation at epoch {pg.les}: dropped")
+        if pg.failed:
+            raise StaleEpoch(f"{coll}: {pg.failed}; refusing writes until the PG peers again")
+        if rep.seq != pg.last_seq + 1:
+            taken = rep.seq <= pg.last_seq
+            raise StaleEpoch(f"{coll}: log position {rep.seq} is "
+                             f"{'taken here by another write' if taken else 'past the end'} "
+                             f"(last {pg.last_seq}): the PG must peer again")
+        txn = Transaction()
+        if coll not in self._colls:  # type: ignore[operator]
+            txn.create_collection(coll)
+        version = None if rep.entry.removed else rep.entry.version
+        ops_mod.to_transaction(txn, coll, rep.oid, list(rep.ops), version)
+        pg.log_tail = pgmeta.add_log(txn, coll, rep.seq, rep.entry, pg.log_tail,
+                                     after=pg.last_seq)
+        queued = self.store.enqueue(txn)
+        self._colls.add(coll)  # type: ignore[union-attr]
+        pg.last_seq = rep.seq
+        done = loop.create_future()
+        pg.queued.add(done)
+        if rep.entry.client:
+            pg.inflight[key] = done
+
+        def finished(f: asyncio.Future[None]) -> None:
+            pg.queued.discard(done)
+            pg.inflight.pop(key, None)
+            exc = f.exception() if not f.cancelled() else asyncio.CancelledError()
+            if exc is not None:
+                pg.failed = f"write at log position {rep.seq} failed here ({exc})"
+                if not done.done():
+                    done.set_exception(exc)
+                return
+            pg.last_update = max(pg.last_update, rep.entry.version)
             pg.dedup.put(rep.entry.client, rep.entry.tid, osd_pb2.OpReply(
                 status=osd_pb2.OpReply.OK, version=rep.entry.version).SerializeToString())
-            return True
+            if not done.done():
+                done.set_result(True)
+        asyncio.ensure_future(queued).add_done_callback(finished)
+        return done
+
+    async def apply_write(self, rep: osd_pb2.RepOpRequest) -> bool:
+        """Apply a resolved write with its log entry, durably. False: it had it already."""
+        await self.load(rep.pgid)
+        return await self.start_write(rep)
 
     # --- peering -----------------------------------------------------------------------------
-    async def query(self, coll: str) -> osd_pb2.PgQueryReply:
+    async def query(self, coll: str, interval: osd_pb2.Interval | None = None
+                    ) -> osd_pb2.PgQueryReply:
+        """The member's info, log and missing set for a primary peering in round `interval`
+        (None: an inspection, which changes nothing). The fence rises first, then the writes
+        already queued are waited for: nothing of an older round can follow the answer."""
+        if interval is not None and (interval.epoch or interval.round):
+            token = self.check(coll, "query", interval)
+            self._raise_fence(coll, token)
+            await self.drained(coll)
         async with self.lock(coll):
             loaded = await pgmeta.load(self.store, coll)
         reply = osd_pb2.PgQueryReply(exists=loaded.exists)
@@ -118,8 +212,9 @@ class PgRegistry:
                              for o, n in loaded.missing.items())
         return reply
 
-    async def inventory(self, coll: str, after: bytes, max_items: int
-                        ) -> osd_pb2.InventoryReply:
+    async def inventory(self, coll: str, after: bytes, max_items: int,
+                        interval: osd_pb2.Interval | None = None) -> osd_pb2.InventoryReply:
+        self.check(coll, "inventory", interval)
         reply = osd_pb2.InventoryReply()
         try:
             rows, more = await self.store.list_versions(coll, after, max_items)
@@ -135,7 +230,11 @@ class PgRegistry:
         """Follow the authoritative history: drop divergent entries (or the whole log), append
         the auth's, record the activation and the missing set - one transaction."""
         coll = msg.pgid
+        token = self.check(coll, "activate", msg.interval if msg.HasField("interval") else None)
+        self._raise_fence(coll, token)
+        await self.drained(coll)
         async with self.lock(coll):
+            self.check(coll, "activate", msg.interval if msg.HasField("interval") else None)
             pg = await self.get(coll)
             txn = await self._new_txn(coll)
             if msg.replace_log:
@@ -155,6 +254,7 @@ class PgRegistry:
     async def pull(self, req: osd_pb2.PullRequest) -> osd_pb2.PullReply:
         """An object's state in parts (a recovery source)."""
         coll, oid = req.pgid, req.oid
+        self.check(coll, "pull", req.interval if req.HasField("interval") else None)
         try:
             st = await self.store.stat(coll, oid)
         except NotFound:
@@ -181,6 +281,7 @@ class PgRegistry:
         coll, oid = msg.pgid, msg.oid
         async with self.lock(coll):
             pg = await self.get(coll)
+            self.check(coll, "push", msg.interval if msg.HasField("interval") else None)
             txn = await self._new_txn(coll)
             exists = True
             if msg.first or msg.remove:
@@ -212,6 +313,7 @@ class PgRegistry:
     async def scrub_map(self, req: osd_pb2.ScrubMapRequest) -> osd_pb2.ScrubMapReply:
         """Size, version and digests of this member's objects in (after, upto]."""
         coll = req.pgid
+        self.check(coll, "scrub", req.interval if req.HasField("interval") else None)
         reply = osd_pb2.ScrubMapReply()
         after = req.after
         while True:
@@ -271,7 +373,9 @@ class PgRegistry:
             await self._submit(coll, txn)
             pg.scrubbed = scrubbed
 
-    async def remove(self, coll: str) -> None:
+    async def remove(self, coll: str, interval: osd_pb2.Interval | None = None) -> None:
+        self.check(coll, "remove", interval)
+        await self.drained(coll)
         async with self.lock(coll):
             if await self.exists(coll):
                 await self.store.submit(Transaction().remove_collection(coll))
@@ -280,3 +384,10 @@ class PgRegistry:
 
     def cached(self) -> Iterable[PgState]:
         return self._pgs.values()
+
+
+async def _resend_of(original: asyncio.Future[bool]) -> bool:
+    """A resend of a write still being made durable here: answered when it is (not applied
+    twice)."""
+    await asyncio.shield(original)
+    return False

@@ -12,20 +12,28 @@ its driver, which:
    its log, appends the authoritative entries and records its missing set and the activation,
    one transaction each; the PG is then *active* and serves ops (service.py waits for this);
 3. recovers: every object some acting member lacks is copied from an OSD that has it (this
-   one when it can, else another acting member or a stray) in parts, under the PG's op lock so
-   that no write interleaves; an op on such an object recovers it first (`ensure`);
+   one when it can, else another acting member or a stray) in parts, holding that object
+   (osd/ordering.py) so that no op on it interleaves; an op on such an object recovers it
+   first (`ensure`);
 4. when nothing is missing anywhere, tells OSDs outside the acting set to drop their copy.
 
 Throttles: at most osd_recovery_max_active objects in flight per OSD, and
 osd_recovery_max_bytes_per_sec across them (0: none). A map that changes the interval closes
 the old `PgPrimary`: its driver stops at the next object, and ops waiting on it are answered
 with a retryable status.
+
+Every message to a member carries the round's fencing token (`PgPrimary.interval()`); a member
+that has answered a newer round refuses it (osd/pgs.py), so nothing a closed round still had in
+flight changes what the new one found when it queried. Peering therefore does not wait for the
+old round's operations: they either reached the members before the query (and are in what it
+sees) or are refused.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -76,13 +84,13 @@ class Recovery:
     """Every PG this OSD is acting primary of: peering, activation, recovery, PG stats."""
 
     def __init__(self, osd_id: int, registry: PgRegistry, peers: PeerChannels, config: Config,
-                 osdmap: Callable[[], OSDMap], op_lock: Callable[[str], asyncio.Lock]) -> None:
+                 osdmap: Callable[[], OSDMap]) -> None:
         self.id = osd_id
         self.registry = registry
         self.peers = peers
         self.config = config
         self._osdmap = osdmap
-        self._op_lock = op_lock
+        self._rounds = itertools.count(1)  # peering rounds of this process (fencing tokens)
         self.primaries: dict[str, PgPrimary] = {}
         self._acting: dict[str, tuple[int, ...]] = {}  # every PG's acting set in the last map
         self._slots = asyncio.Semaphore(config.osd_recovery_max_active)
@@ -104,7 +112,8 @@ class Recovery:
                 mine.add(coll)
                 prim = PgPrimary(pgid, pool, osdmap.epoch, placement.acting, placement.up,
                                  self._acting.get(coll, ()),
-                                 [osdmap.osds[o].up_from for o in placement.acting])
+                                 [osdmap.osds[o].up_from for o in placement.acting],
+                                 next(self._rounds))
                 current = self.primaries.get(coll)
                 if current is not None and current.key == prim.key:
                     continue
@@ -131,7 +140,7 @@ class Recovery:
             return
         old.close()
         prim = PgPrimary(old.pgid, old.pool, old.epoch, old.acting, old.up,
-                         old.prior | set(old.acting), old.up_from)
+                         old.prior | set(old.acting), old.up_from, next(self._rounds))
         self.primaries[coll] = prim
         prim.task = asyncio.create_task(self._drive(prim), name=f"pg-{coll}")
 
@@ -162,8 +171,7 @@ class Recovery:
         try:
             while True:
                 try:
-                    async with self._op_lock(prim.coll):
-                        await self._peer(prim)
+                    await self._peer(prim)
                     break
                 except (LoligoError, grpc.aio.AioRpcError, _WrongSource) as exc:
                     prim.why = str(exc)
@@ -181,10 +189,11 @@ class Recovery:
 
     async def _query(self, osd: int, prim: PgPrimary) -> osd_pb2.PgQueryReply:
         if osd == self.id:
-            return await self.registry.query(prim.coll)
+            return await self.registry.query(prim.coll, prim.interval())
         addr, stub = self.peers.peer(osd)
         return await rpc.call_with_retry(
-            stub.Query, osd_pb2.PgQuery(epoch=prim.epoch, pgid=prim.coll), idempotent=True,
+            stub.Query, osd_pb2.PgQuery(epoch=prim.epoch, pgid=prim.coll,
+                                        interval=prim.interval()), idempotent=True,
             config=self.config, address=f"osd.{osd} ({addr})")
 
     async def _peer(self, prim: PgPrimary) -> None:
@@ -238,6 +247,7 @@ class Recovery:
             member = plan.members[osd]
             msg = osd_pb2.PgActivate(
                 epoch=prim.epoch, pgid=prim.coll, from_osd=self.id, les=prim.epoch,
+                interval=prim.interval(),
                 acting=list(prim.acting), replace_log=member.backfill,
                 keep_through=plan.auth_tail if member.backfill else member.keep_through,
                 append=[osd_pb2.PgLogRecord(seq=e.seq, entry=records[e.seq])
@@ -262,7 +272,8 @@ class Recovery:
     async def _versions(self, osd: int, prim: PgPrimary, oids: set[bytes]) -> dict[bytes, int]:
         out = {}
         for oid in oids:
-            reply = await self._pull(osd, osd_pb2.PullRequest(pgid=prim.coll, oid=oid))
+            reply = await self._pull(osd, osd_pb2.PullRequest(pgid=prim.coll, oid=oid,
+                                                              interval=prim.interval()))
             out[oid] = reply.version if reply.exists else ABSENT
         return out
 
@@ -270,9 +281,10 @@ class Recovery:
         out: dict[bytes, int] = {}
         after = b""
         while True:
-            req = osd_pb2.InventoryRequest(pgid=prim.coll, after=after, max=5000)
+            req = osd_pb2.InventoryRequest(pgid=prim.coll, after=after, max=5000,
+                                           interval=prim.interval())
             if osd == self.id:
-                reply = await self.registry.inventory(prim.coll, after, 5000)
+                reply = await self.registry.inventory(prim.coll, after, 5000, prim.interval())
             else:
                 addr, stub = self.peers.peer(osd)
                 reply = await rpc.call_with_retry(stub.Inventory, req, idempotent=True,
@@ -304,17 +316,14 @@ class Recovery:
             if not todo:
                 break
             prim.recovering = True
-            # a few objects at a time under one hold of the op lock: ops wait for at most one
-            # batch, and the copies of a batch overlap (each takes one of the OSD's slots)
+            # a few objects at a time, each held while it is copied (ops on it wait, ops on
+            # the others go on); the copies of a batch overlap, each in one of the OSD's slots
             batch = max(1, self.config.osd_recovery_max_active)
             for start in range(0, len(todo), batch):
                 if prim.closed.is_set():
                     return
-                async with self._op_lock(prim.coll):
-                    if prim.closed.is_set():
-                        return
-                    failed = await asyncio.gather(*(self._recover_one(prim, oid)
-                                                    for oid in todo[start:start + batch]))
+                failed = await asyncio.gather(*(self._recover_one(prim, oid)
+                                                for oid in todo[start:start + batch]))
                 if any(failed):
                     await asyncio.sleep(self.config.osd_peering_retry)
                 prim.recovery_seconds = time.monotonic() - started
@@ -326,8 +335,10 @@ class Recovery:
                  prim.recovery_seconds)
 
     async def _recover_one(self, prim: PgPrimary, oid: bytes) -> bool:
-        """Recover one object in the background (the op lock held); whether it failed."""
-        async with self._slots:
+        """Recover one object in the background (holding it); whether it failed."""
+        async with self._slots, prim.objects.hold(oid, exclusive=True):
+            if prim.closed.is_set():
+                return False
             try:
                 await self.recover_object(prim, oid)
             except Unfound as exc:
@@ -339,13 +350,13 @@ class Recovery:
         return False
 
     async def ensure(self, prim: PgPrimary, oid: bytes, everywhere: bool = True) -> None:
-        """Before an op on `oid` (the PG's op lock held): recover it wherever it is missing
-        (a write), or at least here (a read)."""
+        """Before an op on `oid` (which it holds): recover it wherever it is missing (a
+        write), or at least here (a read)."""
         if prim.missing_anywhere(oid) if everywhere else oid in prim.missing.get(self.id, {}):
             await self.recover_object(prim, oid)
 
     async def recover_object(self, prim: PgPrimary, oid: bytes) -> None:
-        """Copy one object to every acting member lacking it (the PG's op lock held)."""
+        """Copy one object to every acting member lacking it (the caller holds it)."""
         targets = [o for o in prim.acting if oid in prim.missing.get(o, {})]
         if not targets:
             return
@@ -353,7 +364,8 @@ class Recovery:
         if need == ABSENT:
             for osd in targets:
                 await self._push(osd, osd_pb2.PushRequest(
-                    epoch=prim.epoch, pgid=prim.coll, from_osd=self.id, oid=oid, remove=True))
+                    epoch=prim.epoch, pgid=prim.coll, from_osd=self.id, oid=oid, remove=True,
+                    interval=prim.interval()))
                 prim.missing[osd].pop(oid, None)
             prim.recovered_objects += len(targets)
             return
@@ -386,7 +398,8 @@ class Recovery:
         while True:
             reply = await self._pull(source, osd_pb2.PullRequest(
                 pgid=prim.coll, oid=oid, offset=offset, length=chunk, meta=first,
-                omap_after=omap_after, omap_max=1000 if omap_more else 0))
+                omap_after=omap_after, omap_max=1000 if omap_more else 0,
+                interval=prim.interval()))
             if not reply.exists or reply.version != need:
                 raise _WrongSource(f"it has version {reply.version if reply.exists else 'none'}"
                                    f", the PG needs {need}")
@@ -400,7 +413,7 @@ class Recovery:
             push = osd_pb2.PushRequest(
                 epoch=prim.epoch, pgid=prim.coll, from_osd=self.id, oid=oid, version=need,
                 first=first, last=last, offset=offset, data=reply.data, xattrs=reply.xattrs,
-                omap_header=reply.omap_header, omap=reply.omap)
+                omap_header=reply.omap_header, omap=reply.omap, interval=prim.interval())
             pushed = await asyncio.gather(*(self._push(osd, push) for osd in targets),
                                           return_exceptions=True)
             for osd, result in zip(targets, pushed, strict=True):
@@ -437,7 +450,8 @@ class Recovery:
             try:
                 addr, stub = self.peers.peer(osd)
                 await rpc.call_with_retry(stub.Remove, osd_pb2.PgRemove(
-                    epoch=prim.epoch, pgid=prim.coll, from_osd=self.id), idempotent=True,
+                    epoch=prim.epoch, pgid=prim.coll, from_osd=self.id,
+                    interval=prim.interval()), idempotent=True,
                     config=self.config, address=f"osd.{osd} ({addr})")
             except (LoligoError, grpc.aio.AioRpcError) as exc:
                 log.info("osd.%d: osd.%d keeps its stray copy of %s: %s", self.id, osd,

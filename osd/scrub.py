@@ -1,9 +1,9 @@
 """Scrub: the primary compares, a range of objects at a time, what every acting member holds.
 
 Light scrub compares object lists, sizes, versions and xattrs; deep scrub also reads every byte
-(each block's checksum is verified on the way) and compares data and omap digests. Each range
-is compared under the PG's op lock, so no write changes it mid-comparison, and ops wait only
-for one range at a time.
+(each block's checksum is verified on the way) and compares data and omap digests. While a
+range is compared, writes to its objects wait and those in flight finish first
+(`ObjectLocks.block`), so no write changes it mid-comparison; reads and writes elsewhere go on.
 
 The authoritative copy of an object is the newest version among the readable copies, then the
 one most members agree with, then the primary's. Every other copy is inconsistent: reported in
@@ -131,16 +131,16 @@ class Scrubber:
         after = b""
         try:
             while True:
-                async with self.recovery._op_lock(prim.coll):
+                try:
+                    rows, more = await store.list_versions(prim.coll, after, CHUNK)
+                except LoligoError:
+                    rows, more = [], False
+                upto = rows[-1][0] if more and rows else b""
+                async with prim.objects.block(after, upto or None):
                     if prim.closed.is_set():
                         raise InvalidArgument(f"PG {prim.coll} changed interval during scrub")
-                    try:
-                        rows, more = await store.list_versions(prim.coll, after, CHUNK)
-                    except LoligoError:
-                        rows, more = [], False
-                    upto = rows[-1][0] if more and rows else b""
                     req = osd_pb2.ScrubMapRequest(pgid=prim.coll, after=after, upto=upto,
-                                                  deep=deep)
+                                                  deep=deep, interval=prim.interval())
                     maps = await asyncio.gather(*(self._map(o, req) for o in prim.acting))
                     found = compare(dict(zip(prim.acting, maps, strict=True)),
                                     self.recovery.id, deep)

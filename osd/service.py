@@ -1,11 +1,16 @@
-"""The OSD's gRPC servicers: client ops (as primary), replica ops, listings, dumps (`Osd`), and
-the peer side of peering and recovery (`OsdPeer`).
+"""The OSD's gRPC servicers: client ops (as primary), replica ops, listings, dumps (`Osd`); the
+peer side of peering and recovery is osd/peer_service.py.
 
-Primary-copy replication, per PG in strict order: the PG's op lock is held from the dedup
-check through guard evaluation, the local transaction and the replicas' acknowledgements, so
-writes of a PG are applied in version order on every member and a read never sees a write that
-is not yet durable on every acting member. A write is acknowledged only when the local store
-and every replica have committed it.
+Primary-copy replication, pipelined per PG and ordered per object (Ceph's): an op on an object
+holds it (osd/ordering.py) - a write exclusively, from its check against the object's state
+until every acting member has it durable; a read shared, behind any write that came first - so
+ops on one object run in arrival order and a read returns the old or the new content, never a
+write that could still be rolled back. Ops on different objects of a PG run concurrently: a
+write takes the next PG-log position and is queued in the local store and sent to every replica
+at that moment, without awaiting anything in between, so every member receives the PG's writes
+in log order (one ordered session stream per primary-replica pair) and queues them in that
+order; the next write goes out while earlier ones are still being made durable. The client is
+answered once every member has the write durable.
 
 Ops are served only once the PG is active in the current interval (osd/recovery.py); until
 then the client is told INACTIVE and retries. An op on an object that some acting member still
@@ -15,7 +20,18 @@ When a replica does not confirm a write (or the local store refuses it while rep
 applied it), the members' logs may now differ: the primary answers REPLICA_FAILED and peers
 the PG again, which brings every member to one history; the client's resend (same client id
 and tid) is then answered from the dedup table if the write survived peering, or applied
-afresh if it did not - never twice.
+afresh if it did not - never twice. A member whose write failed refuses the ones queued behind
+it (no hole in its log) until then.
+
+A 4 KiB write_full, end to end (what bench_rados prints as "layers"): the client's session
+frame (1 message, often shared) -> primary: route (cached placement), object lock, stat on the
+loop, RepOp queued in the local store and in both replicas' sessions (one encode) -> each
+replica: queued in its store in stream order, one WAL commit per batch (group commit), reply
+frame -> primary: reply frame to the client. 3 session messages per write at 1 in flight, fewer
+under load (frames share messages), ~1 fdatasync per OSD per commit batch, one thread hop to the
+commit thread and back per batch. Payload copies: client 3 (into the OpRequest, serialise, the
+batch), primary 5 (parse, the op's data getter, into the RepOp, serialise, the batch), each
+replica 3 (parse, getter, the store's buffer).
 """
 
 from __future__ import annotations
@@ -71,6 +87,43 @@ LIVE_OPTIONS = frozenset({"osd_recovery_max_active", "osd_recovery_max_bytes_per
                           "osd_debug_replicate_delay"})
 
 
+def _consume(fut: asyncio.Future[Any]) -> None:
+    """Retrieve a result nobody waits for any more (no 'exception never retrieved')."""
+    if not fut.cancelled():
+        fut.exception()
+
+
+def _outcome(fut: asyncio.Future[Any]) -> Any:
+    """A settled future's result, or its exception."""
+    if fut.cancelled():
+        return asyncio.CancelledError()
+    return fut.exception() or fut.result()
+
+
+async def _settled(futs: list[asyncio.Future[Any]], closed: asyncio.Future[None]) -> bool:
+    """Wait until every future is done (True), or `closed` is (False) - without a task each."""
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[bool] = loop.create_future()
+    left = len(futs)
+
+    def one_done(_: asyncio.Future[Any]) -> None:
+        nonlocal left
+        left -= 1
+        if left == 0 and not waiter.done():
+            waiter.set_result(True)
+
+    def interval_ended(_: asyncio.Future[None]) -> None:
+        if not waiter.done():
+            waiter.set_result(False)
+    for fut in futs:
+        fut.add_done_callback(one_done)
+    closed.add_done_callback(interval_ended)
+    try:
+        return await waiter
+    finally:
+        closed.remove_done_callback(interval_ended)
+
+
 def server_auth(secret: bytes) -> rpc.ServerAuth:
     """Clients need r for ops (w is checked per request), peers and admins `allow *`."""
     peer_methods = ("Query", "Inventory", "Activate", "Pull", "Push", "Remove", "Ping",
@@ -99,8 +152,7 @@ class OsdService(osd_pb2_grpc.OsdServicer):
         self._wait_epoch = wait_epoch
         self.registry = PgRegistry(store)
         self.peers = PeerChannels(config, osdmap, own_ticket)
-        self._locks: dict[str, asyncio.Lock] = {}
-        self.recovery = Recovery(osd_id, self.registry, self.peers, config, osdmap, self._lock)
+        self.recovery = Recovery(osd_id, self.registry, self.peers, config, osdmap)
         self.scrubber = Scrubber(self.recovery)
         self.peer_space: dict[int, tuple[int, int]] = {}  # from heartbeats: (free, reserve)
         self.max_read = max(4096, config.rpc_max_message_size - ENVELOPE)
@@ -111,10 +163,6 @@ class OsdService(osd_pb2_grpc.OsdServicer):
     async def close(self) -> None:
         await self.recovery.close()
         await self.peers.close()
-
-    def _lock(self, coll: str) -> asyncio.Lock:
-        """The primary's op lock of a PG (ops, peering and recovery of one object take it)."""
-        return self._locks.setdefault(coll, asyncio.Lock())
 
     async def _route(self, req: Any, name: bytes, nspace: bytes, write: bool) -> RouteDecision:
         osdmap = self._osdmap()
@@ -127,15 +175,14 @@ class OsdService(osd_pb2_grpc.OsdServicer):
             raise InvalidArgument(decision.message)
         return decision
 
-    async def _active(self, coll: str, context: Any) -> PgPrimary | str:
+    async def _active(self, coll: str, time_left: float | None) -> PgPrimary | str:
         """The PG's primary state once active, or why it is not (for an INACTIVE answer, given
         before the caller's deadline so that the caller learns why)."""
         prim = self.recovery.primary(coll)
         if prim is None:
             return f"osd.{self.id} has not started peering {coll}"
         if not prim.active.is_set():
-            remaining = context.time_remaining() if context is not None else None
-            wait = ACTIVE_WAIT if remaining is None else min(ACTIVE_WAIT, remaining * 0.8)
+            wait = ACTIVE_WAIT if time_left is None else min(ACTIVE_WAIT, time_left * 0.8)
             try:
                 await asyncio.wait_for(prim.active.wait(), max(0.0, wait))
             except TimeoutError:
@@ -150,46 +197,42 @@ class OsdService(osd_pb2_grpc.OsdServicer):
     async def Session(self, requests: Any, context: Any) -> None:
         await session_mod.serve(requests, context, self._dispatch, f"osd.{self.id}")
 
-    def _dispatch(self, frame: osd_pb2.Frame, replier: session_mod.Replier) -> None:
+    def _dispatch(self, frame: osd_pb2.Frame, replier: session_mod.Replier
+                  ) -> Awaitable[None] | None:
         kind = frame.WhichOneof("body")
         if kind == "op":
-            replier.spawn(self._serve_op(frame.tid, frame.op, replier))
+            replier.spawn(self._serve_op(frame.tid, frame.op, frame.timeout_ms / 1000 or None,
+                                         replier))
         elif kind == "rep_op":
             if replier.ticket is not None:
                 try:
                     auth.authorize(replier.ticket, "osd", "*")  # as the RepOp method needs
                 except LoligoError as exc:
                     replier.fail(frame.tid, exc)
-                    return
-            replier.spawn(self._serve_rep_op(frame.tid, frame.rep_op, replier))
+                    return None
+            return self._rep_op_frame(frame.tid, frame.rep_op, replier)
         else:
             replier.fail(frame.tid, InvalidArgument(f"osd.{self.id}: a session carries op and "
                                                     f"rep_op requests, not {kind}"))
+        return None
 
-    async def _serve_op(self, tid: int, request: osd_pb2.OpRequest,
+    async def _serve_op(self, tid: int, request: osd_pb2.OpRequest, time_left: float | None,
                         replier: session_mod.Replier) -> None:
         try:
-            reply = await self.handle_op(request, None)
+            reply = await self.handle_op(request, time_left)
         except Exception as exc:
             replier.fail(tid, exc)
         else:
             replier.send(tid, session_mod.OP_REPLY, reply.SerializeToString())
 
-    async def _serve_rep_op(self, tid: int, request: osd_pb2.RepOpRequest,
-                            replier: session_mod.Replier) -> None:
-        try:
-            reply = await self.RepOp(request, None)
-        except Exception as exc:
-            replier.fail(tid, exc)
-        else:
-            replier.send(tid, session_mod.REP_OP_REPLY, reply.SerializeToString())
-
     # --- client ops ----------------------------------------------------------------------
     async def Op(self, request: osd_pb2.OpRequest, context: Any) -> osd_pb2.OpReply:
-        return await self.handle_op(request, context)
+        return await self.handle_op(request, context.time_remaining())
 
-    async def handle_op(self, request: osd_pb2.OpRequest, context: Any) -> osd_pb2.OpReply:
-        """One client request (from a session, or a unary `Op` call with its `context`)."""
+    async def handle_op(self, request: osd_pb2.OpRequest, time_left: float | None
+                        ) -> osd_pb2.OpReply:
+        """One client request (from a session, or a unary `Op` call); `time_left`: how long
+        the client waits for the answer (None: unknown)."""
         if not request.ops:
             raise InvalidArgument("a request needs at least one op")
         write = ops_mod.is_write(list(request.ops))
@@ -205,10 +248,10 @@ class OsdService(osd_pb2_grpc.OsdServicer):
                                    message=decision.message)
         assert decision.pgid is not None
         coll = coll_for(decision.pgid)
-        prim = await self._active(coll, context)
+        prim = await self._active(coll, time_left)
         if isinstance(prim, str):
             return self._inactive(prim)
-        async with self._lock(coll):
+        async with prim.objects.hold(oid, exclusive=write):
             if prim.closed.is_set() or self.recovery.primary(coll) is not prim:
                 return self._inactive(f"PG {coll} changed interval; peering again")
             try:
@@ -240,11 +283,17 @@ class OsdService(osd_pb2_grpc.OsdServicer):
             if full:
                 return osd_pb2.OpReply(status=osd_pb2.OpReply.FAILED, errno=errno.ENOSPC,
                                        message=full, epoch=epoch)
+            if prim.closed.is_set() or not self.registry.loaded(coll):
+                return self._inactive(f"PG {coll} changed interval; peering again")
+            # from here to the sends, nothing awaits: the log position taken now is the order
+            # in which the write enters this store and every replica's stream
+            pg = self.registry.state(coll)
             seq, version = pg.next_version(epoch)
             entry = osd_pb2.PgLogEntry(version=version, oid=oid, client=request.client,
                                        tid=request.tid, removed=not outcome.exists_after)
             rep = osd_pb2.RepOpRequest(epoch=epoch, pgid=coll, seq=seq, entry=entry, oid=oid,
-                                       ops=outcome.store_ops, from_osd=self.id)
+                                       ops=outcome.store_ops, from_osd=self.id,
+                                       interval=prim.interval())
             return await self._replicate_write(prim, decision, rep, outcome, request, epoch)
 
     async def _would_not_fit(self, store_ops: list[osd_pb2.StoreOp], acting: list[int]) -> str:
@@ -308,20 +357,34 @@ class OsdService(osd_pb2_grpc.OsdServicer):
     async def _replicate_write(self, prim: PgPrimary, decision: RouteDecision,
                                rep: osd_pb2.RepOpRequest, outcome: ops_mod.Outcome,
                                request: osd_pb2.OpRequest, epoch: int) -> osd_pb2.OpReply:
-        """Apply `rep` here and on every replica in parallel; answer the client."""
-        jobs: list[Awaitable[Any]] = [self.registry.apply_write(rep)]
-        encoded = rep.SerializeToString() if decision.replicas else b""
-        jobs += [self._replicate(o, encoded) for o in decision.replicas]
-        gathered = asyncio.gather(*jobs, return_exceptions=True)
-        closed = asyncio.ensure_future(prim.closed.wait())
+        """Queue `rep` here and send it to every replica, at once and in log order; answer
+        the client when every member has it durable."""
         try:
-            await asyncio.wait({gathered, closed}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            closed.cancel()
-        if not gathered.done():  # a new interval: peering decides what became of this write
-            gathered.add_done_callback(lambda f: f.exception())
+            local = self.registry.start_write(rep)
+        except InvalidArgument as exc:  # the write itself is bad (an offset past the limit)
+            return osd_pb2.OpReply(status=osd_pb2.OpReply.FAILED, errno=errno.EINVAL,
+                                   message=f"osd.{self.id}: {exc}", epoch=epoch)
+        except LoligoError as exc:  # refused here, sent nowhere: nothing applied anywhere
+            if not prim.closed.is_set():
+                self.recovery.repeer(prim.coll)
+            return self._inactive(f"PG {prim.coll}: {exc}; resend")
+        encoded = rep.SerializeToString() if decision.replicas else b""
+        sends = [self._send_rep_op(osd, encoded) for osd in decision.replicas]
+        if not await _settled([local, *sends], prim.closed_future):
+            # a new interval: peering decides what became of this write
+            for fut in (local, *sends):
+                fut.add_done_callback(_consume)
             return self._inactive(f"PG {prim.coll} changed interval during the write; resend")
-        results = gathered.result()
+        results: list[Any] = [_outcome(local)]
+        for osd, fut in zip(decision.replicas, sends, strict=True):
+            result = _outcome(fut)
+            if isinstance(result, rpc.Unavailable):  # the stream broke: send it again
+                try:
+                    await self._replicate(osd, encoded)
+                    result = None
+                except (LoligoError, grpc.aio.AioRpcError) as exc:
+                    result = exc
+            results.append(result)
         failures = [r for r in results if isinstance(r, BaseException)]
         if not failures:
             reply = osd_pb2.OpReply(status=osd_pb2.OpReply.OK, epoch=epoch,
@@ -336,22 +399,44 @@ class OsdService(osd_pb2_grpc.OsdServicer):
         log.warning("write %s/%s to %s not applied on every member (%s): peering again",
                     request.client, request.tid, prim.coll, why)
         self.recovery.repeer(prim.coll)
-        local = results[0]
-        if isinstance(local, BaseException) and len(failures) == len(results):
+        local_result = results[0]
+        if isinstance(local_result, BaseException) and len(failures) == len(results):
             # applied nowhere: a plain failure the client may see (ENOSPC...)
             return osd_pb2.OpReply(status=osd_pb2.OpReply.FAILED,
-                                   errno=ops_mod.errno_of(local),
-                                   message=f"osd.{self.id}: {local}", epoch=epoch)
+                                   errno=ops_mod.errno_of(local_result),
+                                   message=f"osd.{self.id}: {local_result}", epoch=epoch)
         return osd_pb2.OpReply(status=osd_pb2.OpReply.REPLICA_FAILED, epoch=epoch,
                                message=f"{prim.coll}: not every member applied the write "
                                f"({why}); resend it", version=rep.entry.version)
+
+    def _send_rep_op(self, osd: int, encoded: bytes) -> asyncio.Future[Any]:
+        """Queue a RepOp to a replica now (held back osd_debug_replicate_delay, in order)."""
+        loop = asyncio.get_running_loop()
+        delay = self.config.osd_debug_replicate_delay
+        if not delay:
+            return self._rep_op_now(osd, encoded)
+        out: asyncio.Future[Any] = loop.create_future()
+
+        def later() -> None:
+            sent = self._rep_op_now(osd, encoded)
+            sent.add_done_callback(lambda f: out.done() or (
+                out.set_exception(f.exception()) if f.exception() else out.set_result(None)))
+        loop.call_later(delay, later)
+        return out
+
+    def _rep_op_now(self, osd: int, encoded: bytes) -> asyncio.Future[Any]:
+        try:
+            _, session = self.peers.session(osd)
+        except LoligoError as exc:
+            failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            failed.set_exception(exc)
+            return failed
+        return session.send(session_mod.REP_OP, encoded, self.config.rpc_timeout)
 
     async def _replicate(self, osd: int, encoded: bytes) -> None:
         """Send a serialised RepOpRequest to one replica until it confirms (or time is up):
         a resend after a broken stream is safe, the replica knows the write by its client
         and tid."""
-        if self.config.osd_debug_replicate_delay:
-            await asyncio.sleep(self.config.osd_debug_replicate_delay)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.rpc_timeout
         pause = self.config.rpc_retry_initial
@@ -369,16 +454,63 @@ class OsdService(osd_pb2_grpc.OsdServicer):
 
     # --- replica side --------------------------------------------------------------------
     async def RepOp(self, request: osd_pb2.RepOpRequest, context: Any) -> osd_pb2.RepOpReply:
-        if request.epoch > self._osdmap().epoch:
-            await self._wait_epoch(request.epoch)
+        """A replicated write as a unary call (sessions carry them as frames instead)."""
+        waiting = self._start_rep_op(request)
+        while not isinstance(waiting, asyncio.Future):
+            await waiting
+            waiting = self._start_rep_op(request)
+        applied = await waiting
+        return osd_pb2.RepOpReply(epoch=self._osdmap().epoch, applied=applied)
+
+    def _start_rep_op(self, request: osd_pb2.RepOpRequest
+                      ) -> asyncio.Future[bool] | Awaitable[None]:
+        """Queue a replicated write now (its future: durable), or what must be awaited first
+        (a newer map, the PG's state loaded) before trying again. Raises when refused."""
         osdmap = self._osdmap()
+        if request.epoch > osdmap.epoch:
+            return self._wait_epoch(request.epoch)
         if request.epoch < osdmap.epoch:
             placement = osdmap.pg_to_up_acting(PgId.parse(request.pgid))
             if placement.acting_primary != request.from_osd or self.id not in placement.acting:
                 raise StaleEpoch(f"osd.{self.id} at epoch {osdmap.epoch}: osd."
                                  f"{request.from_osd} is no longer primary of {request.pgid}")
-        applied = await self.registry.apply_write(request)
-        return osd_pb2.RepOpReply(epoch=osdmap.epoch, applied=applied)
+        if not self.registry.loaded(request.pgid):
+            return self.registry.load(request.pgid)
+        return self.registry.start_write(request)
+
+    def _rep_op_frame(self, tid: int, request: osd_pb2.RepOpRequest,
+                      replier: session_mod.Replier) -> Awaitable[None] | None:
+        """A RepOp frame: queued before the next frame of the stream is looked at (frames of
+        one primary arrive in log order and enter the store in that order)."""
+        try:
+            waiting = self._start_rep_op(request)
+        except Exception as exc:
+            replier.fail(tid, exc)
+            return None
+        if isinstance(waiting, asyncio.Future):
+            replier.spawn(self._answer_rep_op(tid, waiting, replier))
+            return None
+
+        async def first() -> None:  # holds the stream's next frames until this one is queued
+            try:
+                await waiting
+            except Exception as exc:
+                replier.fail(tid, exc)
+                return
+            again = self._rep_op_frame(tid, request, replier)
+            if again is not None:
+                await again
+        return first()
+
+    async def _answer_rep_op(self, tid: int, durable: asyncio.Future[bool],
+                             replier: session_mod.Replier) -> None:
+        try:
+            applied = await durable
+        except Exception as exc:
+            replier.fail(tid, exc)
+        else:
+            replier.send(tid, session_mod.REP_OP_REPLY, osd_pb2.RepOpReply(
+                epoch=self._osdmap().epoch, applied=applied).SerializeToString())
 
     # --- listing and dumps ---------------------------------------------------------------
     async def List(self, request: osd_pb2.ListRequest, context: Any) -> osd_pb2.ListReply:
@@ -391,17 +523,16 @@ class OsdService(osd_pb2_grpc.OsdServicer):
                                      message=decision.message)
         assert decision.pgid is not None
         coll = coll_for(decision.pgid)
-        prim = await self._active(coll, context)
+        prim = await self._active(coll, context.time_remaining())
         if isinstance(prim, str):
             return osd_pb2.ListReply(status=osd_pb2.OpReply.INACTIVE, epoch=epoch, message=prim)
         reply = osd_pb2.ListReply(status=osd_pb2.OpReply.OK, epoch=epoch)
         after, limit = request.after or b"", min(request.max or 1000, 10000)
-        async with self._lock(coll):
-            missing = dict(prim.missing.get(self.id, {}))
-            try:
-                names, more = await self.store.list_objects(coll, after, limit)
-            except NotFound:
-                names, more = [], False
+        missing = dict(prim.missing.get(self.id, {}))
+        try:
+            names, more = await self.store.list_objects(coll, after, limit)
+        except NotFound:
+            names, more = [], False
         present = {n for n in names if not pgmeta.is_pgmeta(n)}
         present |= {o for o, need in missing.items() if need != 0 and o > after}
         present -= {o for o, need in missing.items() if need == 0}

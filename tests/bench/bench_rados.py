@@ -52,7 +52,7 @@ POOL = "bench"
 HZ = os.sysconf("SC_CLK_TCK")
 # the user-space copies of a write's data from the client's buffer to the stores (code walk;
 # osd/service.py's docstring tells them one by one)
-PAYLOAD_COPIES = ("client 3 (OpOp, serialise, batch) + primary 5 (parse, ops getter, RepOp, "
+PAYLOAD_COPIES = ("client 3 (OpRequest, serialise, batch) + primary 5 (parse, getter, RepOp, "
                   "serialise, batch) + per replica 3 (parse, getter, store buffer)")
 SYSCALLS = ("fdatasync", "fsync", "futex", "sendmsg", "write", "pwrite64", "io_submit")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from osd import pgmeta
@@ -104,11 +106,16 @@ def test_backfill_compares_inventories() -> None:
 
 # --- a member's state in its store ---------------------------------------------------------
 
-def rep(seq: int, oid: bytes, data: bytes, epoch: int = 3, tid: int = 0) -> osd_pb2.RepOpRequest:
+def rep(seq: int, oid: bytes, data: bytes, epoch: int = 3, tid: int = 0,
+        round_: tuple[int, int] | None = None) -> osd_pb2.RepOpRequest:
     return osd_pb2.RepOpRequest(
         epoch=epoch, pgid="1.0", seq=seq, oid=oid, from_osd=0,
         entry=osd_pb2.PgLogEntry(version=v(epoch, seq), oid=oid, client="c", tid=tid or seq),
-        ops=[osd_pb2.StoreOp(kind=osd_pb2.StoreOp.WRITE_FULL, data=data)])
+        ops=[osd_pb2.StoreOp(kind=osd_pb2.StoreOp.WRITE_FULL, data=data)],
+        interval=osd_pb2.Interval(epoch=round_[0], round=round_[1]) if round_ else None)
+
+
+R6 = osd_pb2.Interval(epoch=6, round=1)  # the peering round that activates the member below
 
 
 @pytest.mark.asyncio
@@ -120,11 +127,15 @@ async def test_member_state_survives_a_reload_and_follows_an_activation() -> Non
     assert not await reg.apply_write(rep(3, b"lost", b"again"))  # a resend: applied once
     with pytest.raises(StaleEpoch, match="taken"):  # another write at a used log position
         await reg.apply_write(rep(3, b"other", b"x", tid=99))
-    reply = await reg.query("1.0")
+    with pytest.raises(StaleEpoch, match="past the end"):  # a hole: never
+        await reg.apply_write(rep(5, b"other", b"x", tid=98))
+    reply = await reg.query("1.0", R6)  # the new round's query fences the old one off
     assert reply.exists and reply.info.last_seq == 3 and reply.info.last_update == v(3, 3)
+    with pytest.raises(StaleEpoch, match="older than the round"):
+        await reg.apply_write(rep(4, b"late", b"from the old round", round_=(0, 0)))
     # the auth's history replaced seq 3; the member must fetch b"c" and lose b"lost"
     await reg.activate(osd_pb2.PgActivate(
-        epoch=6, pgid="1.0", from_osd=1, les=6, acting=[1, 0], keep_through=2,
+        epoch=6, pgid="1.0", from_osd=1, les=6, acting=[1, 0], keep_through=2, interval=R6,
         append=[osd_pb2.PgLogRecord(seq=3, entry=osd_pb2.PgLogEntry(version=v(6, 3),
                                                                      oid=b"c"))],
         missing=[osd_pb2.MissingItem(oid=b"c", need=v(6, 3)),
@@ -134,27 +145,67 @@ async def test_member_state_survives_a_reload_and_follows_an_activation() -> Non
     assert (state.last_seq, state.les, state.les_acting) == (3, 6, (1, 0))
     assert state.missing == {b"c": v(6, 3), b"lost": ABSENT}
     assert state.dedup.get("c", 3) is None  # the rolled-back write is forgotten
-    with pytest.raises(StaleEpoch, match="before this member's activation"):
-        await fresh.apply_write(rep(4, b"late", b"from the old interval", epoch=5))
-    # recovery: the object arrives in two parts, the removal in one
-    await fresh.push(osd_pb2.PushRequest(pgid="1.0", oid=b"c", version=v(6, 3), first=True,
-                                         data=b"12", xattrs=[osd_pb2.KeyValue(key=b"k",
-                                                                              value=b"x")]))
-    assert (await fresh.get("1.0")).missing  # not done until the last part
-    await fresh.push(osd_pb2.PushRequest(pgid="1.0", oid=b"c", version=v(6, 3), last=True,
-                                         offset=2, data=b"34"))
-    await fresh.push(osd_pb2.PushRequest(pgid="1.0", oid=b"lost", remove=True))
-    assert (await fresh.get("1.0")).missing == {}
+    with pytest.raises(StaleEpoch, match="older than the round"):
+        await fresh.apply_write(rep(4, b"late", b"from the old interval", epoch=5,
+                                    round_=(3, 1)))
+    with pytest.raises(StaleEpoch, match="activated for"):  # restarted: not activated yet
+        await fresh.apply_write(rep(4, b"new", b"x", epoch=6, round_=(6, 1)))
+    with pytest.raises(StaleEpoch, match="older than the round"):  # a stale activation
+        await reg.activate(osd_pb2.PgActivate(epoch=5, pgid="1.0", les=5, acting=[1, 0],
+                                              interval=osd_pb2.Interval(epoch=5, round=9)))
+    # recovery (in the activated process): the object arrives in two parts, the removal in one
+    await reg.push(osd_pb2.PushRequest(pgid="1.0", oid=b"c", version=v(6, 3), first=True,
+                                       data=b"12", interval=R6,
+                                       xattrs=[osd_pb2.KeyValue(key=b"k", value=b"x")]))
+    assert (await reg.get("1.0")).missing  # not done until the last part
+    with pytest.raises(StaleEpoch, match="older than the round"):  # a late push: nothing
+        await reg.push(osd_pb2.PushRequest(pgid="1.0", oid=b"c", version=v(3, 3), last=True,
+                                           interval=osd_pb2.Interval(epoch=3, round=1)))
+    await reg.push(osd_pb2.PushRequest(pgid="1.0", oid=b"c", version=v(6, 3), last=True,
+                                       offset=2, data=b"34", interval=R6))
+    await reg.push(osd_pb2.PushRequest(pgid="1.0", oid=b"lost", remove=True, interval=R6))
+    assert (await reg.get("1.0")).missing == {}
     assert bytes(await store.read("1.0", b"c")) == b"1234"
     assert (await store.stat("1.0", b"c")).version == v(6, 3)
-    inventory = await fresh.inventory("1.0", b"", 100)
+    assert await reg.apply_write(rep(4, b"d", b"after", epoch=6, round_=(6, 1)))
+    inventory = await reg.inventory("1.0", b"", 100, R6)
     assert {(o.oid, o.need) for o in inventory.objects} == {
-        (b"a", v(3, 1)), (b"b", v(3, 2)), (b"c", v(6, 3))}
+        (b"a", v(3, 1)), (b"b", v(3, 2)), (b"c", v(6, 3)), (b"d", v(6, 4))}
     assert pgmeta.PGMETA_OID not in {o.oid for o in inventory.objects}
-    pulled = await fresh.pull(osd_pb2.PullRequest(pgid="1.0", oid=b"c", length=3, meta=True))
+    pulled = await reg.pull(osd_pb2.PullRequest(pgid="1.0", oid=b"c", length=3, meta=True,
+                                                interval=R6))
     assert (pulled.data, pulled.size, pulled.xattrs[0].value) == (b"123", 4, b"x")
-    await fresh.remove("1.0")
-    assert not (await fresh.query("1.0")).exists
+    await reg.remove("1.0", R6)
+    assert not (await reg.query("1.0")).exists
+
+
+@pytest.mark.asyncio
+async def test_pipelined_writes_enter_the_log_in_order_and_a_failure_stops_the_next() -> None:
+    """Writes are queued without waiting for the previous ones to be durable; one that fails
+    here leaves the PG refusing writes (the one queued behind it fails too: no hole)."""
+    from osd.objectstore import StoreFull
+
+    store = MemoryStore()
+    reg = PgRegistry(store)
+    await reg.load("1.0")
+    futs = [reg.start_write(rep(seq, b"o%d" % seq, b"x")) for seq in range(1, 6)]
+    assert await asyncio.gather(*futs) == [True] * 5
+    assert [s for s, _ in await store.log_read("1.0")] == [1, 2, 3, 4, 5]
+
+    real = store.submit
+
+    async def full_once(txn):  # the next write's transaction fails
+        store.submit = real
+        raise StoreFull("no space")
+    store.submit = full_once
+    first = reg.start_write(rep(6, b"big", b"x"))
+    second = reg.start_write(rep(7, b"small", b"y"))
+    results = await asyncio.gather(first, second, return_exceptions=True)
+    assert isinstance(results[0], StoreFull)
+    assert isinstance(results[1], Exception)  # behind the hole: refused, not applied
+    assert [s for s, _ in await store.log_read("1.0")] == [1, 2, 3, 4, 5]
+    with pytest.raises(StaleEpoch, match="failed here"):
+        reg.start_write(rep(6, b"again", b"z", tid=60))
 
 
 @pytest.mark.asyncio
