@@ -79,7 +79,7 @@ async def test_a_block_waits_for_writes_in_its_range_and_holds_new_ones_out() ->
     late = asyncio.create_task(run(locks, log, "w-c", b"c", True))
     outside = asyncio.create_task(run(locks, log, "w-d", b"d", True))
     read = asyncio.create_task(run(locks, log, "r-b", b"b", False))
-    await asyncio.gather(scrubbing, late, outside, read)
+    await asyncio.gather(inside, scrubbing, late, outside, read)
     assert log.index("+w-c") > log.index("-scrub")   # held out of the range
     assert log.index("+w-d") < log.index("-scrub")   # outside: not
     assert log.index("+r-b") < log.index("-scrub")   # reads: not
