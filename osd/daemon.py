@@ -26,7 +26,7 @@ import time
 import uuid
 from pathlib import Path
 
-from osd.heartbeat import Heartbeats
+from osd.heartbeat import HeartbeatThread
 from osd.objectstore import DurableStore
 from osd.peer_service import OsdPeerService
 from osd.service import OsdService, server_auth
@@ -59,6 +59,7 @@ class OsdDaemon:
         self.mon: MonClient | None = None
         self.server = None
         self.service: OsdService | None = None
+        self.heartbeats: HeartbeatThread | None = None
         self.osdmap: OSDMap | None = None
         self.addr = ""
         self._map_changed = asyncio.Event()
@@ -92,6 +93,8 @@ class OsdDaemon:
             self.osdmap = osdmap
             if self.service is not None and self._booted:
                 self.service.on_map(osdmap)
+                if self.heartbeats is not None:
+                    self.heartbeats.set_targets(osdmap, self.service.recovery.pg_peers())
             self._map_changed.set()
             self._map_changed = asyncio.Event()
 
@@ -121,23 +124,26 @@ class OsdDaemon:
         await self.server.start()
         self.addr = f"127.0.0.1:{rpc.server_port(self.server)}"
         self.mon = MonClient(self.config, self.keyring)
+        store = self.store
+        self.heartbeats = HeartbeatThread(self.id, self.config, "127.0.0.1",
+                                          self._report_failure, store.space,
+                                          self.service.peer_space)
+        heartbeat_addr = await self.heartbeats.start()
         self._boot = mon_pb2.OsdBoot(id=self.id, uuid=disk, addr=self.addr,
                                      host=socket.gethostname().split(".")[0],
-                                     capacity_bytes=self.config.osd_capacity)
+                                     capacity_bytes=self.config.osd_capacity,
+                                     heartbeat_addr=heartbeat_addr)
         await self._end_previous_life()
         await self.mon.command(osd_boot=self._boot, timeout=60.0)
         maps = await self.mon.get_maps(timeout=60.0)
         self._booted = True
         self._set_map(maps.osdmap)
         self.service.on_map(self.current_map())
+        self.heartbeats.set_targets(self.current_map(), self.service.recovery.pg_peers())
         log.info("%s booted at %s, osdmap epoch %d, disk %s", self.name, self.addr,
                  maps.osdmap.epoch, disk)
         self._tasks.append(asyncio.create_task(self._follow_maps(), name="follow-maps"))
         self._tasks.append(asyncio.create_task(self._beacons(), name="beacons"))
-        heartbeats = Heartbeats(self.id, self.config, self.current_map, self.service.peers,
-                                self.service.recovery.pg_peers, self._report_failure,
-                                self.service.peer_space)
-        self._tasks.append(asyncio.create_task(heartbeats.run(), name="heartbeats"))
         self._tasks.append(asyncio.create_task(self.service.scrubber.run_schedule(),
                                                name="scrub-schedule"))
 
@@ -207,6 +213,8 @@ class OsdDaemon:
             self._set_map(maps.osdmap)
 
     async def stop(self) -> None:
+        if self.heartbeats is not None:
+            await self.heartbeats.stop()
         if self.server is not None:
             await rpc.stop_server(self.server, self.config.rpc_stop_grace)
         for task in self._tasks:

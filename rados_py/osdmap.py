@@ -116,6 +116,7 @@ class OsdState:
     up_from: int = 0  # epoch it last came up
     down_at: int = 0  # epoch it last went down
     auto_out: bool = False  # out by the monitors' decision: in again when it boots
+    heartbeat_addr: str = ""  # where its heartbeat thread answers (osd/heartbeat.py)
 
     @property
     def is_in(self) -> bool:
