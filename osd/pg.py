@@ -161,7 +161,8 @@ def refusal(kind: str, token: Token, fence: Token) -> str:
 
 
 class DedupTable:
-    """(client, tid) -> the answer given, so a resent write is answered, not applied again.
+    """(client, tid) -> the answer given (its bytes, or only the version it got), so a resent
+    write is answered, not applied again.
 
     Bounded per PG (oldest forgotten first): a client resends within its deadline, long before
     thousands of newer requests of the PG push its entry out.
@@ -169,12 +170,12 @@ class DedupTable:
 
     def __init__(self, capacity: int = DEDUP_PER_PG) -> None:
         self.capacity = capacity
-        self._entries: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, int], bytes | int] = OrderedDict()
 
-    def get(self, client: str, tid: int) -> bytes | None:
+    def get(self, client: str, tid: int) -> bytes | int | None:
         return self._entries.get((client, tid))
 
-    def put(self, client: str, tid: int, answer: bytes) -> None:
+    def put(self, client: str, tid: int, answer: bytes | int) -> None:
         if not client:
             return
         self._entries[(client, tid)] = answer
