@@ -71,6 +71,9 @@ def run(daemon_factory, config: Config, name: str) -> int:
     """The whole life of a daemon process: logging, serve until told to stop, a logged crash."""
     setup_logging(config, name)
     memory.tune()
+    # the `loligo` command lets SIGPIPE end it (`loligo ... | head`); a daemon must never die
+    # of a peer that hung up: writes to a closed socket are errors to handle, not a signal
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     try:
         with asyncio.Runner(loop_factory=loop_factory()) as runner:
             return runner.run(serve(daemon_factory(), config, name))
