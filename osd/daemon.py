@@ -10,8 +10,8 @@ file present" means "serving". SIGTERM stops the server (running ops get rpc_sto
 then the subscription, then closes the store.
 
 Every new map goes to the servicer (`on_map`), which peers the PGs whose interval changed
-(osd/recovery.py). Beacons carry the states of the PGs this OSD leads and its usage;
-heartbeats (osd/heartbeat.py) watch the peers.
+(osd/pg_machine.py, hosted by osd/pg_host.py). Beacons carry the states of the PGs this OSD
+leads and its usage; heartbeats (osd/heartbeat.py) watch the peers.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ class OsdDaemon:
             if self.service is not None and self._booted:
                 self.service.on_map(osdmap)
                 if self.heartbeats is not None:
-                    self.heartbeats.set_targets(osdmap, self.service.recovery.pg_peers())
+                    self.heartbeats.set_targets(osdmap, self.service.host.pg_peers())
             self._map_changed.set()
             self._map_changed = asyncio.Event()
 
@@ -117,6 +117,7 @@ class OsdDaemon:
         port = self.config.osd_port
         self.service = OsdService(self.id, self.store, self.config, self.current_map,
                                   self.wait_epoch, self._own_ticket)
+        await self.service.start()
         self.server = rpc.make_server(f"127.0.0.1:{port}", self.config,
                                       server_auth(self.secret))
         osd_pb2_grpc.add_OsdServicer_to_server(self.service, self.server)
@@ -139,7 +140,7 @@ class OsdDaemon:
         self._booted = True
         self._set_map(maps.osdmap)
         self.service.on_map(self.current_map())
-        self.heartbeats.set_targets(self.current_map(), self.service.recovery.pg_peers())
+        self.heartbeats.set_targets(self.current_map(), self.service.host.pg_peers())
         log.info("%s booted at %s, osdmap epoch %d, disk %s", self.name, self.addr,
                  maps.osdmap.epoch, disk)
         self._tasks.append(asyncio.create_task(self._follow_maps(), name="follow-maps"))
@@ -192,9 +193,9 @@ class OsdDaemon:
             epoch = self.osdmap.epoch if self.osdmap is not None else 0
             try:
                 assert self.service is not None
+                pgs = await self.service.host.stats(epoch, time.monotonic())
                 beacon = mon_pb2.OsdBeacon(id=self.id, addr=self.addr, osdmap_epoch=epoch,
-                                           pgs=await self.service.recovery.stats(),
-                                           usage=await self._usage())
+                                           pgs=pgs, usage=await self._usage())
                 reply = await self.mon.beacon(mon_pb2.BeaconRequest(osd=beacon),
                                               timeout=interval * 3)
                 if reply.state == "down":

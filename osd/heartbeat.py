@@ -264,7 +264,8 @@ class HeartbeatThread:
                     pong.has_space = True
                     pong.free_bytes, pong.reserve_bytes = max(0, space[0]), space[1]
                 writer.write(_frame(pong.SerializeToString()))
-        except (OSError, asyncio.IncompleteReadError, ValueError, EOFError):
+        except (OSError, asyncio.IncompleteReadError, ValueError, EOFError,
+                asyncio.CancelledError):  # gone, or this thread stopping: end quietly
             return
         except Exception as exc:  # a garbled message (DecodeError...): hang up
             log.info("osd.%d: bad heartbeat message: %s", self.id, exc)

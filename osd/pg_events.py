@@ -214,6 +214,8 @@ class Persist:
     log_after: int = 0     # writes: the log must end here (no hole)
     trim_to: int = 0
     stamps: tuple[float, float] = (0.0, 0.0)
+    # activation and stamps: the member's info to record (les, its acting set, log tail)
+    info: tuple[int, tuple[int, ...], int] | None = None
 
 
 @dataclass(frozen=True)
@@ -251,6 +253,7 @@ class Recover:
     sources: tuple[int, ...]
     targets: tuple[int, ...]
     interval: osd_pb2.Interval
+    background: bool = True   # recovery's own (throttled), not an op waiting for it
 
 
 @dataclass(frozen=True)

@@ -564,14 +564,9 @@ class PgMachine:
         return self._start_recovery(prim, holder)
 
     def _turn(self, prim: Primary, op: _Op) -> list[Effect]:
-        """The op holds its object: recover it first if needed, answer a resend, or run it."""
-        if op.write and op.client:
-            seen = self.member.dedup.get(op.client, op.tid)
-            if seen is not None:
-                reply = (R(status=R.OK, version=seen) if isinstance(seen, int)
-                         else R.FromString(seen))
-                reply.replayed = True
-                return self._finish(prim, op, reply)
+        """The op holds its object: recover it first if needed (a write: wherever it is
+        missing, so that a resend is never answered while a member lacks what it wrote),
+        answer a resend, or run it."""
         if op.oid in prim.unfound:
             return self._finish(prim, op, R(status=R.FAILED, errno=E.EIO,
                                             message=self._unfound_message(prim, op.oid)))
@@ -582,6 +577,13 @@ class PgMachine:
             if op.oid in prim.recovering_oids:
                 return []
             return self._recover(prim, op.oid, background=False)
+        if op.write and op.client:
+            seen = self.member.dedup.get(op.client, op.tid)
+            if seen is not None:
+                reply = (R(status=R.OK, version=seen) if isinstance(seen, int)
+                         else R.FromString(seen))
+                reply.replayed = True
+                return self._finish(prim, op, reply)
         op.state = "executing"
         return [Execute(op.op)]
 
@@ -753,7 +755,8 @@ class PgMachine:
             sources = [o for o in prim.acting if o not in rec.targets]
             sources.sort(key=lambda o: o != self.osd)  # ourselves first: no network
             sources += [o for o, m in sorted(prim.stray_missing.items()) if rec.oid not in m]
-        return Recover(rid, rec.oid, rec.need, tuple(sources), rec.targets, prim.interval())
+        return Recover(rid, rec.oid, rec.need, tuple(sources), rec.targets, prim.interval(),
+                       rec.background)
 
     def _recovered(self, prim: Primary, event: Recovered) -> list[Effect]:
         rec = prim.recoveries.pop(event.rid, None)

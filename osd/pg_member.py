@@ -73,6 +73,7 @@ class _Pending:
     msg: object
     rids: list[int]                # requests answered when it is durable
     local: bool = False            # the primary's own write (the machine answers it)
+    trim_to: int = 0               # a write's log trim
 
 
 class Member:
@@ -112,7 +113,8 @@ class Member:
     def _persist(self, kind: str, msg: object, rids: list[int], local: bool = False,
                  **extra: object) -> Persist:
         pid = self._next_pid()
-        self.pending[pid] = _Pending(kind, msg, rids, local)
+        self.pending[pid] = _Pending(kind, msg, rids, local,
+                                     int(extra.get("trim_to", 0)))  # type: ignore[call-overload]
         return Persist(pid, msg if kind != "scrubbed" else "scrubbed", **extra)  # type: ignore[arg-type]
 
     # --- requests of the primary --------------------------------------------------------------
@@ -168,7 +170,9 @@ class Member:
             return [Respond(rid, self.query_reply())]
         if isinstance(msg, osd_pb2.PgActivate):
             self.check("activate", msg.interval)  # a newer round may have come meanwhile
-            return [self._persist("activate", msg, [rid])]
+            tail = msg.keep_through if msg.replace_log else self.state.log_tail
+            return [self._persist("activate", msg, [rid], stamps=self.state.scrubbed,
+                                  info=(msg.les, tuple(msg.acting), tail))]
         assert isinstance(msg, osd_pb2.PgRemove)
         self.check("remove", msg.interval)
         return [self._persist("remove", msg, [rid])]
@@ -219,12 +223,6 @@ class Member:
         self.last_seq = rep.seq
         if rep.entry.client:
             self.inflight[key] = effect.pid
-        # in memory at once: the log as queued (a failed write stops the PG until it peers)
-        self.state.log.append((rep.seq, rep.entry))
-        self.state.exists = True
-        if trim_to:
-            self.state.log = [(s, e) for s, e in self.state.log if s > trim_to]
-            self.state.log_tail = trim_to
         return [effect]
 
     # --- persistence results -------------------------------------------------------------------
@@ -241,7 +239,13 @@ class Member:
             self.inflight.pop((msg.entry.client, msg.entry.tid), None)
             if error:
                 self.failed = f"write at log position {msg.seq} failed here ({error})"
-            else:
+            else:  # the state in memory follows what is durable (persists end in order)
+                st = self.state
+                st.log.append((msg.seq, msg.entry))
+                st.exists = True
+                if pending.trim_to:
+                    st.log = [(s, e) for s, e in st.log if s > pending.trim_to]
+                    st.log_tail = pending.trim_to
                 self._remember(msg.entry)
         elif not error:
             self._apply(pending.kind, msg)
@@ -286,8 +290,10 @@ class Member:
             pass
 
     def set_scrubbed(self, stamps: tuple[float, float]) -> Persist:
-        self.state.scrubbed = stamps
-        return self._persist("scrubbed", "scrubbed", [], stamps=stamps)
+        st = self.state
+        st.scrubbed = stamps
+        return self._persist("scrubbed", "scrubbed", [], stamps=stamps,
+                             info=(st.les, st.les_acting, st.log_tail))
 
 
 _ACK = {"activate": osd_pb2.PgActivateReply, "push": osd_pb2.PushReply,

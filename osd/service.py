@@ -39,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -59,10 +58,11 @@ from osd.pg import (
     split_oid,
     store_oid,
 )
-from osd.pg_primary import PgPrimary
-from osd.pgs import PgRegistry
-from osd.recovery import Recovery, Unfound
+from osd.pg_events import Executed
+from osd.pg_host import PgHost
+from osd.pgs import PgStore
 from osd.scrub import Scrubber
+from osd.throttle import Admission
 from rados_py import auth, rpc
 from rados_py import session as session_mod
 from rados_py.config import SCHEMA, Config
@@ -79,49 +79,12 @@ ENVELOPE = 64 * 1024  # headroom under rpc_max_message_size for everything but d
 _STATUS = {Route.STALE_EPOCH: osd_pb2.OpReply.STALE_EPOCH,
            Route.NOT_PRIMARY: osd_pb2.OpReply.NOT_PRIMARY,
            Route.UNDERSIZED: osd_pb2.OpReply.UNDERSIZED}
-ACTIVE_WAIT = 2.0  # how long an op waits for its PG to become active before INACTIVE
 # options an OSD applies while it runs (`loligo tell osd.N config set KEY VALUE`)
 LIVE_OPTIONS = frozenset({"osd_recovery_max_active", "osd_recovery_max_bytes_per_sec",
                           "osd_recovery_chunk_size", "osd_scrub_interval",
                           "osd_deep_scrub_interval", "osd_scrub_auto_repair",
+                          "osd_client_message_cap", "osd_client_message_size_cap",
                           "osd_debug_replicate_delay"})
-
-
-def _consume(fut: asyncio.Future[Any]) -> None:
-    """Retrieve a result nobody waits for any more (no 'exception never retrieved')."""
-    if not fut.cancelled():
-        fut.exception()
-
-
-def _outcome(fut: asyncio.Future[Any]) -> Any:
-    """A settled future's result, or its exception."""
-    if fut.cancelled():
-        return asyncio.CancelledError()
-    return fut.exception() or fut.result()
-
-
-async def _settled(futs: list[asyncio.Future[Any]], closed: asyncio.Future[None]) -> bool:
-    """Wait until every future is done (True), or `closed` is (False) - without a task each."""
-    loop = asyncio.get_running_loop()
-    waiter: asyncio.Future[bool] = loop.create_future()
-    left = len(futs)
-
-    def one_done(_: asyncio.Future[Any]) -> None:
-        nonlocal left
-        left -= 1
-        if left == 0 and not waiter.done():
-            waiter.set_result(True)
-
-    def interval_ended(_: asyncio.Future[None]) -> None:
-        if not waiter.done():
-            waiter.set_result(False)
-    for fut in futs:
-        fut.add_done_callback(one_done)
-    closed.add_done_callback(interval_ended)
-    try:
-        return await waiter
-    finally:
-        closed.remove_done_callback(interval_ended)
 
 
 def server_auth(secret: bytes) -> rpc.ServerAuth:
@@ -150,18 +113,25 @@ class OsdService(osd_pb2_grpc.OsdServicer):
         self.config = config
         self._osdmap = osdmap
         self._wait_epoch = wait_epoch
-        self.registry = PgRegistry(store)
+        self.pgs = PgStore(store)
         self.peers = PeerChannels(config, osdmap, own_ticket)
-        self.recovery = Recovery(osd_id, self.registry, self.peers, config, osdmap)
-        self.scrubber = Scrubber(self.recovery)
+        self.host = PgHost(osd_id, self.pgs, self.peers, config, osdmap, self._execute)
+        self.scrubber = Scrubber(self.host, config)
         self.peer_space: dict[int, tuple[int, int]] = {}  # from heartbeats: (free, reserve)
         self.max_read = max(4096, config.rpc_max_message_size - ENVELOPE)
+        # client ops in flight, by count and bytes: past either, sessions are not read on
+        self.admission = Admission(config.osd_client_message_cap,
+                                   config.osd_client_message_size_cap)
+
+    async def start(self) -> None:
+        """Load the PGs the store holds (before the first map)."""
+        await self.host.start()
 
     def on_map(self, osdmap: OSDMap) -> None:
-        self.recovery.on_map(osdmap)
+        self.host.on_map(osdmap)
 
     async def close(self) -> None:
-        await self.recovery.close()
+        await self.host.close()
         await self.peers.close()
 
     async def _route(self, req: Any, name: bytes, nspace: bytes, write: bool) -> RouteDecision:
@@ -175,20 +145,6 @@ class OsdService(osd_pb2_grpc.OsdServicer):
             raise InvalidArgument(decision.message)
         return decision
 
-    async def _active(self, coll: str, time_left: float | None) -> PgPrimary | str:
-        """The PG's primary state once active, or why it is not (for an INACTIVE answer, given
-        before the caller's deadline so that the caller learns why)."""
-        prim = self.recovery.primary(coll)
-        if prim is None:
-            return f"osd.{self.id} has not started peering {coll}"
-        if not prim.active.is_set():
-            wait = ACTIVE_WAIT if time_left is None else min(ACTIVE_WAIT, time_left * 0.8)
-            try:
-                await asyncio.wait_for(prim.active.wait(), max(0.0, wait))
-            except TimeoutError:
-                return f"PG {coll} is {prim.state()}{': ' + prim.why if prim.why else ''}"
-        return prim
-
     def _inactive(self, why: str) -> osd_pb2.OpReply:
         return osd_pb2.OpReply(status=osd_pb2.OpReply.INACTIVE, epoch=self._osdmap().epoch,
                                message=why)
@@ -201,8 +157,17 @@ class OsdService(osd_pb2_grpc.OsdServicer):
                   ) -> Awaitable[None] | None:
         kind = frame.WhichOneof("body")
         if kind == "op":
-            replier.spawn(self._serve_op(frame.tid, frame.op, frame.timeout_ms / 1000 or None,
-                                         replier))
+            cost = frame.op.ByteSize()
+            serve = self._serve_op(frame.tid, frame.op, frame.timeout_ms / 1000 or None, cost,
+                                   replier)
+            if self.admission.try_take(cost):
+                replier.spawn(serve)
+                return None
+
+            async def admitted() -> None:  # the stream is not read further meanwhile
+                await self.admission.take(cost)
+                replier.spawn(serve)
+            return admitted()
         elif kind == "rep_op":
             if replier.ticket is not None:
                 try:
@@ -217,17 +182,24 @@ class OsdService(osd_pb2_grpc.OsdServicer):
         return None
 
     async def _serve_op(self, tid: int, request: osd_pb2.OpRequest, time_left: float | None,
-                        replier: session_mod.Replier) -> None:
+                        cost: int, replier: session_mod.Replier) -> None:
         try:
             reply = await self.handle_op(request, time_left)
         except Exception as exc:
             replier.fail(tid, exc)
         else:
             replier.send(tid, session_mod.OP_REPLY, reply.SerializeToString())
+        finally:
+            self.admission.give(cost)
 
     # --- client ops ----------------------------------------------------------------------
     async def Op(self, request: osd_pb2.OpRequest, context: Any) -> osd_pb2.OpReply:
-        return await self.handle_op(request, context.time_remaining())
+        cost = request.ByteSize()
+        await self.admission.take(cost)
+        try:
+            return await self.handle_op(request, context.time_remaining())
+        finally:
+            self.admission.give(cost)
 
     async def handle_op(self, request: osd_pb2.OpRequest, time_left: float | None
                         ) -> osd_pb2.OpReply:
@@ -248,61 +220,17 @@ class OsdService(osd_pb2_grpc.OsdServicer):
                                    message=decision.message)
         assert decision.pgid is not None
         coll = coll_for(decision.pgid)
-        prim = await self._active(coll, time_left)
-        if isinstance(prim, str):
-            return self._inactive(prim)
-        async with prim.objects.hold(oid, exclusive=write):
-            if prim.closed.is_set() or self.recovery.primary(coll) is not prim:
-                return self._inactive(f"PG {coll} changed interval; peering again")
-            try:
-                await self.recovery.ensure(prim, oid, everywhere=write)
-            except Unfound as exc:
-                return osd_pb2.OpReply(status=osd_pb2.OpReply.FAILED, errno=errno.EIO,
-                                       message=str(exc), epoch=epoch)
-            except (LoligoError, grpc.aio.AioRpcError) as exc:
-                return self._inactive(f"PG {coll}: recovering {request.name!r} first: {exc}")
-            pg = await self.registry.get(coll)
-            if write:
-                seen = pg.dedup.get(request.client, request.tid)
-                if seen is not None:
-                    reply = osd_pb2.OpReply.FromString(seen)
-                    reply.replayed, reply.epoch = True, epoch
-                    return reply
-            try:
-                outcome = await self._execute(prim, coll, oid, request)
-            except ops_mod.OpFailed as exc:
-                reply = osd_pb2.OpReply(status=osd_pb2.OpReply.FAILED, errno=exc.errno,
-                                        failed_op=exc.index, message=str(exc), epoch=epoch)
-                if write:
-                    pg.dedup.put(request.client, request.tid, reply.SerializeToString())
-                return reply
-            if not outcome.store_ops:
-                return osd_pb2.OpReply(status=osd_pb2.OpReply.OK, epoch=epoch,
-                                       version=outcome.version_before, results=outcome.results)
-            full = await self._would_not_fit(outcome.store_ops, decision.placement.acting)
-            if full:
-                return osd_pb2.OpReply(status=osd_pb2.OpReply.FAILED, errno=errno.ENOSPC,
-                                       message=full, epoch=epoch)
-            if prim.closed.is_set() or not self.registry.loaded(coll):
-                return self._inactive(f"PG {coll} changed interval; peering again")
-            # from here to the sends, nothing awaits: the log position taken now is the order
-            # in which the write enters this store and every replica's stream
-            pg = self.registry.state(coll)
-            seq, version = pg.next_version(epoch)
-            entry = osd_pb2.PgLogEntry(version=version, oid=oid, client=request.client,
-                                       tid=request.tid, removed=not outcome.exists_after)
-            rep = osd_pb2.RepOpRequest(epoch=epoch, pgid=coll, seq=seq, entry=entry, oid=oid,
-                                       ops=outcome.store_ops, from_osd=self.id,
-                                       interval=prim.interval())
-            return await self._replicate_write(prim, decision, rep, outcome, request, epoch)
+        reply = await self.host.client_op(coll, oid, request, write, time_left)
+        if not reply.epoch:
+            reply.epoch = epoch
+        return reply
 
     async def _would_not_fit(self, store_ops: list[osd_pb2.StoreOp], acting: list[int]) -> str:
         """Why a write cannot fit on some member (its free space less its reserve), or "":
         refused up front, the write is applied nowhere and the client gets ENOSPC. Peers'
         space comes from their heartbeat replies; one that looks full is asked again now, so
         space freed since its last heartbeat counts."""
-        size = sum(len(op.data) + sum(len(p.key) + len(p.value) for p in op.pairs)
-                   for op in store_ops)
+        size = sum(op.ByteSize() for op in store_ops)  # the data's size, without copying it
         if not size:
             return ""
         for osd in acting:
@@ -327,130 +255,31 @@ class OsdService(osd_pb2_grpc.OsdServicer):
         self.peer_space[osd] = (reply.free_bytes, reply.reserve_bytes)
         return self.peer_space[osd]
 
-    async def _execute(self, prim: PgPrimary, coll: str, oid: bytes,
-                       request: osd_pb2.OpRequest) -> ops_mod.Outcome:
-        """Run the request; if this OSD's copy fails its checksum, take the object from a
-        replica (it is then marked inconsistent for scrub to report) and run it again."""
+    async def _execute(self, coll: str, oid: bytes, request: osd_pb2.OpRequest) -> Executed:
+        """Run a client request against the object as it is now (the PG holds it): its
+        resolved store ops, or the errno it fails with. A copy here that fails its checksum is
+        reported as such (the PG recovers it from a replica and runs the request again)."""
         try:
-            return await ops_mod.execute(self.store, coll, oid, list(request.ops),
-                                         self.max_read)
+            outcome = await ops_mod.execute(self.store, coll, oid, list(request.ops),
+                                            self.max_read)
         except ops_mod.OpFailed as exc:
-            if exc.errno != errno.EIO or len(prim.acting) < 2:
-                raise
-            try:
-                version = (await self.store.stat(coll, oid)).version
-            except LoligoError:
-                raise exc from None
-            log.warning("osd.%d: %r in %s fails its checksum here: recovering it from a "
-                        "replica", self.id, request.name, coll)
-            prim.inconsistent[oid] = f"osd.{self.id} data failed its checksum on read"
-            prim.missing.setdefault(self.id, {})[oid] = version
-            try:
-                await self.recovery.recover_object(prim, oid)
-            except (LoligoError, grpc.aio.AioRpcError) as again:
-                log.error("osd.%d: no good copy of %r in %s: %s", self.id, request.name, coll,
-                          again)
-                raise exc from None
-            return await ops_mod.execute(self.store, coll, oid, list(request.ops),
-                                         self.max_read)
-
-    async def _replicate_write(self, prim: PgPrimary, decision: RouteDecision,
-                               rep: osd_pb2.RepOpRequest, outcome: ops_mod.Outcome,
-                               request: osd_pb2.OpRequest, epoch: int) -> osd_pb2.OpReply:
-        """Queue `rep` here and send it to every replica, at once and in log order; answer
-        the client when every member has it durable."""
-        try:
-            local = self.registry.start_write(rep)
-        except InvalidArgument as exc:  # the write itself is bad (an offset past the limit)
-            return osd_pb2.OpReply(status=osd_pb2.OpReply.FAILED, errno=errno.EINVAL,
-                                   message=f"osd.{self.id}: {exc}", epoch=epoch)
-        except LoligoError as exc:  # refused here, sent nowhere: nothing applied anywhere
-            if not prim.closed.is_set():
-                self.recovery.repeer(prim.coll)
-            return self._inactive(f"PG {prim.coll}: {exc}; resend")
-        encoded = rep.SerializeToString() if decision.replicas else b""
-        sends = [self._send_rep_op(osd, encoded) for osd in decision.replicas]
-        if not await _settled([local, *sends], prim.closed_future):
-            # a new interval: peering decides what became of this write
-            for fut in (local, *sends):
-                fut.add_done_callback(_consume)
-            return self._inactive(f"PG {prim.coll} changed interval during the write; resend")
-        results: list[Any] = [_outcome(local)]
-        for osd, fut in zip(decision.replicas, sends, strict=True):
-            result = _outcome(fut)
-            if isinstance(result, rpc.Unavailable):  # the stream broke: send it again
+            bad_copy, version = False, 0
+            if exc.errno == errno.EIO:
                 try:
-                    await self._replicate(osd, encoded)
-                    result = None
-                except (LoligoError, grpc.aio.AioRpcError) as exc:
-                    result = exc
-            results.append(result)
-        failures = [r for r in results if isinstance(r, BaseException)]
-        if not failures:
-            reply = osd_pb2.OpReply(status=osd_pb2.OpReply.OK, epoch=epoch,
-                                    version=rep.entry.version, results=outcome.results)
-            (await self.registry.get(prim.coll)).dedup.put(request.client, request.tid,
-                                                           reply.SerializeToString())
-            return reply
-        why = "; ".join(str(f) for f in failures)
-        for failure in failures:
-            if not isinstance(failure, LoligoError | grpc.aio.AioRpcError):
-                log.error("write to %s failed", prim.coll, exc_info=failure)
-        log.warning("write %s/%s to %s not applied on every member (%s): peering again",
-                    request.client, request.tid, prim.coll, why)
-        self.recovery.repeer(prim.coll)
-        local_result = results[0]
-        if isinstance(local_result, BaseException) and len(failures) == len(results):
-            # applied nowhere: a plain failure the client may see (ENOSPC...)
-            return osd_pb2.OpReply(status=osd_pb2.OpReply.FAILED,
-                                   errno=ops_mod.errno_of(local_result),
-                                   message=f"osd.{self.id}: {local_result}", epoch=epoch)
-        return osd_pb2.OpReply(status=osd_pb2.OpReply.REPLICA_FAILED, epoch=epoch,
-                               message=f"{prim.coll}: not every member applied the write "
-                               f"({why}); resend it", version=rep.entry.version)
-
-    def _send_rep_op(self, osd: int, encoded: bytes) -> asyncio.Future[Any]:
-        """Queue a RepOp to a replica now (held back osd_debug_replicate_delay, in order)."""
-        loop = asyncio.get_running_loop()
-        delay = self.config.osd_debug_replicate_delay
-        if not delay:
-            return self._rep_op_now(osd, encoded)
-        out: asyncio.Future[Any] = loop.create_future()
-
-        def later() -> None:
-            sent = self._rep_op_now(osd, encoded)
-            sent.add_done_callback(lambda f: out.done() or (
-                out.set_exception(f.exception()) if f.exception() else out.set_result(None)))
-        loop.call_later(delay, later)
-        return out
-
-    def _rep_op_now(self, osd: int, encoded: bytes) -> asyncio.Future[Any]:
-        try:
-            _, session = self.peers.session(osd)
-        except LoligoError as exc:
-            failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            failed.set_exception(exc)
-            return failed
-        return session.send(session_mod.REP_OP, encoded, self.config.rpc_timeout)
-
-    async def _replicate(self, osd: int, encoded: bytes) -> None:
-        """Send a serialised RepOpRequest to one replica until it confirms (or time is up):
-        a resend after a broken stream is safe, the replica knows the write by its client
-        and tid."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.config.rpc_timeout
-        pause = self.config.rpc_retry_initial
-        while True:
-            _, session = self.peers.session(osd)
-            try:
-                await session.call(session_mod.REP_OP, encoded,
-                                   max(0.001, deadline - loop.time()))
-                return
-            except rpc.Unavailable:
-                if loop.time() + pause >= deadline:
-                    raise
-            await asyncio.sleep(pause * random.uniform(0.5, 1.0))
-            pause = min(pause * self.config.rpc_retry_backoff, self.config.rpc_retry_max)
+                    version = (await self.store.stat(coll, oid)).version
+                    bad_copy = True
+                except LoligoError:
+                    pass
+            return Executed(0, errno=exc.errno, failed_op=exc.index, message=str(exc),
+                            checksum_error=bad_copy, version_before=version)
+        if outcome.store_ops:
+            prim = self.host.primary(coll)
+            full = await self._would_not_fit(outcome.store_ops,
+                                             list(prim.acting) if prim else [self.id])
+            if full:
+                return Executed(0, errno=errno.ENOSPC, message=full)
+        return Executed(0, tuple(outcome.store_ops), tuple(outcome.results),
+                        outcome.exists_after, outcome.version_before)
 
     # --- replica side --------------------------------------------------------------------
     async def RepOp(self, request: osd_pb2.RepOpRequest, context: Any) -> osd_pb2.RepOpReply:
@@ -459,13 +288,13 @@ class OsdService(osd_pb2_grpc.OsdServicer):
         while not isinstance(waiting, asyncio.Future):
             await waiting
             waiting = self._start_rep_op(request)
-        applied = await waiting
-        return osd_pb2.RepOpReply(epoch=self._osdmap().epoch, applied=applied)
+        reply = await waiting
+        return osd_pb2.RepOpReply(epoch=self._osdmap().epoch, applied=reply.applied)
 
     def _start_rep_op(self, request: osd_pb2.RepOpRequest
-                      ) -> asyncio.Future[bool] | Awaitable[None]:
-        """Queue a replicated write now (its future: durable), or what must be awaited first
-        (a newer map, the PG's state loaded) before trying again. Raises when refused."""
+                      ) -> asyncio.Future[Any] | Awaitable[None]:
+        """Hand a replicated write to the PG now (its future: the answer once durable), or
+        what must be awaited first (a newer map) before trying again. Raises when refused."""
         osdmap = self._osdmap()
         if request.epoch > osdmap.epoch:
             return self._wait_epoch(request.epoch)
@@ -474,9 +303,7 @@ class OsdService(osd_pb2_grpc.OsdServicer):
             if placement.acting_primary != request.from_osd or self.id not in placement.acting:
                 raise StaleEpoch(f"osd.{self.id} at epoch {osdmap.epoch}: osd."
                                  f"{request.from_osd} is no longer primary of {request.pgid}")
-        if not self.registry.loaded(request.pgid):
-            return self.registry.load(request.pgid)
-        return self.registry.start_write(request)
+        return self.host.request_now(checked_coll(request.pgid), request.from_osd, request)
 
     def _rep_op_frame(self, tid: int, request: osd_pb2.RepOpRequest,
                       replier: session_mod.Replier) -> Awaitable[None] | None:
@@ -502,15 +329,15 @@ class OsdService(osd_pb2_grpc.OsdServicer):
                 await again
         return first()
 
-    async def _answer_rep_op(self, tid: int, durable: asyncio.Future[bool],
+    async def _answer_rep_op(self, tid: int, durable: asyncio.Future[Any],
                              replier: session_mod.Replier) -> None:
         try:
-            applied = await durable
+            reply = await durable
         except Exception as exc:
             replier.fail(tid, exc)
         else:
             replier.send(tid, session_mod.REP_OP_REPLY, osd_pb2.RepOpReply(
-                epoch=self._osdmap().epoch, applied=applied).SerializeToString())
+                epoch=self._osdmap().epoch, applied=reply.applied).SerializeToString())
 
     # --- listing and dumps ---------------------------------------------------------------
     async def List(self, request: osd_pb2.ListRequest, context: Any) -> osd_pb2.ListReply:
@@ -523,9 +350,11 @@ class OsdService(osd_pb2_grpc.OsdServicer):
                                      message=decision.message)
         assert decision.pgid is not None
         coll = coll_for(decision.pgid)
-        prim = await self._active(coll, context.time_remaining())
-        if isinstance(prim, str):
-            return osd_pb2.ListReply(status=osd_pb2.OpReply.INACTIVE, epoch=epoch, message=prim)
+        prim = self.host.primary(coll)
+        if prim is None or not prim.active:
+            state = "not led here" if prim is None else prim.state()
+            return osd_pb2.ListReply(status=osd_pb2.OpReply.INACTIVE, epoch=epoch,
+                                     message=f"PG {coll} is {state}")
         reply = osd_pb2.ListReply(status=osd_pb2.OpReply.OK, epoch=epoch)
         after, limit = request.after or b"", min(request.max or 1000, 10000)
         missing = dict(prim.missing.get(self.id, {}))
@@ -568,22 +397,24 @@ class OsdService(osd_pb2_grpc.OsdServicer):
             if not more or not names:
                 break
             after = names[-1]
-        reply.last_seq = (await self.registry.get(coll)).last_seq
+        machine = self.host.machines.get(coll)
+        reply.last_seq = machine.member.last_seq if machine is not None else 0
         return reply
 
 
     async def Scrub(self, request: osd_pb2.ScrubRequest, context: Any) -> osd_pb2.ScrubReply:
         """Admin: scrub one PG this OSD leads, now; answered when done."""
         coll = checked_coll(request.pgid)
-        prim = self.recovery.primary(coll)
-        if prim is None:
+        if self.host.primary(coll) is None:
             placement = self._osdmap().pg_to_up_acting(PgId.parse(coll))
             raise InvalidArgument(f"osd.{self.id} is not the primary of {coll}: ask osd."
                                   f"{placement.acting_primary}")
-        result = await self.scrubber.scrub(prim, request.deep or request.repair,
+        result = await self.scrubber.scrub(coll, request.deep or request.repair,
                                            request.repair)
+        prim = self.host.primary(coll)
         reply = osd_pb2.ScrubReply(pgid=coll, primary=self.id, objects=result.objects,
-                                   repaired=result.repaired, state=prim.state())
+                                   repaired=result.repaired,
+                                   state=prim.state() if prim is not None else "")
         for f in result.findings:
             reply.inconsistent.add(oid=f.oid, osds=f.bad, auth=f.auth, why=f.why)
         return reply
@@ -593,6 +424,7 @@ class OsdService(osd_pb2_grpc.OsdServicer):
         """Admin: this OSD's counters (sessions, store), for benchmarks and debugging."""
         reply = osd_pb2.PerfReply()
         reply.counters.update(session_mod.COUNTERS)
+        reply.counters["ops_waited_for_admission"] = self.admission.waited
         for key, value in getattr(self.store, "stats", {}).items():
             reply.counters[f"store_{key}"] = value
         return reply
@@ -610,7 +442,9 @@ class OsdService(osd_pb2_grpc.OsdServicer):
             raise InvalidArgument(f"{request.key}: {exc}") from None
         old = getattr(self.config, request.key)
         self.config = self.config.replace(**{request.key: value})
-        self.recovery.set_config(self.config)
+        self.host.set_config(self.config)
         self.scrubber.config = self.config
+        self.admission.max_ops = self.config.osd_client_message_cap
+        self.admission.max_bytes = self.config.osd_client_message_size_cap
         log.info("osd.%d: %s = %s (was %s)", self.id, request.key, value, old)
         return osd_pb2.ConfigSetReply(key=request.key, value=str(value), old=str(old))

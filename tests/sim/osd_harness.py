@@ -80,6 +80,7 @@ class Scenario:
     clients: int
     objects: int
     op_every: float
+    full_chance: float = 0.0   # a replicated write fails in the store (a full disk)
 
     @classmethod
     def generate(cls, seed: int) -> Scenario:
@@ -95,7 +96,8 @@ class Scenario:
                    persist_delay=rng.choice((0.0005, 0.005, 0.03)),
                    clients=rng.choice((1, 2, 4)),
                    objects=rng.choice((2, 5, 20)),
-                   op_every=rng.choice((0.005, 0.05, 0.2)))
+                   op_every=rng.choice((0.005, 0.05, 0.2)),
+                   full_chance=rng.choice((0.0, 0.0, 0.02)))
 
 
 # --- the store model --------------------------------------------------------------------------
@@ -237,7 +239,12 @@ class Osd:
         if life != self.life:
             return  # crashed before it was durable: never happened
         before = dict(self.store.log)
-        error = self.store.apply(effect)
+        w = self.world
+        if (isinstance(effect.what, osd_pb2.RepOpRequest) and w.chaos
+                and w.rng.random() < w.scenario.full_chance):
+            error = "no space left (simulated)"
+        else:
+            error = self.store.apply(effect)
         self.world.checker.after_persist(self, effect, before, error)
         self.step(Persisted(effect.pid, error, "InvalidArgument" if error else ""))
 
