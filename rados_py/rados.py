@@ -177,6 +177,17 @@ class ObjectOp:
     def assert_version(self, version: int) -> ObjectOp:
         return self._add(kind=K.ASSERT_VERSION, version=version)
 
+    def call(self, method: bytes | str, data: bytes = b"") -> ObjectOp:
+        """Run an OSD class method ("counters.add"...) atomically with the other ops; its
+        output is the op's result data."""
+        return self._add(kind=K.CALL, name=_b(method), data=bytes(data))
+
+    def counters_add(self, key: bytes | str, create: bool = False, **deltas: int) -> ObjectOp:
+        """Add to the integers of the JSON object at omap key `key`, on the OSD (no
+        read-modify-write: concurrent adders never conflict)."""
+        return self.call("counters.add", osd_pb2.CounterAdd(
+            key=_b(key), deltas=deltas, create=create).SerializeToString())
+
     def cmpxattr(self, name: bytes | str, value: bytes, cmp: str = "eq") -> ObjectOp:
         return self._add(kind=K.CMPXATTR, name=_b(name), data=bytes(value), cmp=_cmp(cmp))
 
