@@ -42,6 +42,9 @@ MON_BASE_PORT = 6789  # Ceph's; below Linux's ephemeral range, so a restart find
 OSD_BASE_PORT = 6800  # Ceph's OSD range starts here too
 DEFAULT_OSDS = 3
 DEFAULT_POOL = "data"  # created with a new cluster so that `loligo rados -p data` just works
+DEFAULT_FS = "loligofs"  # the file system `cluster up` makes (pools loligofs.meta, .data)
+MDS_NAMES = "abcdefgh"
+MDS_BASE_PORT = 6900
 GATEWAY_BASE_PORT = 7480  # radosgw's
 GATEWAY_USER_FILE = "gateway-user.json"  # the ready S3 user `cluster up` creates (mode 0600)
 ROOT = Path(__file__).resolve().parents[1]  # so `python -m cluster` works uninstalled
@@ -50,7 +53,7 @@ Out = Callable[[str], None]
 
 
 class ClusterRunning(LoligoError):
-    """`cluster up` where daemons of a cluster already run."""
+    """Starting a daemon that already runs."""
 
 
 @dataclass(frozen=True)
@@ -104,7 +107,7 @@ def pick_ports(count: int, base: int = MON_BASE_PORT, also_offset: int = 0) -> l
 
 
 def create(directory: Path, mons: int = 3, base_port: int | None = None,
-           osds: int = 0, gateways: int = 0) -> Path:
+           osds: int = 0, gateways: int = 0, mdss: int = 0) -> Path:
     """Write a new cluster's config and keyring into `directory`; the config's path.
 
     Paths in the config are relative (to the config's directory), so the files explain
@@ -128,7 +131,8 @@ def create(directory: Path, mons: int = 3, base_port: int | None = None,
     fsid = str(uuid.uuid4())
     # client.admin (the operator, everything) and mon. (shared by the monitors, as in Ceph);
     # each later daemon kind adds its entities here (osd.N, mds.X...)
-    entities = ("client.admin", "mon.", *(f"osd.{i}" for i in range(osds)))
+    entities = ("client.admin", "mon.", *(f"osd.{i}" for i in range(osds)),
+                *(f"mds.{MDS_NAMES[i]}" for i in range(mdss)))
     Keyring.create(directory / "keyring", {e: default_caps(e) for e in entities})
     settings = {"fsid": fsid,
                 "mon_host": [f"{n}=127.0.0.1:{p}" for n, p in zip(MON_NAMES, ports,
@@ -147,6 +151,11 @@ def create(directory: Path, mons: int = 3, base_port: int | None = None,
     gw_ports = [p for p in pick_ports(gateways + len(taken), gw_base) if p not in taken]
     for i, port in enumerate(gw_ports[:gateways], start=1):
         sections[f"gateway.{i}"] = {"gateway_port": port}
+    taken |= set(gw_ports[:gateways])
+    mds_base = MDS_BASE_PORT if base_port is None else base_port + 200
+    mds_ports = [p for p in pick_ports(mdss + len(taken), mds_base) if p not in taken]
+    for i, port in enumerate(mds_ports[:mdss]):
+        sections[f"mds.{MDS_NAMES[i]}"] = {"mds_port": port}
     write_atomic(conf, head + config_mod.format_toml(sections))
     for sub in ("data", "log", "run"):
         (directory / sub).mkdir(mode=0o700, exist_ok=True)
@@ -194,8 +203,59 @@ class LocalCluster:
         self.leader = ""  # the monitor that led when `start` last saw one
 
     @property
+    def mons(self) -> list[Daemon]:
+        return [Daemon("mon", m.name, m.addr) for m in self.config.mon_host]
+
+    @property
     def daemons(self) -> list[Daemon]:
-        return [Daemon("mon", m.name, m.addr) for m in self.config.mon_host] + self.osds
+        """Monitors, OSDs and MDSs (the gateways start after them: `gateways`)."""
+        return self.mons + self.osds + self.mdss
+
+    @property
+    def mdss(self) -> list[Daemon]:
+        """The metadata servers of the config ([mds.X] sections)."""
+        import tomllib
+
+        with open(self.conf, "rb") as f:
+            sections = tomllib.load(f).get("mds", {})
+        found = [Daemon("mds", ident, f"127.0.0.1:{values.get('mds_port', 0)}")
+                 for ident, values in (sections.items() if isinstance(sections, dict) else ())
+                 if isinstance(values, dict)]
+        return sorted(found, key=lambda d: d.id)
+
+    def add_mds_sections(self, count: int = 2) -> list[Daemon]:
+        """[mds.a], [mds.b] (and their keys) for a cluster created before the file system
+        existed, so that `cluster up` gives every local cluster its MDSs."""
+        taken = {int(d.addr.rsplit(":", 1)[1]) for d in self.daemons + self.gateways
+                 if d.addr}
+        ports = [p for p in pick_ports(len(taken) + count, MDS_BASE_PORT) if p not in taken]
+        keyring = Keyring.load(self.config.keyring)
+        text = self.conf.read_text().rstrip("\n")
+        for name, port in zip(MDS_NAMES, ports[:count], strict=False):
+            keyring = keyring.with_entity(f"mds.{name}", default_caps(f"mds.{name}"))
+            text += f"\n\n[mds.{name}]\nmds_port = {port}\n"
+            self.out(f"  added mds.{name} (127.0.0.1:{port}) to {self.conf}")
+        keyring.write(self.config.keyring, overwrite=True)
+        write_atomic(self.conf, text)
+        return self.mdss
+
+    async def create_fs(self, name: str = DEFAULT_FS) -> None:
+        """The pools (metadata: 3 replicas, few PGs; data) and `fs new`, once."""
+        from rados_py.proto.loligo import mon_pb2
+
+        size = min(self.config.osd_pool_default_size, len(self.osds))
+        async with MonClient(self.config, Keyring.load(self.config.keyring)) as client:
+            maps = await client.get_maps(latest=True)
+            if maps.mdsmap.filesystems:
+                return
+            names = {p.name for p in maps.osdmap.pools.values()}
+            for pool, pgs in ((f"{name}.meta", 16), (f"{name}.data", 32)):
+                if pool not in names:
+                    await client.command(pool_create=mon_pb2.PoolCreate(name=pool, size=size,
+                                                                        pg_num=pgs))
+            await client.command(fs_new=mon_pb2.FsNew(name=name, metadata_pool=f"{name}.meta",
+                                                      data_pool=f"{name}.data"))
+        self.out(f"  created file system {name!r} (pools {name}.meta, {name}.data)")
 
     @property
     def gateways(self) -> list[Daemon]:
@@ -362,9 +422,10 @@ class LocalCluster:
                 await asyncio.sleep(POLL)
 
     def start(self, names: Sequence[str] | None = None, *, timeout: float = 60.0,
-              wait: bool = True) -> dict[str, int]:
+              wait: bool = True, need_leader: bool | None = None) -> dict[str, int]:
         """Start daemons (default: all) and wait until each runs and, for monitors, answers
-        with a leader elected; on failure stop what was started. {name: pid}."""
+        (with a leader elected when `need_leader`, by default when all start: one monitor
+        alone cannot elect one); on failure stop what was started. {name: pid}."""
         chosen = [self.daemon(n) for n in names] if names is not None else self.daemons
         procs: dict[Daemon, subprocess.Popen[bytes]] = {}
         try:
@@ -374,7 +435,8 @@ class LocalCluster:
             self.wait_pid_files(procs, timeout)
             mons = {d.id for d in procs if d.kind == "mon"}
             if wait and mons:  # a leader needs a majority: only expected when all start
-                asyncio.run(self._wait_mons(procs, mons, timeout, need_leader=names is None))
+                leader = names is None if need_leader is None else need_leader
+                asyncio.run(self._wait_mons(procs, mons, timeout, need_leader=leader))
         except BaseException:
             self._terminate({d.name: p.pid for d, p in procs.items() if p.poll() is None},
                             grace=5.0, quiet=True)
@@ -449,7 +511,10 @@ class LocalCluster:
             deadline = time.monotonic() + timeout
             shown = ""
             while True:
-                status = (await client.status()).view
+                answer = await client.status()
+                status = answer.view
+                if answer.from_leader:
+                    self.leader = answer.leader
                 if status.health == "HEALTH_OK":
                     self.out("  HEALTH_OK: all PGs active+clean")
                     return status.health
@@ -475,6 +540,9 @@ class LocalCluster:
                 "osds": [{"id": int(d.id), "addr": d.addr, "pid": self.pid(d),
                           "running": self.pid(d) is not None, "log": str(self.log_file(d))}
                          for d in self.osds],
+                "mdss": [{"name": d.id, "addr": d.addr, "pid": self.pid(d),
+                          "running": self.pid(d) is not None, "log": str(self.log_file(d))}
+                         for d in self.mdss],
                 "gateway": self.gateway_info()}
 
     def gateway_info(self) -> dict[str, Any] | None:
@@ -495,7 +563,9 @@ class LocalCluster:
         make the ready S3 user once."""
         if not self.gateways:
             return
-        self.start([d.name for d in self.gateways], timeout=timeout)
+        stopped = [d.name for d in self.gateways if self.pid(d) is None]
+        if stopped:
+            self.start(stopped, timeout=timeout)
         user_file = self.conf.parent / GATEWAY_USER_FILE
         if not user_file.exists():
             user = asyncio.run(_create_ready_user(self.config))
@@ -536,40 +606,59 @@ def _wait_dead(pid: int, timeout: float) -> None:
 def up(directory: Path, mons: int | None = None, base_port: int | None = None, *,
        timeout: float = 60.0, argv: DaemonArgv = daemon_argv, out: Out = print,
        wait: bool = True, osds: int | None = None) -> LocalCluster:
-    """Create the cluster in `directory` (or reuse the one there) and start its daemons.
+    """Create the cluster in `directory` (or reuse the one there) and start whatever of it is
+    not running, as often as called: on a running cluster this starts nothing and the caller
+    prints its endpoints again; after a crash it starts only what is down.
 
-    Refuses while any daemon of that cluster runs; restarting a stopped cluster keeps its
-    fsid, keys and data (`mons` must then match or be omitted).
+    A cluster keeps its fsid, keys, data, ports and daemons across restarts: `mons` must
+    match or be omitted; `base_port` and `osds` only shape a new cluster.
     """
     directory = directory.expanduser().absolute()
     conf = directory / CONF_NAME
     if conf.exists():
         cluster = LocalCluster(conf, argv=argv, out=out)
+        have = len(cluster.mons)
+        if mons is not None and mons != have:
+            raise InvalidArgument(f"{directory} holds a cluster of {have} monitors, not "
+                                  f"{mons}: omit --mons to restart it, or use a new directory")
+        first = cluster.mons[0].addr.rsplit(":", 1)[1] if cluster.mons else ""
+        if base_port is not None and str(base_port) != first:
+            out(f"note: the cluster in {directory} keeps its ports (monitors from {first}); "
+                "--base-port shapes a new cluster only")
+        if osds is not None and osds != len(cluster.osds):
+            out(f"note: the cluster in {directory} keeps its {len(cluster.osds)} OSDs; add "
+                "one with `loligo cluster add-osd`")
         running = cluster.running()
-        if running:
-            which = ", ".join(f"{n} pid {p}" for n, p in running.items())
-            raise ClusterRunning(f"a cluster is already running in {directory} ({which}): "
-                                 f"use it (export LOLIGO_CONF={conf}) or stop it first "
-                                 f"(loligo cluster down --dir {directory})")
-        if mons is not None and mons != len(cluster.daemons):
-            raise InvalidArgument(f"{directory} holds a cluster of {len(cluster.daemons)} "
-                                  f"monitors, not {mons}: omit --mons to restart it, or use "
-                                  "a new directory")
-        out(f"Restarting the cluster in {directory} (fsid {cluster.config.fsid})")
+        stopped = [d.name for d in cluster.daemons if d.name not in running]
+        if not running:
+            out(f"Restarting the cluster in {directory} (fsid {cluster.config.fsid})")
+        elif stopped:
+            out(f"The cluster in {directory} is running; starting what is not: "
+                f"{', '.join(stopped)}")
+        else:
+            out(f"The cluster in {directory} is already running (fsid "
+                f"{cluster.config.fsid})")
+        if stopped:
+            cluster.start(stopped, timeout=timeout, wait=wait,
+                          need_leader=not any(n.startswith("mon.") for n in running))
         new = False
     else:
         osds = DEFAULT_OSDS if osds is None else osds
         # a gateway stores into OSDs: a cluster without any gets none
         conf = create(directory, 3 if mons is None else mons, base_port, osds,
-                      gateways=1 if osds else 0)
+                      gateways=1 if osds else 0, mdss=2 if osds else 0)
         cluster = LocalCluster(conf, argv=argv, out=out)
         out(f"Created cluster {cluster.config.fsid} in {directory}")
+        cluster.start(timeout=timeout, wait=wait)
         new = True
-    cluster.start(timeout=timeout, wait=wait)
     if new and wait and cluster.osds:
         asyncio.run(cluster.create_pool(DEFAULT_POOL))
         out(f"  created pool {DEFAULT_POOL!r}")
     if wait and cluster.osds:
+        if not cluster.mdss:
+            cluster.add_mds_sections()
+            cluster.start([d.name for d in cluster.mdss], timeout=timeout)
+        asyncio.run(cluster.create_fs())
         if not cluster.gateways:
             cluster.add_gateway_section()
         cluster.start_gateways(timeout)

@@ -59,13 +59,16 @@ def cmd_config_set(args: argparse.Namespace) -> int:
     return asyncio.run(go())
 
 
-def register(sub: Any) -> None:
+def register(sub: Any) -> Any:
+    """Add `tell`; its subcommand parsers, for other areas to add theirs (mds.X client)."""
     common = common_options()
-    tell = sub.add_parser("tell", help="change options of running daemons (osd.N or osd.*)")
-    tell.add_argument("target", metavar="osd.N|osd.*")
+    tell = sub.add_parser("tell", help="talk to running daemons: osd.N|osd.* config set, "
+                          "mds.X client ls|evict")
+    tell.add_argument("target", metavar="osd.N|osd.*|mds.X")
     tsub = subparsers(tell, "tell_command")
     config = tsub.add_parser("config", help="options")
     csub = subparsers(config, "config_command")
     p = command(csub, "set", cmd_config_set, "set an option at once (not persisted)", common)
     p.add_argument("key")
     p.add_argument("value")
+    return tsub

@@ -183,6 +183,10 @@ async def s3_errors(request: web.Request, handler: Callable[[web.Request],
         failure = exc
     except web.HTTPException:
         raise
+    except ConnectionError as exc:  # the client went away mid-request: its loss, not a bug
+        log.info("%s %s %s: client connection lost (%s)", request["request_id"],
+                 request.method, request.path, exc)
+        raise
     except Exception:
         log.exception("%s %s %s failed", request["request_id"], request.method, request.path)
         failure = errors.InternalError()

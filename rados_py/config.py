@@ -348,6 +348,37 @@ SCHEMA: Mapping[str, Option] = MappingProxyType({o.name: o for o in (
            "is alive.", ("mds", "mon"), min=0.01, max=60),
     Option("mds_beacon_grace", "duration", 5.0, "An MDS silent this long is declared failed "
            "and a standby takes over.", ("mds", "mon"), min=0.05, max=600),
+    # --- the file system (mds/ and the FUSE client) ---
+    Option("mds_port", "int", 0, "The MDS's gRPC port (set per daemon, [mds.X]); 0 picks a "
+           "free one, which the MDS registers with the monitors.", ("mds",), min=0,
+           max=65535),
+    Option("mds_cache_size", "int", 100_000, "Inodes the MDS keeps cached in memory; clean "
+           "directories least recently used are dropped beyond it.", ("mds",), min=100,
+           max=100_000_000),
+    Option("mds_journal_segment_size", "size", 4 * _MIB, "A journal segment object is closed "
+           "and a new one begun past this size; applied segments are removed.", ("mds",),
+           min=64 * 1024, max=256 * _MIB),
+    Option("mds_flush_interval", "duration", 1.0, "How often the MDS applies journaled "
+           "changes to the directory objects and trims the journal.", ("mds",), min=0.01,
+           max=600),
+    Option("mds_flush_events", "int", 2000, "Apply and trim as soon as this many journal "
+           "events wait, whatever the interval.", ("mds",), min=1, max=10_000_000),
+    Option("mds_session_timeout", "duration", 30.0, "A client not heard from this long is "
+           "evicted: its open files and locks are released.", ("mds",), min=0.1, max=86400),
+    Option("mds_reconnect_timeout", "duration", 10.0, "After a takeover, how long clients "
+           "have to reconnect before their sessions are evicted.", ("mds",), min=0.1,
+           max=3600),
+    Option("client_mds_timeout", "duration", 60.0, "How long a mounted client retries a "
+           "metadata request (across an MDS takeover) before the call fails with EIO.",
+           ("client",), min=1, max=86400),
+    Option("client_object_size", "size", 4 * _MIB, "Data object size of new files (their "
+           "layout): a file's bytes are striped over objects of this size.", ("client",),
+           min=64 * 1024, max=64 * _MIB),
+    Option("client_readahead", "size", 8 * _MIB, "How far a mounted client reads ahead of a "
+           "sequential reader.", ("client",), min=0, max=256 * _MIB),
+    Option("client_writebehind", "size", 16 * _MIB, "Dirty bytes a mounted client buffers per "
+           "file before writing them out (close, fsync and the MDS's recall flush).",
+           ("client",), min=0, max=1024 * _MIB),
     Option("mon_snapshot_interval", "int", 1000, "A monitor compacts its log into a snapshot "
            "of the maps every this many applied entries.", ("mon",), min=10, max=1_000_000),
     Option("mon_quorum_grace", "duration", 3.0, "A monitor not heard from for this long counts "
