@@ -1,10 +1,11 @@
 """The OSD's gRPC servicers: client ops (as primary), replica ops, listings, dumps (`Osd`); the
 peer side of peering and recovery is osd/peer_service.py.
 
-Primary-copy replication, pipelined per PG and ordered per object (Ceph's): an op on an object
-holds it (osd/ordering.py) - a write exclusively, from its check against the object's state
-until every acting member has it durable; a read shared, behind any write that came first - so
-ops on one object run in arrival order and a read returns the old or the new content, never a
+Primary-copy replication, pipelined per PG and ordered per object (Ceph's), as the PG's state
+machine (osd/pg_machine.py, hosted by osd/pg_host.py) decides it: an op on an object holds it
+- a write exclusively, from its check against the object's state until every acting member has
+it durable; a read shared, behind any write that came first - so ops on one object run in
+arrival order and a read returns the old or the new content, never a
 write that could still be rolled back. Ops on different objects of a PG run concurrently: a
 write takes the next PG-log position and is queued in the local store and sent to every replica
 at that moment, without awaiting anything in between, so every member receives the PG's writes
@@ -12,9 +13,9 @@ in log order (one ordered session stream per primary-replica pair) and queues th
 order; the next write goes out while earlier ones are still being made durable. The client is
 answered once every member has the write durable.
 
-Ops are served only once the PG is active in the current interval (osd/recovery.py); until
-then the client is told INACTIVE and retries. An op on an object that some acting member still
-lacks recovers that object first.
+Ops are served only once the PG is active in the current interval; until then the client is
+told INACTIVE and retries. An op on an object that some acting member still lacks recovers that
+object first.
 
 When a replica does not confirm a write (or the local store refuses it while replicas may have
 applied it), the members' logs may now differ: the primary answers REPLICA_FAILED and peers
