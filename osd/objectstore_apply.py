@@ -28,6 +28,7 @@ from osd.objectstore_api import (
     Op,
     coll_name,
 )
+from rados_py.errors import show_name
 
 if TYPE_CHECKING:
     from osd.objectstore_durable import DurableStore
@@ -200,7 +201,7 @@ class Applier:
                               key).fetchone()
             if found is None:
                 if k not in CREATING_OPS:
-                    raise NotFound(f"object {op.coll}/{op.oid!r} does not exist")
+                    raise NotFound(f"object {show_name(op.oid)} does not exist in {op.coll}")
                 cur = c.execute("INSERT INTO objects (cid, oid, size, version, mtime, header) "
                                 "VALUES (?, ?, 0, 0, ?, x'')", (cid, op.oid, self.now))
                 row = _Row(cur.lastrowid, 0, 0)
@@ -237,7 +238,7 @@ class Applier:
         elif k == "rmxattr":
             if c.execute("DELETE FROM xattrs WHERE obj=? AND key=?",
                          (obj, op.keys[0])).rowcount == 0:
-                raise NotFound(f"xattr {op.keys[0]!r} of {op.coll}/{op.oid!r} is not set")
+                raise NotFound(f"xattr {show_name(op.keys[0])} of {show_name(op.oid)} is not set")
         elif k == "omap_set":
             c.executemany("INSERT OR REPLACE INTO omap VALUES (?, ?, ?)",
                           [(obj, key, v) for key, v in op.items])

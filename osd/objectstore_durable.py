@@ -71,6 +71,8 @@ from osd.objectstore_api import (
     name_bytes,
 )
 from osd.objectstore_apply import INLINE_MAX, Applier, Block, checksum, cid_of, whole_blocks
+from rados_py import metrics
+from rados_py.errors import show_name
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 512             # transactions per group commit
@@ -290,11 +292,14 @@ class DurableStore(ObjectStore):
                     prepared.append(await prep if prep is not None else {})
                 except Exception as exc:
                     prepared.append(map_error(exc))
+            started = time.perf_counter()
             try:
                 results = await loop.run_in_executor(
                     self._writer, self._commit_batch, [t for t, _, _ in batch], prepared)
             except BaseException as exc:  # every waiter must hear of it
                 results = [exc] * len(batch)
+            metrics.observe("store_commit", time.perf_counter() - started)
+            metrics.inc("store_transactions", len(batch))
             for (_, _, fut), res in zip(batch, results, strict=True):
                 if fut.done():
                     continue
@@ -550,7 +555,7 @@ class DurableStore(ObjectStore):
         if row is None:
             if conn.execute("SELECT 1 FROM colls WHERE name=?", (coll,)).fetchone() is None:
                 raise NotFound(f"collection {coll} does not exist")
-            raise NotFound(f"object {coll}/{name!r} does not exist")
+            raise NotFound(f"object {show_name(name)} does not exist in {coll}")
         return name, row
 
     async def _q(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -635,7 +640,7 @@ class DurableStore(ObjectStore):
             got = conn.execute("SELECT value FROM xattrs WHERE obj=? AND key=?",
                                (row[0], key)).fetchone()
             if got is None:
-                raise NotFound(f"xattr {key!r} of {coll}/{oname!r} is not set")
+                raise NotFound(f"xattr {show_name(key)} of {show_name(oname)} is not set")
             return got[0]
         return await self._q(go)
 

@@ -38,8 +38,10 @@ replica 3 (parse, getter, the store's buffer).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -123,6 +125,9 @@ class OsdService(osd_pb2_grpc.OsdServicer):
         # client ops in flight, by count and bytes: past either, sessions are not read on
         self.admission = Admission(config.osd_client_message_cap,
                                    config.osd_client_message_size_cap)
+        # (method, request, reply or None, seconds) of each session op: the daemon's metrics
+        # (a unary Op is seen by the server's interceptor)
+        self.observe_op: Callable[[str, Any, Any, float], None] | None = None
 
     async def start(self) -> None:
         """Load the PGs the store holds (before the first map)."""
@@ -184,6 +189,8 @@ class OsdService(osd_pb2_grpc.OsdServicer):
 
     async def _serve_op(self, tid: int, request: osd_pb2.OpRequest, time_left: float | None,
                         cost: int, replier: session_mod.Replier) -> None:
+        start = time.perf_counter()
+        reply = None
         try:
             reply = await self.handle_op(request, time_left)
         except Exception as exc:
@@ -192,6 +199,9 @@ class OsdService(osd_pb2_grpc.OsdServicer):
             replier.send(tid, session_mod.OP_REPLY, reply.SerializeToString())
         finally:
             self.admission.give(cost)
+            if self.observe_op is not None:
+                with contextlib.suppress(Exception):  # metrics never fail a request
+                    self.observe_op("Osd.Op", request, reply, time.perf_counter() - start)
 
     # --- client ops ----------------------------------------------------------------------
     async def Op(self, request: osd_pb2.OpRequest, context: Any) -> osd_pb2.OpReply:

@@ -385,11 +385,13 @@ _PORTS: weakref.WeakKeyDictionary[grpc.aio.Server, int] = weakref.WeakKeyDiction
 
 
 def make_server(bind: str, config: Config, auth: ServerAuth | None = None, *,
-                handlers: Sequence[grpc.GenericRpcHandler] = ()) -> grpc.aio.Server:
+                handlers: Sequence[grpc.GenericRpcHandler] = (),
+                interceptors: Sequence[grpc.aio.ServerInterceptor] = ()) -> grpc.aio.Server:
     """A grpc.aio server listening on `bind` ("127.0.0.1:0" picks a port: see `server_port`).
 
     Call it from the running event loop; add servicers, then `await server.start()`. Requests
-    are checked against `config.fsid` (when set) and, with `auth`, against tickets and caps.
+    are checked against `config.fsid` (when set) and, with `auth`, against tickets and caps;
+    `interceptors` (metrics) see every request, those checks' refusals included.
     """
     interval_ms = int(config.rpc_keepalive_interval * 1000)
     # so_reuseport off: a second daemon on a taken port must fail, not share it silently.
@@ -397,7 +399,8 @@ def make_server(bind: str, config: Config, auth: ServerAuth | None = None, *,
     options = [*_common_options(config), ("grpc.so_reuseport", 0),
                ("grpc.http2.min_ping_interval_without_data_ms", interval_ms // 2)]
     guard = _Guard(config.fsid, auth)
-    server = grpc.aio.server(options=options,
+    # interceptors cost an await per call: the guard wraps each method's handler instead
+    server = grpc.aio.server(options=options, interceptors=list(interceptors) or None,
                              handlers=[_GuardedHandlers(h, guard) for h in handlers])
     # every servicer added later is guarded too, its methods wrapped once here (the generated
     # add_*Servicer_to_server functions register both ways)
