@@ -100,8 +100,11 @@ class Member:
         # the version only: the reply a resend gets is built from it when needed
         self.dedup.put(entry.client, entry.tid, entry.version)
 
-    def writes_queued(self) -> bool:
-        return any(p.kind == "write" for p in self.pending.values())
+    def changes_queued(self) -> bool:
+        """A write, activation or removal is on its way to the store: the state in memory is
+        not yet what a query must report (a removal answered as the old log lets the primary
+        count on a copy that is about to vanish)."""
+        return any(p.kind in _CHANGES for p in self.pending.values())
 
     def check(self, kind: str, interval: osd_pb2.Interval | None) -> Token:
         token = token_of(interval)
@@ -151,13 +154,14 @@ class Member:
         raise _Refused("InvalidArgument", f"{self.pgid}: no such request {type(msg).__name__}")
 
     def _after_drain(self, rid: int, msg: object) -> list[Effect]:
-        """Queries, activations and removals see every write queued before them durable."""
+        """Queries, activations and removals see every write, activation and removal queued
+        before them durable."""
         self.waiting.append((rid, msg))
-        return self._drain() if not self.writes_queued() else []
+        return self._drain() if not self.changes_queued() else []
 
     def _drain(self) -> list[Effect]:
         out: list[Effect] = []
-        while self.waiting and not self.writes_queued():
+        while self.waiting and not self.changes_queued():
             rid, msg = self.waiting.pop(0)
             try:
                 out += self._now(rid, msg)
@@ -296,6 +300,7 @@ class Member:
                              info=(st.les, st.les_acting, st.log_tail))
 
 
+_CHANGES = frozenset({"write", "activate", "remove"})
 _ACK = {"activate": osd_pb2.PgActivateReply, "push": osd_pb2.PushReply,
         "remove": osd_pb2.PgRemoveReply, "scrubbed": osd_pb2.PgActivateReply}
 NO_FENCE = NO_ROUND
