@@ -87,7 +87,7 @@ class Scenario:
         rng = random.Random(f"osd-scenario-{seed}")
         osds = rng.choice((3, 3, 4, 5))
         return cls(seed=seed, osds=osds, size=3, min_size=2,
-                   chaos_time=rng.uniform(5.0, 25.0),
+                   chaos_time=rng.uniform(3.0, 12.0),
                    delay=(0.0005, rng.choice((0.002, 0.01, 0.05))),
                    loss=rng.choice((0.0, 0.0, 0.01, 0.05)),
                    kill_every=rng.choice((math.inf, 2.0, 5.0)),
