@@ -3,6 +3,8 @@ next to the raw disk of the same file system, in the same run, with the CPU each
 
     .venv/bin/python tests/bench/bench_rados.py [--seconds S] [--concurrency C] [--dir DIR]
         [--conf CONF]        # an already running cluster instead of a new one (pool "bench")
+        [--ceph CEPH_CONF [--rounds N]]   # side by side with a running Ceph: every phase on
+                             # both (Ceph, Loligo, Ceph, ...), then Loligo/Ceph ratios
 
 Phases (each bounded by --seconds, a progress line when each starts):
 1. raw disk in the cluster's directory: 4 MiB buffered writes each followed by fdatasync, and
@@ -38,6 +40,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -287,58 +290,118 @@ async def osd_counters(r: Rados, osds: list[int]) -> dict[str, int]:
 
 async def cluster_phases(config, pids: dict[str, int], args: argparse.Namespace
                          ) -> dict[str, Result]:
-    out: dict[str, Result] = {}
-    meter = CpuMeter(pids)
     async with Rados(config) as r:
         pool = next(p for p in r.osdmap.pools.values() if p.name == POOL)
         osds = sorted(r.osdmap.osds)
         print(f"cluster: {len(osds)} OSDs, pool {POOL!r} size {pool.size} "
               f"min_size {pool.min_size} pg_num {pool.pg_num}")
         io = await r.open_ioctx(POOL)
-        await io.write_full("warm-up", b"x")  # channels and maps before the clock starts
-        for depth in (args.concurrency, 1):
-            for label, size, read_kind in (("4 MiB", MIB4, "seq"), ("4 KiB", KIB4, "rand")):
-                names: list[str] = []
-                key = f"{label} write x{depth}"
-                progress(f"cluster {key} for {args.seconds:g} s")
-                c0 = meter.snap()
-                out[key] = await rados_write(io, f"b{size}d{depth}", size, depth, args.seconds,
-                                             names)
-                out[key].cpu = meter.diff(c0, meter.snap())
-                print(f"rados {label} write    x{depth:<3}: {out[key].line()}\n"
-                      f"{out[key].cpu_line()}", flush=True)
-                key = f"{label} {read_kind} read x{depth}"
-                progress(f"cluster {key} for {args.seconds:g} s")
-                c0 = meter.snap()
-                out[key] = await rados_read(io, names, size, depth, args.seconds,
-                                            sequential=read_kind == "seq")
-                out[key].cpu = meter.diff(c0, meter.snap())
-                print(f"rados {label} {read_kind} read {'' if read_kind == 'rand' else ' '}"
-                      f"x{depth:<3}: {out[key].line()}\n{out[key].cpu_line()}", flush=True)
-                for i in range(0, len(names), 64):
-                    await asyncio.gather(*(io.remove(n) for n in names[i:i + 64]))
-        progress(f"4 KiB write path under perf stat for {args.seconds:g} s")
-        osd_pids = [p for n, p in pids.items() if n.startswith("osd.")]
-        names = []
-        before = await osd_counters(r, osds)
-        with perf_stat(osd_pids) as calls:
-            layer = await rados_write(io, "layers", KIB4, args.concurrency, args.seconds, names)
-        after = await osd_counters(r, osds)
-        print(f"4 KiB write path, per client write at x{args.concurrency} "
-              f"({layer.ops} writes, summed over the {len(osd_pids)} OSDs):")
-        if calls:
-            print("  syscalls: " + " ".join(f"{k} {v / layer.ops:.2f}"
-                                             for k, v in sorted(calls.items())))
-        else:
-            print("  syscalls: n/a (perf missing or not permitted)")
-        if before and after:
-            delta = {k: after[k] - before.get(k, 0) for k in after}
-            print("  OSD counters: " + " ".join(f"{k} {v / layer.ops:.2f}"
-                                                 for k, v in sorted(delta.items()) if v))
+        return await phases(io, pids, args, lambda: osd_counters(r, osds), "rados")
+
+
+async def ceph_phases(conf: str, args: argparse.Namespace) -> dict[str, Result]:
+    """The same phases against a running Ceph (tests/bench/ceph_target.py)."""
+    from tests.bench import ceph_target
+
+    cluster, io, what = ceph_target.connect(conf, POOL)
+    try:
+        pids = ceph_target.daemon_pids(conf)
+        print(f"{what}; daemons {', '.join(sorted(pids)) or 'not found (no CPU figures)'}")
+
+        async def no_counters() -> dict[str, int]:
+            return {}
+        return await phases(io, pids, args, no_counters, "ceph ")
+    finally:
+        cluster.shutdown()
+
+
+async def phases(io: Any, pids: dict[str, int], args: argparse.Namespace,
+                 counters: Callable[[], Awaitable[dict[str, int]]], tag: str
+                 ) -> dict[str, Result]:
+    """Every cluster phase through `io` (write_full/read/remove coroutines); `pids`: the
+    daemons whose CPU is counted; `counters()`: the OSDs' own counters, summed."""
+    out: dict[str, Result] = {}
+    meter = CpuMeter(pids)
+    await io.write_full("warm-up", b"x")  # channels and maps before the clock starts
+    for depth in (args.concurrency, 1):
+        for label, size, read_kind in (("4 MiB", MIB4, "seq"), ("4 KiB", KIB4, "rand")):
+            names: list[str] = []
+            key = f"{label} write x{depth}"
+            progress(f"{tag.strip()} {key} for {args.seconds:g} s")
+            c0 = meter.snap()
+            out[key] = await rados_write(io, f"b{size}d{depth}", size, depth, args.seconds,
+                                         names)
+            out[key].cpu = meter.diff(c0, meter.snap())
+            print(f"{tag} {label} write    x{depth:<3}: {out[key].line()}\n"
+                  f"{out[key].cpu_line()}", flush=True)
+            key = f"{label} {read_kind} read x{depth}"
+            progress(f"{tag.strip()} {key} for {args.seconds:g} s")
+            c0 = meter.snap()
+            out[key] = await rados_read(io, names, size, depth, args.seconds,
+                                        sequential=read_kind == "seq")
+            out[key].cpu = meter.diff(c0, meter.snap())
+            print(f"{tag} {label} {read_kind} read {'' if read_kind == 'rand' else ' '}"
+                  f"x{depth:<3}: {out[key].line()}\n{out[key].cpu_line()}", flush=True)
+            for i in range(0, len(names), 64):
+                await asyncio.gather(*(io.remove(n) for n in names[i:i + 64]))
+    if args.skip_layers:
+        return out
+    progress(f"4 KiB write path under perf stat for {args.seconds:g} s")
+    osd_pids = [p for n, p in pids.items() if n.startswith("osd.")]
+    names = []
+    before = await counters()
+    with perf_stat(osd_pids) as calls:
+        layer = await rados_write(io, "layers", KIB4, args.concurrency, args.seconds, names)
+    after = await counters()
+    print(f"4 KiB write path, per client write at x{args.concurrency} "
+          f"({layer.ops} writes, summed over the {len(osd_pids)} OSDs):")
+    if calls:
+        print("  syscalls: " + " ".join(f"{k} {v / layer.ops:.2f}"
+                                         for k, v in sorted(calls.items())))
+    else:
+        print("  syscalls: n/a (perf missing or not permitted)")
+    if before and after:
+        delta = {k: after[k] - before.get(k, 0) for k in after}
+        print("  OSD counters: " + " ".join(f"{k} {v / layer.ops:.2f}"
+                                             for k, v in sorted(delta.items()) if v))
         print(f"  payload copies: {PAYLOAD_COPIES}")
-        for i in range(0, len(names), 64):
-            await asyncio.gather(*(io.remove(n) for n in names[i:i + 64]))
+    for i in range(0, len(names), 64):
+        await asyncio.gather(*(io.remove(n) for n in names[i:i + 64]))
     return out
+
+
+def compare(loligo: list[dict[str, Result]], ceph: list[dict[str, Result]]) -> None:
+    """Loligo / Ceph for every phase: medians over the rounds of throughput and of daemon
+    CPU-ms per op (the steadiest figure on a shared machine)."""
+    def med(values: list[float]) -> float:
+        return sorted(values)[len(values) // 2] if values else 0.0
+
+    def daemons_ms(res: Result) -> float:
+        return sum(v for k, v in res.cpu.items() if k != "client") * 1e3 / max(1, res.ops)
+
+    print(f"Loligo / Ceph, medians of {len(loligo)} rounds (throughput: higher is better; "
+          "CPU-ms per op of all daemons: lower is better)")
+    print(f"  {'phase':<20} {'Loligo':>16} {'Ceph':>16} {'ratio':>7}   "
+          f"{'CPU L':>7} {'CPU C':>7} {'ratio':>7}")
+    for key in loligo[0]:
+        unit = "MB/s" if "MiB" in key else "op/s"
+
+        def speed(res: Result, unit: str = unit) -> float:
+            return res.mbs if unit == "MB/s" else res.iops
+        lo = med([speed(r[key]) for r in loligo])
+        ce = med([speed(r[key]) for r in ceph])
+        lc = med([daemons_ms(r[key]) for r in loligo])
+        cc = med([daemons_ms(r[key]) for r in ceph])
+        print(f"  {key:<20} {lo:>11.1f} {unit} {ce:>11.1f} {unit} {ratio(lo, ce)}   "
+              f"{lc:>7.2f} {cc:>7.2f} {ratio(lc, cc)}")
+    for key in loligo[0]:
+        for side, runs in (("Loligo", loligo), ("Ceph", ceph)):
+            per: dict[str, list[float]] = {}
+            for r in runs:
+                for name, v in r[key].cpu.items():
+                    per.setdefault(name, []).append(v * 1e3 / max(1, r[key].ops))
+            print(f"  CPU-ms/op {key:<20} {side:<6}: " + " ".join(
+                f"{name} {med(v):.2f}" for name, v in sorted(per.items())))
 
 
 def ratio(a: float, b: float) -> str:
@@ -373,6 +436,18 @@ def raw_phases(directory: Path, args: argparse.Namespace) -> dict[str, Result]:
     return raw
 
 
+def side_by_side(loligo_round: Callable[[], dict[str, Result]],
+                 args: argparse.Namespace) -> None:
+    loligo: list[dict[str, Result]] = []
+    ceph: list[dict[str, Result]] = []
+    for n in range(args.rounds):
+        progress(f"round {n + 1}/{args.rounds}: Ceph")
+        ceph.append(asyncio.run(ceph_phases(args.ceph, args)))
+        progress(f"round {n + 1}/{args.rounds}: Loligo")
+        loligo.append(loligo_round())
+    compare(loligo, ceph)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=5.0, help="length of each phase")
@@ -382,7 +457,16 @@ def main() -> int:
     ap.add_argument("--conf", default=None,
                     help="use this running cluster (its pool 'bench', created if missing)")
     ap.add_argument("--skip-raw", action="store_true", help="only the cluster phases")
+    ap.add_argument("--skip-layers", action="store_true",
+                    help="no 4 KiB write-path phase (perf stat, OSD counters)")
+    ap.add_argument("--ceph", default=None, metavar="CEPH_CONF",
+                    help="also run every phase against this running Ceph (python3-rados), "
+                    "alternating Ceph and Loligo, and print Loligo/Ceph ratios")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="with --ceph: alternations Ceph, Loligo (medians are compared)")
     args = ap.parse_args()
+    if args.ceph:
+        args.skip_raw = True
     if args.conf:
         cluster = launcher.LocalCluster(Path(args.conf), out=lambda *_: None)
         raw = {} if args.skip_raw else raw_phases(Path(args.conf).parent, args)
@@ -393,6 +477,10 @@ def main() -> int:
                 if POOL not in await r.pool_list():
                     await r.pool_create(POOL, pg_num=32, size=3)
         asyncio.run(ensure_pool())
+        if args.ceph:
+            side_by_side(lambda: asyncio.run(cluster_phases(config, cluster.running(), args)),
+                         args)
+            return 0
         res = asyncio.run(cluster_phases(config, cluster.running(), args))
         if raw:
             print_ratios(raw, res, args.concurrency)
@@ -405,6 +493,10 @@ def main() -> int:
         t0 = time.monotonic()
         with running_cluster(directory / "cluster", mons=1, osds=3, pool=POOL) as c:
             progress(f"cluster up in {time.monotonic() - t0:.1f} s")
+            if args.ceph:
+                side_by_side(lambda: asyncio.run(cluster_phases(c.config, c.running(), args)),
+                             args)
+                return 0
             res = asyncio.run(cluster_phases(c.config, c.running(), args))
         if raw:
             print_ratios(raw, res, args.concurrency)
