@@ -376,13 +376,14 @@ def compare(loligo: list[dict[str, Result]], ceph: list[dict[str, Result]]) -> N
     def med(values: list[float]) -> float:
         return sorted(values)[len(values) // 2] if values else 0.0
 
-    def daemons_ms(res: Result) -> float:
-        return sum(v for k, v in res.cpu.items() if k != "client") * 1e3 / max(1, res.ops)
+    def daemons_ms(res: Result, only: str = "") -> float:
+        return sum(v for k, v in res.cpu.items()
+                   if k != "client" and k.startswith(only)) * 1e3 / max(1, res.ops)
 
     print(f"Loligo / Ceph, medians of {len(loligo)} rounds (throughput: higher is better; "
-          "CPU-ms per op of all daemons: lower is better)")
+          "CPU-ms per op of all daemons, and of the OSDs alone: lower is better)")
     print(f"  {'phase':<20} {'Loligo':>16} {'Ceph':>16} {'ratio':>7}   "
-          f"{'CPU L':>7} {'CPU C':>7} {'ratio':>7}")
+          f"{'CPU L':>7} {'CPU C':>7} {'ratio':>7}   {'OSDs L':>7} {'OSDs C':>7} {'ratio':>7}")
     for key in loligo[0]:
         unit = "MB/s" if "MiB" in key else "op/s"
 
@@ -392,8 +393,11 @@ def compare(loligo: list[dict[str, Result]], ceph: list[dict[str, Result]]) -> N
         ce = med([speed(r[key]) for r in ceph])
         lc = med([daemons_ms(r[key]) for r in loligo])
         cc = med([daemons_ms(r[key]) for r in ceph])
+        lo_osd = med([daemons_ms(r[key], "osd.") for r in loligo])
+        ce_osd = med([daemons_ms(r[key], "osd.") for r in ceph])
         print(f"  {key:<20} {lo:>11.1f} {unit} {ce:>11.1f} {unit} {ratio(lo, ce)}   "
-              f"{lc:>7.2f} {cc:>7.2f} {ratio(lc, cc)}")
+              f"{lc:>7.2f} {cc:>7.2f} {ratio(lc, cc)}   {lo_osd:>7.2f} {ce_osd:>7.2f} "
+              f"{ratio(lo_osd, ce_osd)}")
     for key in loligo[0]:
         for side, runs in (("Loligo", loligo), ("Ceph", ceph)):
             per: dict[str, list[float]] = {}
