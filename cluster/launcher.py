@@ -46,6 +46,7 @@ DEFAULT_FS = "loligofs"  # the file system `cluster up` makes (pools loligofs.me
 MDS_NAMES = "abcdefgh"
 MDS_BASE_PORT = 6900
 GATEWAY_BASE_PORT = 7480  # radosgw's
+MGR_BASE_PORT = 7000  # the dashboard (Ceph's first dashboard listened on 7000)
 GATEWAY_USER_FILE = "gateway-user.json"  # the ready S3 user `cluster up` creates (mode 0600)
 ROOT = Path(__file__).resolve().parents[1]  # so `python -m cluster` works uninstalled
 POLL = 0.05  # how often a wait re-checks its condition
@@ -107,7 +108,7 @@ def pick_ports(count: int, base: int = MON_BASE_PORT, also_offset: int = 0) -> l
 
 
 def create(directory: Path, mons: int = 3, base_port: int | None = None,
-           osds: int = 0, gateways: int = 0, mdss: int = 0) -> Path:
+           osds: int = 0, gateways: int = 0, mdss: int = 0, mgrs: int = 0) -> Path:
     """Write a new cluster's config and keyring into `directory`; the config's path.
 
     Paths in the config are relative (to the config's directory), so the files explain
@@ -127,7 +128,8 @@ def create(directory: Path, mons: int = 3, base_port: int | None = None,
         raise InvalidArgument(f"--osds {osds}: a local cluster has 0 to 64 OSDs")
     ports = pick_ports(mons, MON_BASE_PORT if base_port is None else base_port, offset)
     osd_base = OSD_BASE_PORT if base_port is None else base_port + 11
-    osd_ports = [p for p in pick_ports(osds + len(ports), osd_base) if p not in ports][:osds]
+    osd_ports = [p for p in pick_ports(osds + len(ports), osd_base, offset)
+                 if p not in ports][:osds]
     fsid = str(uuid.uuid4())
     # client.admin (the operator, everything) and mon. (shared by the monitors, as in Ceph);
     # each later daemon kind adds its entities here (osd.N, mds.X...)
@@ -148,7 +150,8 @@ def create(directory: Path, mons: int = 3, base_port: int | None = None,
         sections[f"osd.{i}"] = {"osd_port": port}
     taken = set(ports) | set(osd_ports)
     gw_base = GATEWAY_BASE_PORT if base_port is None else base_port + 100
-    gw_ports = [p for p in pick_ports(gateways + len(taken), gw_base) if p not in taken]
+    gw_ports = [p for p in pick_ports(gateways + len(taken), gw_base, offset)
+                if p not in taken]
     for i, port in enumerate(gw_ports[:gateways], start=1):
         sections[f"gateway.{i}"] = {"gateway_port": port}
     taken |= set(gw_ports[:gateways])
@@ -156,6 +159,11 @@ def create(directory: Path, mons: int = 3, base_port: int | None = None,
     mds_ports = [p for p in pick_ports(mdss + len(taken), mds_base) if p not in taken]
     for i, port in enumerate(mds_ports[:mdss]):
         sections[f"mds.{MDS_NAMES[i]}"] = {"mds_port": port}
+    taken |= set(mds_ports[:mdss])
+    mgr_base = MGR_BASE_PORT if base_port is None else base_port + 300
+    mgr_ports = [p for p in pick_ports(mgrs + len(taken), mgr_base, offset) if p not in taken]
+    for name, port in zip(MON_NAMES, mgr_ports[:mgrs], strict=False):
+        sections[f"mgr.{name}"] = {"mgr_dashboard_port": port}
     write_atomic(conf, head + config_mod.format_toml(sections))
     for sub in ("data", "log", "run"):
         (directory / sub).mkdir(mode=0o700, exist_ok=True)
@@ -284,6 +292,18 @@ class LocalCluster:
                 found.append(Daemon("osd", ident, f"127.0.0.1:{port}" if port else ""))
         return sorted(found, key=lambda d: int(d.id))
 
+    @property
+    def mgrs(self) -> list[Daemon]:
+        """The managers (the dashboard) of the config: [mgr.X] sections."""
+        import tomllib
+
+        with open(self.conf, "rb") as f:
+            sections = tomllib.load(f).get("mgr", {})
+        found = [Daemon("mgr", ident, f"127.0.0.1:{values.get('mgr_dashboard_port', 0)}")
+                 for ident, values in (sections.items() if isinstance(sections, dict) else ())
+                 if isinstance(values, dict)]
+        return sorted(found, key=lambda d: d.id)
+
     def add_osd(self, timeout: float = 60.0) -> Daemon:
         """A new OSD for a running cluster: its key, an [osd.N] section with a free port,
         started. CRUSH then gives it its share of PGs, which backfill onto it."""
@@ -312,8 +332,21 @@ class LocalCluster:
         self.out(f"  added gateway.1 (127.0.0.1:{port}) to {self.conf}")
         return self.daemon("gateway.1")
 
+    def add_mgr_section(self) -> Daemon:
+        """A [mgr.a] section for a cluster created before there was a dashboard."""
+        taken = {int(d.addr.rsplit(":", 1)[1]) for d in self.daemons + self.gateways
+                 if d.addr}
+        offset = self.config.metrics_port_offset
+        port = next(p for p in pick_ports(len(taken) + 1, MGR_BASE_PORT, offset)
+                    if p not in taken)
+        text = self.conf.read_text()
+        write_atomic(self.conf, text.rstrip("\n")
+                     + f"\n\n[mgr.a]\nmgr_dashboard_port = {port}\n")
+        self.out(f"  added mgr.a (the dashboard, 127.0.0.1:{port}) to {self.conf}")
+        return self.daemon("mgr.a")
+
     def daemon(self, name: str) -> Daemon:
-        for d in self.daemons + self.gateways:
+        for d in self.daemons + self.gateways + self.mgrs:
             if d.name == name:
                 return d
         known = ", ".join(d.name for d in self.daemons)
@@ -543,7 +576,23 @@ class LocalCluster:
                 "mdss": [{"name": d.id, "addr": d.addr, "pid": self.pid(d),
                           "running": self.pid(d) is not None, "log": str(self.log_file(d))}
                          for d in self.mdss],
-                "gateway": self.gateway_info()}
+                "gateway": self.gateway_info(),
+                "dashboard": self.dashboard_info()}
+
+    def dashboard_info(self) -> dict[str, Any] | None:
+        """Where the first manager serves the dashboard."""
+        if not self.mgrs:
+            return None
+        d = self.mgrs[0]
+        return {"name": d.name, "url": f"http://{d.addr}/", "pid": self.pid(d),
+                "running": self.pid(d) is not None, "log": str(self.log_file(d))}
+
+    def start_mgrs(self, timeout: float = 60.0) -> None:
+        """Start the managers that are not running (after the gateways: the dashboard shows
+        the gateway's users)."""
+        stopped = [d.name for d in self.mgrs if self.pid(d) is None]
+        if stopped:
+            self.start(stopped, timeout=timeout)
 
     def gateway_info(self) -> dict[str, Any] | None:
         """The first gateway's endpoint and the ready user `cluster up` made for it."""
@@ -646,7 +695,7 @@ def up(directory: Path, mons: int | None = None, base_port: int | None = None, *
         osds = DEFAULT_OSDS if osds is None else osds
         # a gateway stores into OSDs: a cluster without any gets none
         conf = create(directory, 3 if mons is None else mons, base_port, osds,
-                      gateways=1 if osds else 0, mdss=2 if osds else 0)
+                      gateways=1 if osds else 0, mdss=2 if osds else 0, mgrs=1)
         cluster = LocalCluster(conf, argv=argv, out=out)
         out(f"Created cluster {cluster.config.fsid} in {directory}")
         cluster.start(timeout=timeout, wait=wait)
@@ -662,5 +711,10 @@ def up(directory: Path, mons: int | None = None, base_port: int | None = None, *
         if not cluster.gateways:
             cluster.add_gateway_section()
         cluster.start_gateways(timeout)
+    if wait:
+        if not cluster.mgrs:
+            cluster.add_mgr_section()
+        cluster.start_mgrs(timeout)
+    if wait and cluster.osds:
         asyncio.run(cluster.wait_healthy(timeout))
     return cluster

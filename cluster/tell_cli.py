@@ -21,10 +21,16 @@ from rados_py.rados import Rados
 __all__ = ["register"]
 
 
-def _targets(which: str, osds: dict[int, Any]) -> list[int]:
+def _target(which: str) -> str:
+    """The id part of osd.N or osd.* (checked before anything else is)."""
     kind, _, ident = which.partition(".")
     if kind != "osd" or not ident:
         raise InvalidArgument(f"tell {which!r}: name OSDs as osd.N or osd.*")
+    return ident
+
+
+def _targets(which: str, osds: dict[int, Any]) -> list[int]:
+    ident = _target(which)
     if ident == "*":
         return sorted(o for o, s in osds.items() if s.up)
     if not ident.isdigit() or int(ident) not in osds:
@@ -33,6 +39,9 @@ def _targets(which: str, osds: dict[int, Any]) -> list[int]:
 
 
 def cmd_config_set(args: argparse.Namespace) -> int:
+    _target(args.target)
+    config_mod.option(args.key, f"tell {args.target} config set")  # "unknown option", at once
+
     async def go() -> int:
         conf = config_mod.load(config_mod.find_conf(getattr(args, "conf", None)),
                                "client.admin")

@@ -17,7 +17,7 @@ from typing import Any
 from rados_py.crush import edit, wire
 from rados_py.crush.compiled import CompiledMap
 from rados_py.crush.model import WEIGHT_ONE, CrushMap
-from rados_py.errors import CrushMapError, InvalidArgument, LoligoError, NotFound
+from rados_py.errors import CrushMapError, InvalidArgument, LoligoError, NoSuchPool, NotFound
 from rados_py.maps_wire import (
     mdsmap_from_proto,
     mdsmap_to_proto,
@@ -296,7 +296,7 @@ def _pool_by_name(osdmap: OSDMap, name: str) -> Pool:
     for pool in osdmap.pools.values():
         if pool.name == name:
             return pool
-    raise NotFound(f"pool {name!r} does not exist")
+    raise NoSuchPool(name)
 
 
 def _rule_id(osdmap: OSDMap, name: str) -> int:
