@@ -376,6 +376,12 @@ SCHEMA: Mapping[str, Option] = MappingProxyType({o.name: o for o in (
            "between its own commit and theirs).", ("osd",), min=0, max=60),
     Option("osd_peering_retry", "duration", 0.5, "Pause before peering again when a member "
            "of the acting set did not answer.", ("osd",), min=0.01, max=60),
+    Option("osd_client_message_cap", "int", 256, "Client ops one OSD takes in at a time (as "
+           "Ceph's); past it, it stops reading its clients' sessions until ops finish (the "
+           "clients wait, nothing is refused).", ("osd",), min=1, max=100000),
+    Option("osd_client_message_size_cap", "size", 256 * _MIB, "Bytes of client ops one OSD "
+           "holds at a time; one op bigger than this waits until it is alone.", ("osd",),
+           min=_MIB, max=1 << 40),
     Option("mds_beacon_interval", "duration", 1.0, "How often an MDS tells the monitors it "
            "is alive.", ("mds", "mon"), min=0.01, max=60),
     Option("mds_beacon_grace", "duration", 5.0, "An MDS silent this long is declared failed "
@@ -390,6 +396,10 @@ SCHEMA: Mapping[str, Option] = MappingProxyType({o.name: o for o in (
     Option("mds_journal_segment_size", "size", 4 * _MIB, "A journal segment object is closed "
            "and a new one begun past this size; applied segments are removed.", ("mds",),
            min=64 * 1024, max=256 * _MIB),
+    Option("mds_journal_batch_interval", "duration", 0.005, "Journal events wait this long "
+           "for company before they are appended (replies do not wait: they are early; fsync "
+           "and other clients' reads of a change ask for the append at once).", ("mds",),
+           min=0, max=1),
     Option("mds_flush_interval", "duration", 1.0, "How often the MDS applies journaled "
            "changes to the directory objects and trims the journal.", ("mds",), min=0.01,
            max=600),
