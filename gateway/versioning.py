@@ -22,7 +22,6 @@ counts need the entry being replaced, so a blind swap could not keep them exact.
 from __future__ import annotations
 
 import asyncio
-import errno
 import json
 import random
 import time
@@ -41,6 +40,7 @@ from rados_py.rados import CompareFailed, ObjectOp
 BLOCK = bucket_stats.VERSION_BLOCK
 GEN = bucket_stats.GEN  # a key's generation stamp (guards a change of the key, and only of it)
 NULL = "null"
+DELETING_GUARD = 0  # the index, in a change's op, of the guard against a bucket being deleted
 MAX_VERSIONS_READ = 1000
 ATTEMPTS = 50
 Precondition = Callable[[dict[str, Any] | None], None]
@@ -160,7 +160,9 @@ class VersionedIndex:
             except NotFound:
                 raise errors.NoSuchBucket(BucketName=bucket.name) from None
             except CompareFailed as exc:
-                if getattr(exc, "errno", 0) == errno.ECANCELED:  # the bucket is being deleted
+                # op 0 is the deleting mark's guard: the bucket is being deleted; the others
+                # (versioning mark, the key's stamp) are another writer of the key: again
+                if exc.failed_op == DELETING_GUARD:
                     raise errors.NoSuchBucket(BucketName=bucket.name) from None
                 await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
                 continue
