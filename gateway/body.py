@@ -67,7 +67,10 @@ class Body:
         self.md5 = ""
         self.checksum: tuple[str, str] | None = None  # (algorithm, base64) when sent
         encoding = headers.get("content-encoding", "")
-        self.is_chunked = payload_hash in STREAMING or "aws-chunked" in encoding.lower()
+        # Content-Encoding: aws-chunked alone does not make a body chunked (clients send it
+        # with plain bodies too): a streaming payload hash or a decoded length does
+        self.is_chunked = payload_hash in STREAMING or (
+            "aws-chunked" in encoding.lower() and "x-amz-decoded-content-length" in headers)
         self.expected = self._declared_length()
         if self.expected is not None and self.expected > max_size:
             raise errors.EntityTooLarge(ProposedSize=str(self.expected),

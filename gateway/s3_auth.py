@@ -124,8 +124,9 @@ async def _v2_header(cache: UserCache, t: Target, auth: str, max_skew: float,
     access_key, claimed = sigv2.parse_header(auth)
     user, secret = await _user(cache, access_key)
     date_slot, when = sigv2.header_date(t.headers)
-    resource = sigv2.canonical_resource(t.bucket, t.raw_path, t.query, t.virtual_host)
-    sigv2.verify(secret, sigv2.string_to_sign(t.method, t.headers, date_slot, resource), claimed)
+    resources = sigv2.canonical_resources(t.bucket, t.raw_path, t.query, t.virtual_host)
+    sigv2.verify(secret, [sigv2.string_to_sign(t.method, t.headers, date_slot, r)
+                          for r in resources], claimed)
     if abs(now.timestamp() - when) > max_skew:
         raise errors.RequestTimeTooSkewed()
     return _v2_identity(user, t.headers)
@@ -137,9 +138,9 @@ async def _v2_query(cache: UserCache, t: Target, now: datetime) -> Identity:
         raise errors.AccessDenied("Query-string authentication requires the Signature, "
                                   "Expires and AWSAccessKeyId parameters")
     user, secret = await _user(cache, query["AWSAccessKeyId"])
-    resource = sigv2.canonical_resource(t.bucket, t.raw_path, t.query, t.virtual_host)
-    sigv2.verify(secret, sigv2.string_to_sign(t.method, t.headers, query["Expires"], resource),
-                 query["Signature"])
+    resources = sigv2.canonical_resources(t.bucket, t.raw_path, t.query, t.virtual_host)
+    sigv2.verify(secret, [sigv2.string_to_sign(t.method, t.headers, query["Expires"], r)
+                          for r in resources], query["Signature"])
     try:
         expires = int(query["Expires"])
     except ValueError:

@@ -175,7 +175,7 @@ async def delete_objects(req: S3Request) -> web.Response:
     objects = root.findall("Object")
     if len(objects) > 1000 or not objects:
         raise errors.MalformedXML("A DeleteObjects request names 1 to 1,000 keys")
-    from gateway.s3_objects import delete_one
+    from gateway.s3_objects import delete_one, delete_precondition
 
     results: list[Node] = []
     for obj in objects:
@@ -184,7 +184,10 @@ async def delete_objects(req: S3Request) -> web.Response:
         if key is None:
             raise errors.MalformedXML()
         try:
-            done = await delete_one(req, bucket, key, vid or None)
+            condition = delete_precondition(s3_xml.text(obj, "ETag"),
+                                            s3_xml.text(obj, "LastModifiedTime"),
+                                            s3_xml.text(obj, "Size"))
+            done = await delete_one(req, bucket, key, vid or None, condition)
         except errors.S3Error as exc:
             results.append(("Error", [("Key", key), ("VersionId", vid), ("Code", exc.code),
                                       ("Message", exc.message)]))

@@ -3,9 +3,11 @@ Copy, and the object's canned ACL."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from collections.abc import AsyncIterator
+from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import unquote
@@ -39,8 +41,10 @@ def _metadata(headers: dict[str, str]) -> dict[str, str]:
 
 def describe_upload(req: S3Request, headers: dict[str, str]) -> dict[str, Any]:
     """The entry fields a PUT (or a copy that replaces metadata) takes from its headers."""
-    encoding = ",".join(e for e in (x.strip() for x in headers.get(
-        "content-encoding", "").split(",")) if e and e.lower() != "aws-chunked")
+    encoding = headers.get("content-encoding", "")
+    tokens = [x.strip() for x in encoding.split(",")]
+    if any(t.lower() == "aws-chunked" for t in tokens):  # the transfer's, not the object's
+        encoding = ", ".join(t for t in tokens if t and t.lower() != "aws-chunked")
     stored = {h: headers[h] for h in STORED_HEADERS if h in headers}
     if encoding:
         stored["content-encoding"] = encoding
@@ -260,7 +264,7 @@ async def get_object(req: S3Request, head: bool = False) -> web.StreamResponse:
         headers["Content-Range"] = f"bytes {first}-{last}/{size}"
     resp = web.StreamResponse(status=status, headers=headers)
     resp.content_length = last - first + 1 if size else 0
-    req.http["streaming"] = True
+    req.http["streaming"] = resp
     await resp.prepare(req.http)
     if not head and size:
         async for piece in req.svc.objects.read(entry, first, last):
@@ -271,23 +275,58 @@ async def get_object(req: S3Request, head: bool = False) -> web.StreamResponse:
 
 async def delete_object(req: S3Request) -> web.Response:
     bucket = await req.bucket("write")
-    headers = await delete_one(req, bucket, req.key, req.query.get("versionId"))
+    h = req.headers
+    condition = delete_precondition(h.get("if-match"),
+                                    h.get("x-amz-if-match-last-modified-time"),
+                                    h.get("x-amz-if-match-size"))
+    headers = await delete_one(req, bucket, req.key, req.query.get("versionId"), condition)
     return web.Response(status=204, headers=headers)
 
 
-async def delete_one(req: S3Request, bucket: Bucket, key: str, vid: str | None
-                     ) -> dict[str, str]:
+def delete_precondition(match: str | None, mtime: str | None, size: str | None
+                        ) -> Precondition | None:
+    """The conditions of a delete (If-Match, x-amz-if-match-last-modified-time and -size, or
+    a DeleteObjects entry's ETag, LastModifiedTime, Size) as a check of the version it would
+    delete, applied atomically with the delete. Nothing to delete is no failure, as S3 says."""
+    if match is None and mtime is None and size is None:
+        return None
+    when = None
+    if mtime is not None:
+        when = _parse_time(mtime)
+        if when is None:
+            with contextlib.suppress(ValueError):
+                when = datetime.fromisoformat(mtime.replace("Z", "+00:00")).timestamp()
+        if when is None:
+            raise errors.InvalidArgument("Invalid last-modified time",
+                                         ArgumentName="x-amz-if-match-last-modified-time")
+    if size is not None and not size.strip().isdigit():
+        raise errors.InvalidArgument("Invalid size", ArgumentName="x-amz-if-match-size")
+
+    def check(entry: dict[str, Any] | None) -> None:
+        if entry is None:
+            return
+        if match is not None and not _etag_matches(match, entry.get("etag", "")):
+            raise errors.PreconditionFailed(Condition="If-Match")
+        if when is not None and int(entry["mtime"]) != int(when):
+            raise errors.PreconditionFailed(Condition="x-amz-if-match-last-modified-time")
+        if size is not None and int(size) != entry.get("size", 0):
+            raise errors.PreconditionFailed(Condition="x-amz-if-match-size")
+    return check
+
+
+async def delete_one(req: S3Request, bucket: Bucket, key: str, vid: str | None,
+                     condition: Precondition | None = None) -> dict[str, str]:
     """Delete the object or one version of it; the x-amz-* headers that say what happened."""
     objects = req.svc.objects
     if vid is not None:
         check_version_id(vid)
-        removed = await objects.delete_version(bucket, key_bytes(key), vid)
+        removed = await objects.delete_version(bucket, key_bytes(key), vid, condition)
         headers = {"x-amz-version-id": vid}
         if removed is not None and removed.get("dm"):
             headers["x-amz-delete-marker"] = "true"
         return headers
     owner = req.user.user_id if req.user else bucket.owner
-    result = await objects.delete(bucket, key_bytes(key), owner)
+    result = await objects.delete(bucket, key_bytes(key), owner, condition)
     if result is not None and result.get("dm"):
         return {"x-amz-delete-marker": "true", "x-amz-version-id": result["vid"]}
     return {}

@@ -99,7 +99,7 @@ async def _signer(req: S3Request, fields: dict[str, str]) -> User | None:
         secret = user.secret_for(access) if user is not None else None
         if user is None or secret is None:
             raise errors.InvalidAccessKeyId(AWSAccessKeyId=access)
-        sigv2.verify(secret, policy, fields["signature"])
+        sigv2.verify(secret, [policy], fields["signature"])
     if user.suspended:
         raise errors.AccessDenied("The user is suspended")
     return user

@@ -12,7 +12,8 @@ from gateway import errors, s3_xml
 from gateway.context import S3Request
 from gateway.s3_buckets import _encoding, _max_keys, owner_node, xml_response
 from gateway.s3_xml import Node, document, encode_key, iso8601
-from gateway.versioning import BLOCK, split_version_key, vid_of
+from gateway.version_listing import VersionListing
+from gateway.versioning import BLOCK, NULL, split_version_key, vid_of
 
 
 async def get_versioning(req: S3Request) -> web.Response:
@@ -41,7 +42,7 @@ async def list_versions(req: S3Request) -> web.Response:
     delimiter = req.query.get("delimiter", "")
     key_marker = req.query.get("key-marker", "")
     vid_marker = req.query.get("version-id-marker", "")
-    listing = await req.svc.objects.versions.list(
+    listing = await VersionListing(req.svc.buckets).list(
         bucket, prefix=prefix.encode(), key_marker=key_marker.encode(), vid_marker=vid_marker,
         delimiter=delimiter.encode(), max_keys=max_keys)
     items: list[Node] = []
@@ -54,7 +55,8 @@ async def list_versions(req: S3Request) -> web.Response:
         key = key_b.decode("utf-8", "surrogateescape")
         latest = key_b != previous
         previous = key_b
-        node: list[Node] = [("Key", encode_key(key, url)), ("VersionId", vid_of(suffix)),
+        node: list[Node] = [("Key", encode_key(key, url)),
+                            ("VersionId", entry.get("vid") or vid_of(suffix) or NULL),
                             ("IsLatest", latest), ("LastModified", iso8601(entry["mtime"]))]
         owner = owner_node(entry.get("owner", bucket.owner), names)
         if entry.get("dm"):
@@ -79,5 +81,5 @@ async def list_versions(req: S3Request) -> web.Response:
             key_b, suffix = split_version_key(nxt)
             head += [("NextKeyMarker", encode_key(key_b.decode("utf-8", "surrogateescape"),
                                                   url)),
-                     ("NextVersionIdMarker", vid_of(suffix))]
+                     ("NextVersionIdMarker", vid_of(suffix) or NULL)]
     return xml_response(document("ListVersionsResult", head + items + prefixes))

@@ -10,11 +10,13 @@ more: the connection is closed, so the client sees a short body rather than wron
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from aiohttp import web
+from aiohttp import http_writer, web
 
 from gateway import (
     errors,
@@ -28,6 +30,7 @@ from gateway import (
     swift_server,
 )
 from gateway.context import S3Request, Services
+from gateway.disconnect import client_went_away, cut_short
 from gateway.s3_auth import Target, authenticate
 from gateway.sigv4 import split_query
 
@@ -183,11 +186,16 @@ async def s3_errors(request: web.Request, handler: Callable[[web.Request],
         failure = exc
     except web.HTTPException:
         raise
+    except ConnectionError as exc:
+        if not request.get("streaming"):
+            raise
+        client_went_away(request, exc)
+        return cut_short(request)
     except Exception:
         log.exception("%s %s %s failed", request["request_id"], request.method, request.path)
         failure = errors.InternalError()
     if request.get("streaming"):
-        raise ConnectionResetError("failure after the response began")
+        return cut_short(request)
     return error_response(failure, request)
 
 
@@ -199,9 +207,28 @@ async def _stamp(request: web.Request, response: web.StreamResponse) -> None:
     response.headers["Server"] = "Loligo"
 
 
+def _serialize_headers(status_line: str, headers: Any) -> bytes:
+    """aiohttp's header serializer, byte-transparent: a request header's bytes that are not
+    UTF-8 arrive as surrogate escapes (aiohttp decodes with surrogateescape) and leave as the
+    same bytes, where aiohttp's own writer would drop them. So user metadata comes back byte
+    for byte, whatever the client's charset. Control characters are refused as aiohttp does
+    (no header injection)."""
+    lines = [status_line, *(f"{name}: {value}" for name, value in headers.items())]
+    if any(_FORBIDDEN.search(line) for line in lines):
+        raise ValueError("Forbidden control character in response headers")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
+
+
+_FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
 def build_app(services: Services) -> web.Application:
+    http_writer._serialize_headers = _serialize_headers
     app = web.Application(middlewares=[s3_errors], client_max_size=1 << 20,
-                          handler_args={"max_field_size": 16384, "max_line_size": 16384})
+                          # bodies are stored byte for byte: Content-Encoding (gzip...) is
+                          # the object's metadata, never undone on the way in
+                          handler_args={"max_field_size": 16384, "max_line_size": 16384,
+                                        "auto_decompress": False})
     app[SERVICES_KEY] = services
     app.on_response_prepare.append(_stamp)
     app.router.add_route("*", "/{tail:.*}", handle)

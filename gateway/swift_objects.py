@@ -167,7 +167,7 @@ async def _start(req: SwiftRequest, status: int, headers: dict[str, str], length
                  ) -> web.StreamResponse:
     resp = web.StreamResponse(status=status, headers=headers)
     resp.content_length = length
-    req.http["streaming"] = True
+    req.http["streaming"] = resp
     await resp.prepare(req.http)
     return resp
 

@@ -28,6 +28,7 @@ from gateway import (
     swift_tempurl,
 )
 from gateway.context import Services
+from gateway.disconnect import client_went_away, cut_short
 from gateway.sigv4 import split_query
 from gateway.swift_auth import ACCOUNT_PREFIX, Authenticator, Identity, auth_response
 from gateway.swift_context import SwiftRequest, SwiftState
@@ -87,12 +88,17 @@ async def swift_middleware(request: web.Request, handler: Callable[
         failure = exc
     except errors.S3Error as exc:
         failure = from_s3(exc)
+    except ConnectionError as exc:
+        if not request.get("streaming"):
+            raise
+        client_went_away(request, exc)
+        return cut_short(request)
     except Exception:
         log.exception("%s %s %s failed", request.get("request_id"), request.method,
                       request.path)
         failure = SwiftError(500, "Internal error")
     if request.get("streaming"):
-        raise ConnectionResetError("failure after the response began")
+        return cut_short(request)
     return error_response(failure, request.method)
 
 

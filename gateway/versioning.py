@@ -32,7 +32,6 @@ from typing import Any
 from gateway import bucket_stats, errors
 from gateway.buckets import DELETING, VERSIONING, Bucket, BucketStore
 from gateway.gc import GarbageCollector
-from gateway.listing import Listing, list_index
 from rados_py.errors import NotFound
 from rados_py.rados import CompareFailed, ObjectOp
 
@@ -196,11 +195,18 @@ class VersionedIndex:
         change = await self.change(bucket, key, decide)
         return change
 
-    async def delete(self, bucket: Bucket, key: bytes, owner: str) -> Change:
+    async def delete(self, bucket: Bucket, key: bytes, owner: str,
+                     precondition: Precondition | None = None) -> Change:
         """DELETE without a version: a delete marker becomes the newest version (the object
-        goes for good if the bucket turns out not to be versioned)."""
+        goes for good if the bucket turns out not to be versioned). `precondition` sees the
+        newest version (a delete marker too), if there is one, and raises to refuse."""
         def decide(shard: Shard) -> Change:
             change = Change()
+            newest = shard.current or (shard.versions[0][1] if shard.versions else None)
+            if precondition is not None:
+                if newest is None:
+                    return change  # a conditional delete of nothing leaves no marker
+                precondition(newest)
             if not shard.mode:
                 if shard.current is not None:
                     change.removes.append(key)
@@ -222,8 +228,10 @@ class VersionedIndex:
             return change
         return await self.change(bucket, key, decide)
 
-    async def delete_version(self, bucket: Bucket, key: bytes, vid: str) -> Change:
-        """Remove one version for good; the newest remaining one becomes current."""
+    async def delete_version(self, bucket: Bucket, key: bytes, vid: str,
+                             precondition: Precondition | None = None) -> Change:
+        """Remove one version for good; the newest remaining one becomes current.
+        `precondition` sees that version, if it exists, and raises to refuse."""
         def decide(shard: Shard) -> Change:
             change = Change()
             found = shard.find(vid)
@@ -234,6 +242,8 @@ class VersionedIndex:
                 return change  # no such version: nothing to do, as S3 answers
             target = found[1] if found is not None else cur
             assert target is not None
+            if precondition is not None:
+                precondition(target)
             if found is not None:
                 change.removes.append(version_key(key, found[0]))
             if not target.get("dm"):
@@ -293,22 +303,3 @@ class VersionedIndex:
     async def latest_is_marker(self, bucket: Bucket, key: bytes) -> bool:
         shard = await self._read(bucket, key)
         return bool(shard.versions) and bool(shard.versions[0][1].get("dm"))
-
-    async def list(self, bucket: Bucket, *, prefix: bytes, key_marker: bytes,
-                   vid_marker: str, delimiter: bytes, max_keys: int) -> Listing:
-        """Versions in key order, newest first per key (`ListObjectVersions`)."""
-        marker = b""
-        if key_marker:
-            marker = (version_key(key_marker, vid_marker) if vid_marker and vid_marker != NULL
-                      else BLOCK + key_marker + b"\0\xff")
-
-        async def fetch(shard: int, after: bytes, pfx: bytes, count: int
-                        ) -> tuple[list[tuple[bytes, bytes]], bool]:
-            try:
-                return await self.index.omap_list(bucket.shard_oid(shard), after=after,
-                                                  prefix=pfx, max_items=count)
-            except NotFound:
-                raise errors.NoSuchBucket(BucketName=bucket.name) from None
-
-        return await list_index(fetch, bucket.shards, prefix=BLOCK + prefix, marker=marker,
-                                delimiter=delimiter, max_keys=max_keys)

@@ -133,9 +133,16 @@ def test_sigv2_header_example() -> None:
     """AWS's SigV2 GET example (RESTAuthentication: "Object GET")."""
     headers = {"host": "awsexamplebucket1.s3.us-west-1.amazonaws.com",
                "date": "Tue, 27 Mar 2007 19:36:42 +0000"}
-    resource = sigv2.canonical_resource("awsexamplebucket1", "/photos/puppy.jpg", [], True)
+    [resource] = sigv2.canonical_resources("awsexamplebucket1", "/photos/puppy.jpg", [], True)
     text = sigv2.string_to_sign("GET", headers, headers["date"], resource)
     assert text == "GET\n\n\nTue, 27 Mar 2007 19:36:42 +0000\n/awsexamplebucket1/photos/puppy.jpg"
-    sigv2.verify(SECRET, text, "qgk2+6Sv9/oM7G3qLEjTH1a1l1g=")
+    sigv2.verify(SECRET, [text], "qgk2+6Sv9/oM7G3qLEjTH1a1l1g=")
     with pytest.raises(errors.SignatureDoesNotMatch):
-        sigv2.verify(SECRET, text + "x", "qgk2+6Sv9/oM7G3qLEjTH1a1l1g=")
+        sigv2.verify(SECRET, [text + "x"], "qgk2+6Sv9/oM7G3qLEjTH1a1l1g=")
+
+
+def test_sigv2_bucket_resource_with_and_without_slash() -> None:
+    """A request to the bucket itself is signed as /bucket/ by botocore, /bucket by others."""
+    assert sigv2.canonical_resources("b1", "/b1", [("acl", "")], False) == ["/b1/?acl", "/b1?acl"]
+    assert sigv2.canonical_resources("b1", "/", [], True) == ["/b1/", "/b1"]
+    assert sigv2.canonical_resources("b1", "/b1/k", [], False) == ["/b1/k"]
