@@ -87,9 +87,16 @@ NoSuchVersion = _error("NoSuchVersion", 404, "The specified version does not exi
 IllegalVersioningConfigurationException = _error(
     "IllegalVersioningConfigurationException", 400,
     "The versioning configuration specified in the request is invalid.")
-InvalidPartNumber = _error("InvalidPartNumber", 416, "The requested partnumber is not "
+# a part number beyond the object's parts: 400 InvalidPart, as RGW answers and Ceph's
+# s3-tests expect (AWS answers 416 InvalidPartNumber)
+InvalidPartNumber = _error("InvalidPart", 400, "The requested part number is not "
                            "satisfiable")
 MetadataTooLarge = _error("MetadataTooLarge", 400, "Your metadata headers exceed the maximum "
                           "allowed metadata size.")
 InvalidTag = _error("InvalidTag", 400, "The tag provided was not a valid tag.")
 NoSuchTagSet = _error("NoSuchTagSet", 404, "The TagSet does not exist")
+InvalidBucketAclWithObjectOwnership = _error(
+    "InvalidBucketAclWithObjectOwnership", 400,
+    "Bucket cannot have ACLs set with ObjectOwnership's BucketOwnerEnforced setting")
+InvalidStorageClass = _error("InvalidStorageClass", 400, "The storage class you specified is "
+                             "not valid")

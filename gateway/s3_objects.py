@@ -14,10 +14,10 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from gateway import errors, s3_xml
+from gateway import errors, lifecycle, s3_xml
 from gateway.buckets import Bucket, key_bytes
 from gateway.context import S3Request
-from gateway.s3_buckets import acl_document, requested_acl, xml_response
+from gateway.s3_buckets import xml_response
 from gateway.s3_xml import document, http_date, iso8601
 from gateway.tags import tags_from_header
 from gateway.versioning import Precondition
@@ -39,8 +39,10 @@ def _metadata(headers: dict[str, str]) -> dict[str, str]:
     return meta
 
 
-def describe_upload(req: S3Request, headers: dict[str, str]) -> dict[str, Any]:
-    """The entry fields a PUT (or a copy that replaces metadata) takes from its headers."""
+async def describe_upload(req: S3Request, bucket: Bucket, headers: dict[str, str]
+                          ) -> dict[str, Any]:
+    """The entry fields a PUT (or a copy that replaces metadata) takes from its headers:
+    content headers, metadata, tags, the ACL and who owns the object."""
     encoding = headers.get("content-encoding", "")
     tokens = [x.strip() for x in encoding.split(",")]
     if any(t.lower() == "aws-chunked" for t in tokens):  # the transfer's, not the object's
@@ -48,8 +50,10 @@ def describe_upload(req: S3Request, headers: dict[str, str]) -> dict[str, Any]:
     stored = {h: headers[h] for h in STORED_HEADERS if h in headers}
     if encoding:
         stored["content-encoding"] = encoding
+    wanted = await req.new_acl(bucket, headers)
     fields = {"ctype": headers.get("content-type") or "binary/octet-stream",
-              "meta": _metadata(headers), "headers": stored, "acl": req.canned_acl(headers)}
+              "meta": _metadata(headers), "headers": stored, "acl": wanted or "private",
+              "owner": req.new_owner(bucket, wanted)}
     if "x-amz-tagging" in headers:
         fields["tags"] = tags_from_header(headers["x-amz-tagging"])
     return fields
@@ -75,26 +79,26 @@ def entry_headers(entry: dict[str, Any]) -> dict[str, str]:
 async def put_object(req: S3Request) -> web.Response:
     if "x-amz-copy-source" in req.headers:
         return await copy_object(req)
-    bucket = await req.bucket("write")
+    bucket = await req.bucket("s3:PutObject", req.key)
     key = key_bytes(req.key)
     if "content-length" not in req.headers and "transfer-encoding" not in req.headers:
         raise errors.MissingContentLength()
-    fields = describe_upload(req, req.headers)
+    fields = await describe_upload(req, bucket, req.headers)
     precondition = put_precondition(req.headers)
     if precondition is not None:  # fail before the upload if it fails now (checked again)
         precondition(await req.svc.buckets.entry(bucket, key))
     body = req.body()
 
     def describe() -> dict[str, Any]:
-        return {**fields, "etag": body.md5, "cksum": body.checksum,
-                "owner": req.user.user_id if req.user else bucket.owner}
+        return {**fields, "etag": body.md5, "cksum": body.checksum}
 
     entry = await req.svc.objects.put(bucket, key, body.pieces(), describe, precondition)
     headers = {"ETag": f'"{body.md5}"'}
-    if "vid" in entry:
+    if entry.get("vid", "null") != "null":  # a suspended bucket's null version: no header
         headers["x-amz-version-id"] = entry["vid"]
     if body.checksum is not None:
         headers[f"x-amz-checksum-{body.checksum[0]}"] = body.checksum[1]
+    headers.update(expiration(bucket, req.key, entry))
     return web.Response(status=200, headers=headers)
 
 
@@ -192,8 +196,9 @@ async def find_entry(req: S3Request, bucket: Bucket, key: str, vid: str | None
         return entry
     entry = await req.svc.buckets.entry(bucket, raw)
     if entry is None:
-        if not req.is_owner(bucket) and bucket.acl not in ("public-read", "public-read-write"):
-            raise errors.AccessDenied()  # a stranger learns nothing about which keys exist
+        # only who may list the bucket (here) learns which keys do not exist
+        if not req.allowed("s3:ListBucket", bucket, extra={"s3:prefix": [key]}):
+            raise errors.AccessDenied()
         missing = errors.NoSuchKey(Key=key)
         if bucket.versioning and await req.svc.objects.versions.latest_is_marker(bucket, raw):
             missing.headers = {"x-amz-delete-marker": "true"}
@@ -216,29 +221,41 @@ def part_range(entry: dict[str, Any], raw: str) -> tuple[int, int]:
     return first, first + sizes[n - 1] - 1
 
 
-async def _readable_entry(req: S3Request) -> tuple[Bucket, dict[str, Any]]:
+async def readable_entry(req: S3Request, action: str = "s3:GetObject",
+                         version_action: str = "s3:GetObjectVersion"
+                         ) -> tuple[Bucket, dict[str, Any]]:
+    """The bucket and the object (or the version) the request names, if the requester may
+    do `action` (`version_action` when a version is named) to it."""
     buckets = req.svc.buckets
     # the owner's reads (the common case) reuse a recent bucket entry: one RADOS read less
     bucket = await buckets.get(req.bucket_name, cached=True)
-    if not req.is_owner(bucket):
-        bucket = await buckets.get(req.bucket_name)  # others' access depends on its ACL now
+    if not req.is_owner(bucket) or bucket.policy:
+        bucket = await buckets.get(req.bucket_name)  # others' access depends on it now
     vid = req.query.get("versionId")
     try:
         entry = await find_entry(req, bucket, req.key, vid)
     except errors.NoSuchBucket:
         buckets.forget(req.bucket_name)  # deleted (maybe created again) since it was cached
         bucket = await buckets.get(req.bucket_name)
-        if not req.is_owner(bucket):
+        if not req.allowed("s3:ListBucket", bucket):
             raise errors.AccessDenied() from None
         entry = await find_entry(req, bucket, req.key, vid)
-    if not req.can_read_object(bucket, entry):
-        raise errors.AccessDenied()
+    req.check(version_action if vid is not None else action, bucket, req.key, entry)
     return bucket, entry
 
 
+def expiration(bucket: Bucket, key: str, entry: dict[str, Any]) -> dict[str, str]:
+    """x-amz-expiration, when a lifecycle rule will expire the object."""
+    rules = bucket.config.get("lifecycle")
+    value = lifecycle.expiration_header(rules, key, entry) if rules else None
+    return {"x-amz-expiration": value} if value else {}
+
+
 async def get_object(req: S3Request, head: bool = False) -> web.StreamResponse:
-    _, entry = await _readable_entry(req)
+    bucket, entry = await readable_entry(req)
     headers = entry_headers(entry)
+    if "versionId" not in req.query:
+        headers.update(expiration(bucket, req.key, entry))
     try:
         check_conditions(req.headers, entry)
     except errors.NotModified:
@@ -274,12 +291,14 @@ async def get_object(req: S3Request, head: bool = False) -> web.StreamResponse:
 
 
 async def delete_object(req: S3Request) -> web.Response:
-    bucket = await req.bucket("write")
+    vid = req.query.get("versionId")
+    bucket = await req.bucket("s3:DeleteObjectVersion" if vid is not None else
+                              "s3:DeleteObject", req.key)
     h = req.headers
     condition = delete_precondition(h.get("if-match"),
                                     h.get("x-amz-if-match-last-modified-time"),
                                     h.get("x-amz-if-match-size"))
-    headers = await delete_one(req, bucket, req.key, req.query.get("versionId"), condition)
+    headers = await delete_one(req, bucket, req.key, vid, condition)
     return web.Response(status=204, headers=headers)
 
 
@@ -365,7 +384,7 @@ async def _hashing(pieces: AsyncIterator[bytes], md5: Any) -> AsyncIterator[byte
 
 
 async def copy_object(req: S3Request) -> web.Response:
-    dest = await req.bucket("write")
+    dest = await req.bucket("s3:PutObject", req.key)
     entry, src_bucket, src_key, src_vid = await copy_source(req)
     directive = req.headers.get("x-amz-metadata-directive", "COPY").upper()
     if directive not in ("COPY", "REPLACE"):
@@ -377,9 +396,9 @@ async def copy_object(req: S3Request) -> web.Response:
                                     "an object to itself without changing the object's "
                                     "metadata, storage class, website redirect location or "
                                     "encryption attributes.")
-    fields = (describe_upload(req, req.headers) if directive == "REPLACE" else
-              {k: entry[k] for k in ("ctype", "meta", "headers") if k in entry}
-              | {"acl": req.canned_acl()})
+    fields = await describe_upload(req, dest, req.headers)
+    if directive == "COPY":
+        fields.update({k: entry[k] for k in ("ctype", "meta", "headers") if k in entry})
     tagging = req.headers.get("x-amz-tagging-directive", "COPY").upper()
     if tagging not in ("COPY", "REPLACE"):
         raise errors.InvalidArgument("Unknown tagging directive.",
@@ -391,12 +410,12 @@ async def copy_object(req: S3Request) -> web.Response:
               else _empty())
 
     def describe() -> dict[str, Any]:
-        return {**fields, "etag": md5.hexdigest(), "cksum": None,
-                "owner": req.user.user_id if req.user else dest.owner}
+        return {**fields, "etag": md5.hexdigest(), "cksum": None}
 
     await req.small_body(s3_xml.MAX_BODY)  # a copy has no body; a stray one is drained
     new = await req.svc.objects.put(dest, key_bytes(req.key), _hashing(pieces, md5), describe)
-    headers = {"x-amz-version-id": new["vid"]} if "vid" in new else {}
+    headers = ({"x-amz-version-id": new["vid"]} if new.get("vid", "null") != "null"
+               else {})
     if src_vid is not None:
         headers["x-amz-copy-source-version-id"] = src_vid
     resp = xml_response(document("CopyObjectResult", [
@@ -408,10 +427,10 @@ async def copy_object(req: S3Request) -> web.Response:
 async def copy_source(req: S3Request) -> tuple[dict[str, Any], Bucket, str, str | None]:
     """The entry x-amz-copy-source names, if readable and its conditions hold."""
     src_bucket_name, src_key, src_vid = parse_copy_source(req.headers["x-amz-copy-source"])
-    src_bucket = await req.svc.buckets.get(src_bucket_name)
+    src_bucket = await req.svc.buckets.get(req.qualify(src_bucket_name))
     entry = await find_entry(req, src_bucket, src_key, src_vid)
-    if not req.can_read_object(src_bucket, entry):
-        raise errors.AccessDenied()
+    req.check("s3:GetObjectVersion" if src_vid is not None else "s3:GetObject", src_bucket,
+              src_key, entry)
     check_conditions(req.headers, entry, prefix="x-amz-copy-source-if-", copy=True)
     return entry, src_bucket, src_key, src_vid
 
@@ -419,19 +438,3 @@ async def copy_source(req: S3Request) -> tuple[dict[str, Any], Bucket, str, str 
 async def _empty() -> AsyncIterator[bytes]:
     return
     yield b""
-
-
-async def get_object_acl(req: S3Request) -> web.Response:
-    bucket, entry = await _readable_entry(req)
-    owner = entry.get("owner", bucket.owner)
-    return xml_response(acl_document(owner, entry.get("acl", "private"),
-                                     await req.svc.user_cache.display_name(owner)))
-
-
-async def put_object_acl(req: S3Request) -> web.Response:
-    bucket = await req.bucket("owner")
-    acl = await requested_acl(req)
-    vid = req.query.get("versionId")
-    await req.svc.objects.versions.update(bucket, key_bytes(req.key), {"acl": acl},
-                                          check_version_id(vid) if vid else None)
-    return web.Response(status=200)

@@ -22,8 +22,10 @@ from urllib.parse import quote
 from aiohttp import BodyPartReader, web
 
 from gateway import errors, sigv2, sigv4
+from gateway.body import expect_continue
 from gateway.buckets import key_bytes
-from gateway.context import S3Request
+from gateway.context import S3Request, qualify
+from gateway.s3_auth import Identity
 from gateway.s3_objects import describe_upload
 from gateway.s3_xml import document
 from gateway.tags import tags_from_xml
@@ -48,6 +50,7 @@ async def _fields(req: S3Request) -> tuple[dict[str, str], BodyPartReader]:
     if not ctype.lower().startswith("multipart/form-data"):
         raise errors.InvalidRequest("POST requires a multipart/form-data body")
     try:
+        await expect_continue(req.http)
         reader = await req.http.multipart()
         fields: dict[str, str] = {}
         while True:
@@ -205,21 +208,24 @@ async def post_object(req: S3Request) -> web.StreamResponse:
         raise errors.InvalidArgument("Bucket POST must contain a field named 'key'.",
                                      ArgumentName="key")
     user = await _signer(req, fields)
+    # the form's signer is the requester (the request itself carries no signature)
+    req.identity = Identity(user, signature=("AWS4-HMAC-SHA256" if "x-amz-signature" in fields
+                                             else "AWS") if user else "", auth_type="POST")
+    req.bucket_name = qualify(req.bucket_name, user.user_id if user else None)
     bucket = await req.svc.buckets.get(req.bucket_name)
     if user is not None:
-        low, high = check_policy(fields["policy"], fields, bucket.name, datetime.now(UTC))
+        low, high = check_policy(fields["policy"], fields, bucket.short_name,
+                                 datetime.now(UTC))
     else:
         low, high = 0, 5 * (1 << 30)
-    if not ((user is not None and user.user_id == bucket.owner)
-            or bucket.acl == "public-read-write"):
-        raise errors.AccessDenied()
     key = fields["key"].replace("${filename}", part.filename or "")
+    req.check("s3:PutObject", bucket, key)
     headers = {k: v for k, v in fields.items() if k.startswith("x-amz-meta-")
                or k in ("content-type", "cache-control", "content-disposition",
                         "content-encoding", "expires", "x-amz-acl")}
     if "acl" in fields:
         headers["x-amz-acl"] = fields["acl"]
-    entry_fields = describe_upload(req, headers)
+    entry_fields = await describe_upload(req, bucket, headers)
     if "tagging" in fields:
         entry_fields["tags"] = tags_from_xml(fields["tagging"].encode())
     if part.headers.get("Content-Type") and "content-type" not in fields:
@@ -227,8 +233,7 @@ async def post_object(req: S3Request) -> web.StreamResponse:
     md5 = hashlib.md5()
 
     def describe() -> dict[str, Any]:
-        return {**entry_fields, "etag": md5.hexdigest(), "cksum": None,
-                "owner": user.user_id if user is not None else bucket.owner}
+        return {**entry_fields, "etag": md5.hexdigest(), "cksum": None}
 
     entry = await req.svc.objects.put(bucket, key_bytes(key), _file_pieces(part, low, high,
                                                                             md5), describe)
@@ -236,13 +241,13 @@ async def post_object(req: S3Request) -> web.StreamResponse:
     redirect = fields.get("success_action_redirect") or fields.get("redirect")
     if redirect:
         sep = "&" if "?" in redirect else "?"
-        location = (f"{redirect}{sep}bucket={quote(bucket.name)}&key={quote(key)}"
+        location = (f"{redirect}{sep}bucket={quote(bucket.short_name)}&key={quote(key)}"
                     f"&etag={quote(etag)}")
         return web.Response(status=303, headers={"Location": location, "ETag": etag})
     status = fields.get("success_action_status", "204")
     if status == "201":
         body = document("PostResponse", [
-            ("Location", f"/{bucket.name}/{quote(key)}"), ("Bucket", bucket.name),
+            ("Location", f"/{bucket.short_name}/{quote(key)}"), ("Bucket", bucket.short_name),
             ("Key", key), ("ETag", etag)], namespace=False)
         return web.Response(status=201, body=body, content_type="application/xml",
                             headers={"ETag": etag})

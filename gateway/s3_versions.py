@@ -17,13 +17,13 @@ from gateway.versioning import BLOCK, NULL, split_version_key, vid_of
 
 
 async def get_versioning(req: S3Request) -> web.Response:
-    bucket = await req.bucket("owner")
+    bucket = await req.bucket("s3:GetBucketVersioning")
     return xml_response(document("VersioningConfiguration",
                                  [("Status", bucket.versioning or None)]))
 
 
 async def put_versioning(req: S3Request) -> web.Response:
-    bucket = await req.bucket("owner")
+    bucket = await req.bucket("s3:PutBucketVersioning")
     root = s3_xml.parse(await req.small_body(s3_xml.MAX_BODY))
     status = s3_xml.text(root, "Status")
     if root.tag != "VersioningConfiguration" or status not in ("Enabled", "Suspended"):
@@ -35,7 +35,7 @@ async def put_versioning(req: S3Request) -> web.Response:
 
 
 async def list_versions(req: S3Request) -> web.Response:
-    bucket = await req.bucket("read")
+    bucket = await req.bucket("s3:ListBucketVersions")
     url = _encoding(req)
     max_keys = _max_keys(req)
     prefix = req.query.get("prefix", "")
@@ -67,7 +67,7 @@ async def list_versions(req: S3Request) -> web.Response:
                                       owner]))
     prefixes: list[Node] = [("CommonPrefixes", [("Prefix", encode_key(
         p[len(BLOCK):].decode("utf-8", "surrogateescape"), url))]) for p in listing.prefixes]
-    head: list[Node] = [("Name", bucket.name), ("Prefix", encode_key(prefix, url)),
+    head: list[Node] = [("Name", bucket.short_name), ("Prefix", encode_key(prefix, url)),
                         ("KeyMarker", encode_key(key_marker, url)),
                         ("VersionIdMarker", vid_marker), ("MaxKeys", max_keys),
                         ("Delimiter", encode_key(delimiter, url) if delimiter else None),

@@ -20,7 +20,10 @@ from aiohttp import http_writer, web
 
 from gateway import (
     errors,
+    s3_access,
     s3_buckets,
+    s3_cors,
+    s3_lifecycle,
     s3_multipart,
     s3_objects,
     s3_post,
@@ -29,7 +32,7 @@ from gateway import (
     s3_xml,
     swift_server,
 )
-from gateway.context import S3Request, Services
+from gateway.context import S3Request, Services, qualify
 from gateway.disconnect import client_went_away, cut_short
 from gateway.s3_auth import Target, authenticate
 from gateway.sigv4 import split_query
@@ -41,51 +44,74 @@ SERVICES_KEY = web.AppKey("services", Services)
 # sub-resources of S3 that Loligo does not implement: answered NotImplemented, not misread
 # as a plain GET or PUT of the bucket or object
 UNSUPPORTED = frozenset({
-    "cors", "lifecycle", "policy", "website", "logging", "notification",
+    "website", "logging", "notification",
     "replication", "encryption", "object-lock", "retention", "legal-hold", "requestPayment",
     "accelerate", "analytics", "inventory", "metrics", "intelligent-tiering",
-    "ownershipControls", "publicAccessBlock", "restore", "select", "torrent", "attributes",
-    "policyStatus"})
+    "restore", "select", "torrent", "attributes"})
+
+# (method, sub-resource) -> handler; "" is the resource itself. The first sub-resource of
+# the request found in the table wins.
+BUCKET_ROUTES: dict[tuple[str, str], Handler] = {
+    ("GET", "location"): s3_buckets.get_location,
+    ("GET", "lifecycle"): s3_lifecycle.get_lifecycle,
+    ("PUT", "lifecycle"): s3_lifecycle.put_lifecycle,
+    ("DELETE", "lifecycle"): s3_lifecycle.delete_lifecycle,
+    ("GET", "cors"): s3_cors.get_bucket_cors,
+    ("PUT", "cors"): s3_cors.put_bucket_cors,
+    ("DELETE", "cors"): s3_cors.delete_bucket_cors,
+    ("GET", "tagging"): s3_tagging.get_bucket_tagging,
+    ("PUT", "tagging"): s3_tagging.put_bucket_tagging,
+    ("DELETE", "tagging"): s3_tagging.delete_bucket_tagging,
+    ("GET", "acl"): s3_access.get_bucket_acl,
+    ("PUT", "acl"): s3_access.put_bucket_acl,
+    ("GET", "policy"): s3_access.get_bucket_policy,
+    ("PUT", "policy"): s3_access.put_bucket_policy,
+    ("DELETE", "policy"): s3_access.delete_bucket_policy,
+    ("GET", "policyStatus"): s3_access.get_policy_status,
+    ("GET", "publicAccessBlock"): s3_access.get_public_access_block,
+    ("PUT", "publicAccessBlock"): s3_access.put_public_access_block,
+    ("DELETE", "publicAccessBlock"): s3_access.delete_public_access_block,
+    ("GET", "ownershipControls"): s3_access.get_ownership_controls,
+    ("PUT", "ownershipControls"): s3_access.put_ownership_controls,
+    ("DELETE", "ownershipControls"): s3_access.delete_ownership_controls,
+    ("GET", "uploads"): s3_multipart.list_uploads,
+    ("GET", "versioning"): s3_versions.get_versioning,
+    ("PUT", "versioning"): s3_versions.put_versioning,
+    ("GET", "versions"): s3_versions.list_versions,
+    ("POST", "delete"): s3_buckets.delete_objects,
+    ("GET", ""): s3_buckets.list_objects,
+    ("PUT", ""): s3_buckets.create_bucket,
+    ("HEAD", ""): s3_buckets.head_bucket,
+    ("DELETE", ""): s3_buckets.delete_bucket,
+    ("POST", ""): s3_post.post_object,
+}
+OBJECT_ROUTES: dict[tuple[str, str], Handler] = {
+    ("GET", "uploadId"): s3_multipart.list_parts,
+    ("PUT", "uploadId"): s3_multipart.upload_part,
+    ("DELETE", "uploadId"): s3_multipart.abort_upload,
+    ("POST", "uploadId"): s3_multipart.complete_upload,
+    ("POST", "uploads"): s3_multipart.create_upload,
+    ("GET", "tagging"): s3_tagging.get_object_tagging,
+    ("PUT", "tagging"): s3_tagging.put_object_tagging,
+    ("DELETE", "tagging"): s3_tagging.delete_object_tagging,
+    ("GET", "acl"): s3_access.get_object_acl,
+    ("PUT", "acl"): s3_access.put_object_acl,
+}
+SUBRESOURCES = ("uploadId", "uploads", "tagging", "acl", "cors", "lifecycle", "policy",
+                "policyStatus", "publicAccessBlock", "ownershipControls", "location",
+                "versioning", "versions", "delete")
 
 
 def _route(method: str, has_key: bool, query: dict[str, str]) -> Handler:
-    q = query.keys()
-    if not has_key:
-        table: dict[str, Handler] = {
-            "GET": (s3_buckets.get_location if "location" in q else
-                    s3_tagging.get_bucket_tagging if "tagging" in q else
-                    s3_buckets.get_bucket_acl if "acl" in q else
-                    s3_multipart.list_uploads if "uploads" in q else
-                    s3_versions.get_versioning if "versioning" in q else
-                    s3_versions.list_versions if "versions" in q else
-                    s3_buckets.list_objects),
-            "PUT": (s3_buckets.put_bucket_acl if "acl" in q else
-                    s3_tagging.put_bucket_tagging if "tagging" in q else
-                    s3_versions.put_versioning if "versioning" in q else
-                    s3_buckets.create_bucket),
-            "HEAD": s3_buckets.head_bucket,
-            "DELETE": (s3_tagging.delete_bucket_tagging if "tagging" in q else
-                       s3_buckets.delete_bucket),
-        }
-        if method == "POST":
-            return s3_buckets.delete_objects if "delete" in q else s3_post.post_object
-    else:
-        upload = "uploadId" in q
-        table = {
-            "GET": (s3_multipart.list_parts if upload else
-                    s3_tagging.get_object_tagging if "tagging" in q else
-                    s3_objects.get_object_acl if "acl" in q else s3_objects.get_object),
-            "HEAD": _head_object,
-            "PUT": (s3_multipart.upload_part if upload else
-                    s3_tagging.put_object_tagging if "tagging" in q else
-                    s3_objects.put_object_acl if "acl" in q else s3_objects.put_object),
-            "DELETE": (s3_multipart.abort_upload if upload else
-                       s3_tagging.delete_object_tagging if "tagging" in q else
-                       s3_objects.delete_object),
-            "POST": (s3_multipart.complete_upload if upload else
-                     s3_multipart.create_upload if "uploads" in q else _not_allowed),
-        }
-    return table.get(method, _not_allowed)
+    table = OBJECT_ROUTES if has_key else BUCKET_ROUTES
+    for sub in SUBRESOURCES:
+        if sub in query and (method, sub) in table:
+            return table[(method, sub)]
+    if has_key:
+        plain = {"GET": s3_objects.get_object, "HEAD": _head_object,
+                 "PUT": s3_objects.put_object, "DELETE": s3_objects.delete_object}
+        return plain.get(method, _not_allowed)
+    return table.get((method, ""), _not_allowed)
 
 
 async def _head_object(req: S3Request) -> web.StreamResponse:
@@ -135,6 +161,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
     request["resource"] = f"/{bucket}/{key}" if key else f"/{bucket}"
     unsupported = UNSUPPORTED & query.keys()
     has_body = (request.content_length or 0) > 0 or "transfer-encoding" in headers
+    if request.method == "OPTIONS" and bucket:  # a CORS preflight: never authenticated
+        return await s3_cors.preflight(svc, qualify(bucket, None), headers)
     identity = await authenticate(svc.user_cache, Target(
         request.method, raw_path, query_pairs, headers, bucket, vhost, has_body), svc.max_skew)
     if unsupported:
@@ -143,6 +171,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
     if any(h.startswith("x-amz-server-side-encryption") for h in headers):
         # refused, not ignored: the client would believe its data is encrypted
         raise errors.NotImplementedError_("Server-side encryption is not implemented")
+    bucket = qualify(bucket, identity.user.user_id if identity.user else None)
+    request["bucket"] = bucket
     req = S3Request(request, svc, bucket, key, query, headers, identity,
                     request["request_id"])
     if not bucket:
@@ -205,6 +235,16 @@ async def _stamp(request: web.Request, response: web.StreamResponse) -> None:
         response.headers["x-amz-request-id"] = rid
         response.headers["x-amz-id-2"] = rid
     response.headers["Server"] = "Loligo"
+    if request.get("bucket") and "Origin" in request.headers and request.method != "OPTIONS":
+        # a cross-origin request: the bucket's CORS rules say what its page may see, on
+        # errors too
+        try:
+            bucket = await request.app[SERVICES_KEY].buckets.get(request["bucket"],
+                                                                 cached=True)
+        except errors.S3Error:
+            return
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        response.headers.update(s3_cors.actual_headers(bucket, headers, request.method))
 
 
 def _serialize_headers(status_line: str, headers: Any) -> bytes:
@@ -222,6 +262,10 @@ def _serialize_headers(status_line: str, headers: Any) -> bytes:
 _FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
+async def _no_expectations(request: web.Request) -> None:
+    return None
+
+
 def build_app(services: Services) -> web.Application:
     http_writer._serialize_headers = _serialize_headers
     app = web.Application(middlewares=[s3_errors], client_max_size=1 << 20,
@@ -231,6 +275,8 @@ def build_app(services: Services) -> web.Application:
                                         "auto_decompress": False})
     app[SERVICES_KEY] = services
     app.on_response_prepare.append(_stamp)
-    app.router.add_route("*", "/{tail:.*}", handle)
+    # `100 Continue` goes out when a handler starts reading the body (body.expect_continue),
+    # not before the request is checked; unknown Expect values are ignored
+    app.router.add_route("*", "/{tail:.*}", handle, expect_handler=_no_expectations)
     swift_server.install(app, services)  # Swift's paths are answered before S3 routing
     return app

@@ -111,7 +111,7 @@ async def put_object(req: SwiftRequest) -> web.Response:
     precondition = put_precondition(req.headers)
     if precondition is not None:  # fail before the upload if it fails now (checked again)
         precondition(await req.svc.buckets.entry(bucket, key))
-    body = Body(req.http.content, req.headers, UNSIGNED, None, MAX_OBJECT)
+    body = Body(req.http.content, req.headers, UNSIGNED, None, MAX_OBJECT, req.http)
     wanted = req.headers.get("etag", "").strip('"').lower()
 
     def describe() -> dict[str, Any]:

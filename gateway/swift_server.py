@@ -1,7 +1,7 @@
 """The Swift HTTP front, beside S3 on the same server: `/auth/v1.0` (and `/auth/v1`), `/info`
-(and `/swift/info`, where python-swiftclient looks for it under our storage URL), and the API
-under `/swift/v1/AUTH_<account>/<container>/<object>` (RGW's layout; `/v1/...` too, which can
-never be an S3 bucket: bucket names have at least 3 characters).
+(and `/swift/info`), and the API under `/v1/AUTH_<account>/<container>/<object>` (Swift's own
+layout, the storage URL handed out, which can never be an S3 bucket: bucket names have at
+least 3 characters; RGW's `/swift/v1/...` too).
 
 A request that carries an S3 signature (an Authorization header or a presigned query) is always
 S3's, so an S3 bucket named `swift`, `auth` or `info` keeps working. Every failure becomes a
@@ -151,7 +151,7 @@ async def _check_tempurl(req: SwiftRequest) -> None:
     keys = [v for k, v in (await swift_account.load_meta(req.svc, req.account)).items()
             if k in ("temp-url-key", "temp-url-key-2")]
     try:
-        bucket = await req.svc.buckets.get(req.container)
+        bucket = await req.svc.buckets.get(req.qualified(req.container))
     except errors.NoSuchBucket:
         bucket = None
     if bucket is not None and bucket.owner == req.account:

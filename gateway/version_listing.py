@@ -17,7 +17,7 @@ from gateway import errors
 from gateway.bucket_stats import RESERVED
 from gateway.buckets import Bucket, BucketStore
 from gateway.listing import Listing, list_index
-from gateway.versioning import BLOCK, NULL, version_key
+from gateway.versioning import BLOCK, NULL, split_version_key, version_key, vid_of
 from rados_py.errors import NotFound
 
 Page = tuple[list[tuple[bytes, bytes]], bool]
@@ -26,6 +26,12 @@ Page = tuple[list[tuple[bytes, bytes]], bool]
 def virtual_key(key: bytes) -> bytes:
     """Where a plain (never versioned) entry sorts among the block's keys."""
     return BLOCK + key + b"\0"
+
+
+def split_key(raw: bytes) -> tuple[bytes, str]:
+    """(key, version id) of a listed version (a virtual key is the null version)."""
+    key, suffix = split_version_key(raw)
+    return key, vid_of(suffix) or NULL
 
 
 def plain_after(after: bytes) -> bytes:

@@ -91,8 +91,13 @@ class VersionedIndex:
         self.index = buckets.index
         self.gc = gc  # where objects given an end of life are scheduled (expiry.py)
 
-    async def _read(self, bucket: Bucket, key: bytes) -> Shard:
-        op = (ObjectOp().stat().omap_get([key, bucket_stats.STATS])
+    async def _read(self, bucket: Bucket, key: bytes, vid: str | None = None) -> Shard:
+        """The shard as a change of `key` sees it: the newest MAX_VERSIONS_READ versions, and
+        version `vid` even if it is older than those."""
+        wanted = [key, bucket_stats.STATS]
+        if vid is not None and vid != NULL:
+            wanted.append(version_key(key, vid))
+        op = (ObjectOp().stat().omap_get(wanted)
               .omap_list(prefix=BLOCK + key + b"\0", max_items=MAX_VERSIONS_READ).get_xattrs())
         try:
             results = await self.index.operate(bucket.shard_oid(bucket.shard_of(key)), op)
@@ -103,6 +108,8 @@ class VersionedIndex:
         counts = got.get(bucket_stats.STATS)
         versions = [(split_version_key(p.key)[1], json.loads(p.value))
                     for p in results[2].pairs]
+        if len(wanted) > 2 and wanted[2] in got and vid not in {s for s, _ in versions}:
+            versions.append((vid, json.loads(got[wanted[2]])))  # older than all listed
         attrs = {p.key: p.value for p in results[3].pairs}
         # the shard's mark is the truth (set before the bucket entry changes); the entry
         # only for buckets made versioned before shards were marked
@@ -111,11 +118,12 @@ class VersionedIndex:
                      bucket_stats.Usage.decode(counts) if counts is not None else None)
 
     async def change(self, bucket: Bucket, key: bytes,
-                     decide: Callable[[Shard], Change]) -> Change:
-        """Read, decide, write guarded by the shard's version; again on a conflict."""
+                     decide: Callable[[Shard], Change], vid: str | None = None) -> Change:
+        """Read (with version `vid` however old), decide, write guarded by the shard's
+        version; again on a conflict."""
         scheduled: set[float] = set()
         for attempt in range(ATTEMPTS):
-            shard = await self._read(bucket, key)
+            shard = await self._read(bucket, key, vid)
             change = decide(shard)
             new = change.sets.get(key, None if key in change.removes else shard.current)
             at = (new or {}).get("delete_at")
@@ -258,7 +266,7 @@ class VersionedIndex:
                     change.removes.append(key)
             change.result = target
             return change
-        return await self.change(bucket, key, decide)
+        return await self.change(bucket, key, decide, vid)
 
     async def update(self, bucket: Bucket, key: bytes, fields: dict[str, Any],
                      vid: str | None = None) -> dict[str, Any]:
@@ -281,7 +289,7 @@ class VersionedIndex:
             if not change.sets:
                 raise errors.NoSuchVersion(VersionId=target_vid)
             return change
-        return (await self.change(bucket, key, decide)).result
+        return (await self.change(bucket, key, decide, vid)).result
 
     async def get(self, bucket: Bucket, key: bytes, vid: str) -> dict[str, Any] | None:
         if vid != NULL:

@@ -669,7 +669,7 @@ def test_multipart_upload(gw: Gateway) -> None:
     assert s3.head_object(Bucket=bucket, Key="mp", PartNumber=3)["ContentLength"] == 1000
     with pytest.raises(ClientError) as err:
         s3.get_object(Bucket=bucket, Key="mp", PartNumber=4)
-    assert error_of(err.value) == (416, "InvalidPartNumber")
+    assert error_of(err.value) == (400, "InvalidPart")
     with pytest.raises(ClientError) as err:
         s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=upload,
                                      MultipartUpload={"Parts": [{"PartNumber": 1,

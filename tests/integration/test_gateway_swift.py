@@ -449,7 +449,7 @@ def test_info_and_auth_endpoints(gw: GatewayProcess) -> None:
     _, user, key = creds(gw)
     status, headers, _ = raw("GET", f"{gw.url}/auth/v1", {"X-Storage-User": user,
                                                           "X-Storage-Pass": key})
-    assert status == 200 and headers["x-storage-url"] == f"{gw.url}/swift/v1/AUTH_loligo"
+    assert status == 200 and headers["x-storage-url"] == f"{gw.url}/v1/AUTH_loligo"
     assert headers["x-auth-token"].startswith("AUTH_tk")
     shown = subprocess.run([sys.executable, "-m", "cluster", "cluster", "info", "--conf",
                             str(gw.cluster.conf)], capture_output=True, text=True, timeout=60,

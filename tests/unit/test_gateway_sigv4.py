@@ -113,9 +113,12 @@ def test_presigned_url_and_its_expiry() -> None:
         sigv4.check_time(creds, datetime(2013, 5, 25, 0, 0, 1, tzinfo=UTC), 900)
 
 
-@pytest.mark.parametrize("expires", ["-1", "604801", "soon"])
-def test_presigned_expiry_out_of_bounds(expires: str) -> None:
-    with pytest.raises(errors.AuthorizationQueryParametersError):
+@pytest.mark.parametrize(("expires", "error"), [
+    ("-1", errors.AccessDenied), ("604801", errors.AccessDenied),
+    ("soon", errors.AuthorizationQueryParametersError)])
+def test_presigned_expiry_out_of_bounds(expires: str, error: type[Exception]) -> None:
+    """Out of range answers 403 (as S3 does), not a number 400."""
+    with pytest.raises(error):
         sigv4.from_query(dict(presigned_query(expires)))
 
 
