@@ -8,9 +8,12 @@ print one line and exit 1. Nothing reaches the user as a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from rados_py.errors import LoligoError
 
@@ -41,11 +44,22 @@ def build_parser() -> ArgumentParser:
         tell_cli,
         user_cli,
     )
+    from rados_py import config as config_mod
 
-    parser = ArgumentParser(prog="loligo", description="Loligo: a Ceph-like storage system.")
+    parser = ArgumentParser(
+        prog="loligo", description="Loligo: a Ceph-like storage system.",
+        epilog="The cluster is the one --conf or --cluster-dir names, else $LOLIGO_CONF, else "
+        f"the local cluster ({config_mod.DEFAULT_CONF}). `loligo COMMAND --help` says more.")
     parser.add_argument("--version", action="version", version="loligo 0.1.0")
+    # before the subcommand, as `ceph -c FILE status`; SUPPRESS: the subcommands accept the
+    # same options after their name, and neither default overwrites the other
+    parser.add_argument("-c", "--conf", metavar="FILE", default=argparse.SUPPRESS,
+                        help="the cluster's config file (default: $LOLIGO_CONF, else "
+                        f"{config_mod.DEFAULT_CONF})")
+    parser.add_argument("--cluster-dir", metavar="DIR", default=argparse.SUPPRESS,
+                        help="the local cluster in DIR (its loligo.toml), as made by "
+                        "`loligo cluster up --dir DIR`")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
-    sub.required = True
     crush_sub = crush_cli.register(sub)
     mon_cli.register(sub)
     osdmap_cli.register(sub, crush_sub)
@@ -58,13 +72,38 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
+def _where(args: argparse.Namespace) -> None:
+    """`--cluster-dir DIR` means DIR's loligo.toml (and `--dir DIR` for `cluster ...`)."""
+    directory = getattr(args, "cluster_dir", None)
+    if directory is None:
+        return
+    conf = Path(directory).expanduser() / "loligo.toml"
+    if getattr(args, "conf", None) and Path(args.conf).expanduser().absolute() != \
+            conf.absolute():
+        raise UsageError(f"loligo: --conf {args.conf} and --cluster-dir {directory} name two "
+                         "clusters: give one")
+    args.conf = str(conf)
+    if getattr(args, "dir", None) is None:
+        args.dir = directory
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    # A closed pipe (`loligo ... | head`) ends the command quietly, as for any Unix tool.
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    # SIGPIPE stays ignored (Python's default): a daemon run by this entry point must never die
+    # because a peer closed its socket; `loligo ... | head` ends quietly below instead.
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        return int(args.func(args) or 0)
+        _where(args)
+        if getattr(args, "command", None) is None:
+            raise UsageError("loligo: give a command, e.g. `loligo status` (see --help)")
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here rather than at exit
+        return code
+    except BrokenPipeError:
+        # the reader went away (`loligo ... | head`): stop quietly, as any Unix tool does
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except UsageError as e:
         print(e, file=sys.stderr)
         return EXIT_USAGE

@@ -64,7 +64,7 @@ def format_info(info: dict[str, Any], leader: str = "") -> str:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    directory = (Path(args.dir) if args.dir
+    directory = (Path(args.dir) if getattr(args, "dir", None)
                  else config_mod.DEFAULT_CONF.expanduser().parent)
     cluster = launcher.up(directory, args.mons, args.base_port, timeout=args.timeout,
                           osds=args.osds)
@@ -134,9 +134,12 @@ def register(sub: Any) -> None:
                                   parser_class=type(cluster))
     csub.required = True
 
+    # SUPPRESS: a subcommand's default never overwrites `loligo --conf F cluster info`
     where = argparse.ArgumentParser(add_help=False)
-    where.add_argument("--dir", help="the cluster directory (its loligo.toml)")
-    where.add_argument("-c", "--conf", metavar="FILE", help="the cluster's config file")
+    where.add_argument("--dir", default=argparse.SUPPRESS,
+                       help="the cluster directory (its loligo.toml)")
+    where.add_argument("-c", "--conf", metavar="FILE", default=argparse.SUPPRESS,
+                       help="the cluster's config file")
 
     def add(name: str, func: Any, help_: str, *, parents: tuple = (where,)) -> Any:
         p = csub.add_parser(name, help=help_, description=help_, parents=list(parents))
@@ -145,7 +148,7 @@ def register(sub: Any) -> None:
 
     p = add("up", cmd_up, "create (or restart) the local cluster and start its daemons",
             parents=())
-    p.add_argument("--dir", help="cluster directory (default "
+    p.add_argument("--dir", default=argparse.SUPPRESS, help="cluster directory (default "
                    f"{config_mod.DEFAULT_CONF.parent})")
     p.add_argument("--mons", type=int, choices=launcher.MON_COUNTS,
                    help="monitors (default 3; a restarted cluster keeps its count)")

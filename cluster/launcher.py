@@ -50,7 +50,7 @@ Out = Callable[[str], None]
 
 
 class ClusterRunning(LoligoError):
-    """`cluster up` where daemons of a cluster already run."""
+    """Starting a daemon that already runs."""
 
 
 @dataclass(frozen=True)
@@ -194,8 +194,13 @@ class LocalCluster:
         self.leader = ""  # the monitor that led when `start` last saw one
 
     @property
+    def mons(self) -> list[Daemon]:
+        return [Daemon("mon", m.name, m.addr) for m in self.config.mon_host]
+
+    @property
     def daemons(self) -> list[Daemon]:
-        return [Daemon("mon", m.name, m.addr) for m in self.config.mon_host] + self.osds
+        """Monitors and OSDs (the gateways start after them: `gateways`)."""
+        return self.mons + self.osds
 
     @property
     def gateways(self) -> list[Daemon]:
@@ -362,9 +367,10 @@ class LocalCluster:
                 await asyncio.sleep(POLL)
 
     def start(self, names: Sequence[str] | None = None, *, timeout: float = 60.0,
-              wait: bool = True) -> dict[str, int]:
+              wait: bool = True, need_leader: bool | None = None) -> dict[str, int]:
         """Start daemons (default: all) and wait until each runs and, for monitors, answers
-        with a leader elected; on failure stop what was started. {name: pid}."""
+        (with a leader elected when `need_leader`, by default when all start: one monitor
+        alone cannot elect one); on failure stop what was started. {name: pid}."""
         chosen = [self.daemon(n) for n in names] if names is not None else self.daemons
         procs: dict[Daemon, subprocess.Popen[bytes]] = {}
         try:
@@ -374,7 +380,8 @@ class LocalCluster:
             self.wait_pid_files(procs, timeout)
             mons = {d.id for d in procs if d.kind == "mon"}
             if wait and mons:  # a leader needs a majority: only expected when all start
-                asyncio.run(self._wait_mons(procs, mons, timeout, need_leader=names is None))
+                leader = names is None if need_leader is None else need_leader
+                asyncio.run(self._wait_mons(procs, mons, timeout, need_leader=leader))
         except BaseException:
             self._terminate({d.name: p.pid for d, p in procs.items() if p.poll() is None},
                             grace=5.0, quiet=True)
@@ -449,7 +456,10 @@ class LocalCluster:
             deadline = time.monotonic() + timeout
             shown = ""
             while True:
-                status = (await client.status()).view
+                answer = await client.status()
+                status = answer.view
+                if answer.from_leader:
+                    self.leader = answer.leader
                 if status.health == "HEALTH_OK":
                     self.out("  HEALTH_OK: all PGs active+clean")
                     return status.health
@@ -495,7 +505,9 @@ class LocalCluster:
         make the ready S3 user once."""
         if not self.gateways:
             return
-        self.start([d.name for d in self.gateways], timeout=timeout)
+        stopped = [d.name for d in self.gateways if self.pid(d) is None]
+        if stopped:
+            self.start(stopped, timeout=timeout)
         user_file = self.conf.parent / GATEWAY_USER_FILE
         if not user_file.exists():
             user = asyncio.run(_create_ready_user(self.config))
@@ -536,26 +548,41 @@ def _wait_dead(pid: int, timeout: float) -> None:
 def up(directory: Path, mons: int | None = None, base_port: int | None = None, *,
        timeout: float = 60.0, argv: DaemonArgv = daemon_argv, out: Out = print,
        wait: bool = True, osds: int | None = None) -> LocalCluster:
-    """Create the cluster in `directory` (or reuse the one there) and start its daemons.
+    """Create the cluster in `directory` (or reuse the one there) and start whatever of it is
+    not running, as often as called: on a running cluster this starts nothing and the caller
+    prints its endpoints again; after a crash it starts only what is down.
 
-    Refuses while any daemon of that cluster runs; restarting a stopped cluster keeps its
-    fsid, keys and data (`mons` must then match or be omitted).
+    A cluster keeps its fsid, keys, data, ports and daemons across restarts: `mons` must
+    match or be omitted; `base_port` and `osds` only shape a new cluster.
     """
     directory = directory.expanduser().absolute()
     conf = directory / CONF_NAME
     if conf.exists():
         cluster = LocalCluster(conf, argv=argv, out=out)
+        have = len(cluster.mons)
+        if mons is not None and mons != have:
+            raise InvalidArgument(f"{directory} holds a cluster of {have} monitors, not "
+                                  f"{mons}: omit --mons to restart it, or use a new directory")
+        first = cluster.mons[0].addr.rsplit(":", 1)[1] if cluster.mons else ""
+        if base_port is not None and str(base_port) != first:
+            out(f"note: the cluster in {directory} keeps its ports (monitors from {first}); "
+                "--base-port shapes a new cluster only")
+        if osds is not None and osds != len(cluster.osds):
+            out(f"note: the cluster in {directory} keeps its {len(cluster.osds)} OSDs; add "
+                "one with `loligo cluster add-osd`")
         running = cluster.running()
-        if running:
-            which = ", ".join(f"{n} pid {p}" for n, p in running.items())
-            raise ClusterRunning(f"a cluster is already running in {directory} ({which}): "
-                                 f"use it (export LOLIGO_CONF={conf}) or stop it first "
-                                 f"(loligo cluster down --dir {directory})")
-        if mons is not None and mons != len(cluster.daemons):
-            raise InvalidArgument(f"{directory} holds a cluster of {len(cluster.daemons)} "
-                                  f"monitors, not {mons}: omit --mons to restart it, or use "
-                                  "a new directory")
-        out(f"Restarting the cluster in {directory} (fsid {cluster.config.fsid})")
+        stopped = [d.name for d in cluster.daemons if d.name not in running]
+        if not running:
+            out(f"Restarting the cluster in {directory} (fsid {cluster.config.fsid})")
+        elif stopped:
+            out(f"The cluster in {directory} is running; starting what is not: "
+                f"{', '.join(stopped)}")
+        else:
+            out(f"The cluster in {directory} is already running (fsid "
+                f"{cluster.config.fsid})")
+        if stopped:
+            cluster.start(stopped, timeout=timeout, wait=wait,
+                          need_leader=not any(n.startswith("mon.") for n in running))
         new = False
     else:
         osds = DEFAULT_OSDS if osds is None else osds
@@ -564,8 +591,8 @@ def up(directory: Path, mons: int | None = None, base_port: int | None = None, *
                       gateways=1 if osds else 0)
         cluster = LocalCluster(conf, argv=argv, out=out)
         out(f"Created cluster {cluster.config.fsid} in {directory}")
+        cluster.start(timeout=timeout, wait=wait)
         new = True
-    cluster.start(timeout=timeout, wait=wait)
     if new and wait and cluster.osds:
         asyncio.run(cluster.create_pool(DEFAULT_POOL))
         out(f"  created pool {DEFAULT_POOL!r}")

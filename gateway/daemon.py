@@ -60,15 +60,20 @@ async def connect(conf: Config, rados_conf: Config, timeout: float = CONNECT_TIM
             pause = min(pause * 2, 2.0)
 
 
-class _MalformedHttp(logging.Filter):
-    """A request that is not even HTTP is the client's error: one line, not a traceback."""
+class _ClientFaults(logging.Filter):
+    """A request that is not even HTTP, or a client that went away mid-request, is the
+    client's doing: one line, not a traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, HttpProcessingError):
-            record.msg = "malformed HTTP request: " + " ".join(str(exc).split())
-            record.args, record.exc_info = (), None
-            record.levelno, record.levelname = logging.INFO, "INFO"
+            what = "malformed HTTP request: " + " ".join(str(exc).split())
+        elif isinstance(exc, ConnectionError):
+            what = f"client connection lost: {exc}"
+        else:
+            return True
+        record.msg, record.args, record.exc_info = what, (), None
+        record.levelno, record.levelname = logging.INFO, "INFO"
         return True
 
 
@@ -99,7 +104,7 @@ class GatewayDaemon:
         self._lc_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        logging.getLogger("aiohttp.server").addFilter(_MalformedHttp())
+        logging.getLogger("aiohttp.server").addFilter(_ClientFaults())
         self.rados, pools = await connect(self.conf, self.rados_conf)
         self.services = build_services(self.conf, pools, self.name)
         self.runner = web.AppRunner(build_app(self.services), access_log=log,

@@ -216,11 +216,13 @@ async def s3_errors(request: web.Request, handler: Callable[[web.Request],
         failure = exc
     except web.HTTPException:
         raise
-    except ConnectionError as exc:
-        if not request.get("streaming"):
-            raise
-        client_went_away(request, exc)
-        return cut_short(request)
+    except ConnectionError as exc:  # the client went away mid-request: its loss, not a bug
+        if request.get("streaming"):
+            client_went_away(request, exc)
+            return cut_short(request)
+        log.info("%s %s %s: client connection lost (%s)", request["request_id"],
+                 request.method, request.path, exc)
+        raise
     except Exception:
         log.exception("%s %s %s failed", request["request_id"], request.method, request.path)
         failure = errors.InternalError()

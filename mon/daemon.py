@@ -79,7 +79,8 @@ class MonDaemon:
         self.leader: str | None = None
         self.peer_seen: dict[str, float] = {}
         self.mds_seen: dict[str, float] = {}  # leader only: last beacon of each MDS
-        self.osd_seen: dict[int, float] = {}  # leader only: last beacon of each OSD
+        # leader only: each OSD's last beacon, with the up_from of the life it came from
+        self.osd_seen: dict[int, tuple[int, float]] = {}
         self.osd_down_since: dict[int, float] = {}  # leader only: when it saw each OSD down
         self.pg_stats = PgStats()  # leader only: PG states and usage the OSDs report
         self.failure_reports = FailureReports()  # leader only: OSDs' reports of peers
@@ -300,7 +301,12 @@ class MonDaemon:
                                        osd_mark=mon_pb2.OsdMark(ids=[osd.id],
                                                                 state=mon_pb2.OsdMark.DOWN))
                     continue
-                seen = self.osd_seen.setdefault(osd.id, now)
+                life, seen = self.osd_seen.get(osd.id, (-1, now))
+                if life != osd.up_from:
+                    # a new life (a boot since that beacon): its grace starts now, never at
+                    # the last beacon of the process that died
+                    seen = now
+                    self.osd_seen[osd.id] = (osd.up_from, now)
                 if now - seen > c.mon_osd_report_grace and "nodown" not in osdmap.flags:
                     log.warning("mon.%s: osd.%d sent no beacon for %.1f s: marking it down",
                                 self.name, osd.id, now - seen)
@@ -329,7 +335,8 @@ class MonDaemon:
             return mon_pb2.BeaconReply(mdsmap_epoch=self.maps.mdsmap.epoch)
         if request.HasField("osd"):
             osd = self.maps.osdmap.osds.get(request.osd.id)
-            self.osd_seen[request.osd.id] = time.monotonic()
+            if osd is not None and osd.up and osd.addr == request.osd.addr:
+                self.osd_seen[request.osd.id] = (osd.up_from, time.monotonic())
             if osd is not None and osd.up:
                 self.pg_stats.report(request.osd.id, request.osd, time.monotonic())
             state = "unknown" if osd is None else ("up" if osd.up and osd.addr ==

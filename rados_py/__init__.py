@@ -8,13 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ObjectOp", "Rados", "SyncIoctx"]
+__all__ = ["Completion", "Error", "ObjectExists", "ObjectNotFound", "ObjectOp", "Rados",
+           "SyncIoctx", "TimedOut"]
 
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        from rados_py import rados
+        from rados_py import rados, sync_rados
 
-        return {"Rados": rados.SyncRados, "ObjectOp": rados.ObjectOp,
-                "SyncIoctx": rados.SyncIoctx}[name]
+        if name == "Rados":
+            return sync_rados.SyncRados
+        if name == "ObjectOp":
+            return rados.ObjectOp
+        return getattr(sync_rados, name)
     raise AttributeError(f"module 'rados_py' has no attribute {name!r}")

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import resource
 import signal
 from pathlib import Path
 from typing import Protocol
@@ -53,9 +54,27 @@ async def serve(daemon: Daemon, config: Config, name: str) -> int:
     return 0
 
 
+def _raise_fd_limit() -> None:
+    """As many open files as the system lets us (Ceph raises its own limit too): every client
+    connection is one, and running out would refuse new clients, not only the idle ones."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open-file limit from %d to %d: %s", soft, want, exc)
+
+
 def run(daemon_factory, config: Config, name: str) -> int:
-    """The whole life of a daemon process: logging, serve until told to stop, a logged crash."""
+    """The whole life of a daemon process: logging, serve until told to stop, a logged crash.
+
+    SIGPIPE stays ignored (Python's default): a peer that closes its end must cost that one
+    connection an EPIPE, never the daemon its life."""
     setup_logging(config, name)
+    if signal.getsignal(signal.SIGPIPE) == signal.SIG_DFL:
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    _raise_fd_limit()
     try:
         return asyncio.run(serve(daemon_factory(), config, name))
     except Exception:

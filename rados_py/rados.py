@@ -14,8 +14,8 @@ under 96 MiB by default): a bigger write is refused with InvalidArgument before 
 sent; reads of any size are split into ranges by the client (a read bigger than one message is
 therefore not atomic against concurrent writers).
 
-`Rados`/`IoCtx` are async; `SyncRados`/`SyncIoctx` below mirror python-rados' names and
-signatures (exported as `rados_py.Rados`), each call run on the wrapper's own event loop.
+`Rados`/`IoCtx` are async; `rados_py.sync_rados` mirrors python-rados' names and signatures
+over them (exported as `rados_py.Rados`), thread-safe, with aio completions.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ import itertools
 import logging
 import random
 import uuid
-from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 import grpc.aio
@@ -49,14 +49,12 @@ from rados_py.monclient import MonClient
 from rados_py.osdmap import OSDMap, PgId
 from rados_py.proto.loligo import mon_pb2, osd_pb2, osd_pb2_grpc
 
-__all__ = ["CompareFailed", "IoCtx", "ListedObject", "ObjectOp", "Rados", "Stat", "SyncIoctx",
-           "SyncRados"]
+__all__ = ["CompareFailed", "IoCtx", "ListedObject", "ObjectOp", "Rados", "Stat"]
 
 log = logging.getLogger(__name__)
 K = osd_pb2.OsdOp
 R = osd_pb2.OpReply
 ENVELOPE = 64 * 1024
-T = TypeVar("T")
 
 
 class CompareFailed(LoligoError):
@@ -472,129 +470,3 @@ class ListedObject(str):
     @property
     def key(self) -> str:
         return str(self)
-
-
-class SyncRados:
-    """python-rados' `Rados`: `Rados(conffile=...)`, `connect()`, `open_ioctx(pool)`,
-    `create_pool`, `list_pools`, `delete_pool`, `shutdown()`. Not for use inside a running
-    event loop (use the async `Rados` there)."""
-
-    def __init__(self, conffile: str | Path | None = None, conf: Config | None = None,
-                 **kwargs: Any) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._conf: Config | str | Path | None = conf if conf is not None else conffile
-        self._kwargs = kwargs
-        self.rados: Rados | None = None
-
-    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self._loop.run_until_complete(coro)
-
-    def connect(self, timeout: float = 0) -> None:
-        async def go() -> Rados:
-            return await Rados(self._conf, **self._kwargs).connect()
-        self.rados = self._run(go())
-
-    def _r(self) -> Rados:
-        if self.rados is None:
-            raise InvalidArgument("not connected: call connect() first")
-        return self.rados
-
-    def create_pool(self, pool_name: str) -> None:
-        self._run(self._r().pool_create(pool_name))
-
-    def delete_pool(self, pool_name: str) -> None:
-        self._run(self._r().pool_delete(pool_name))
-
-    def list_pools(self) -> list[str]:
-        return self._run(self._r().pool_list())
-
-    def pool_exists(self, pool_name: str) -> bool:
-        return pool_name in self.list_pools()
-
-    def get_cluster_stats(self) -> dict[str, int]:
-        return self._run(self._r().cluster_stats())
-
-    def open_ioctx(self, ioctx_name: str) -> SyncIoctx:
-        return SyncIoctx(self, self._run(self._r().open_ioctx(ioctx_name)))
-
-    def shutdown(self) -> None:
-        if self.rados is not None:
-            self._run(self.rados.close())
-            self.rados = None
-        if not self._loop.is_closed():
-            self._loop.close()
-
-    close = shutdown
-
-    def __enter__(self) -> SyncRados:
-        self.connect()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.shutdown()
-
-
-class SyncIoctx:
-    """python-rados' `Ioctx` (the names and argument orders where they overlap)."""
-
-    def __init__(self, owner: SyncRados, ioctx: IoCtx) -> None:
-        self._owner = owner
-        self.io = ioctx
-
-    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return self._owner._run(coro)
-
-    def set_namespace(self, nspace: str) -> None:
-        self.io.nspace = _b(nspace)
-
-    def write_full(self, key: str, data: bytes) -> None:
-        self._run(self.io.write_full(key, data))
-
-    def write(self, key: str, data: bytes, offset: int = 0) -> None:
-        self._run(self.io.write(key, data, offset))
-
-    def append(self, key: str, data: bytes) -> None:
-        self._run(self.io.append(key, data))
-
-    def read(self, key: str, length: int = 8192, offset: int = 0) -> bytes:
-        return self._run(self.io.read(key, offset, length))
-
-    def trunc(self, key: str, size: int) -> None:
-        self._run(self.io.truncate(key, size))
-
-    def stat(self, key: str) -> tuple[int, float]:
-        """(size, mtime) as python-rados gives (mtime as seconds here, not a struct_time)."""
-        st = self._run(self.io.stat(key))
-        return st.size, st.mtime
-
-    def remove_object(self, key: str) -> bool:
-        self._run(self.io.remove(key))
-        return True
-
-    def get_xattr(self, key: str, xattr_name: str) -> bytes:
-        return self._run(self.io.get_xattr(key, xattr_name))
-
-    def set_xattr(self, key: str, xattr_name: str, xattr_value: bytes) -> bool:
-        self._run(self.io.set_xattr(key, xattr_name, xattr_value))
-        return True
-
-    def rm_xattr(self, key: str, xattr_name: str) -> bool:
-        self._run(self.io.rm_xattr(key, xattr_name))
-        return True
-
-    def get_xattrs(self, oid: str) -> Iterator[tuple[str, bytes]]:
-        return iter([(k.decode(errors="surrogateescape"), v)
-                     for k, v in self._run(self.io.get_xattrs(oid)).items()])
-
-    def list_objects(self) -> Iterator[ListedObject]:
-        async def names() -> list[tuple[bytes, bytes]]:
-            return [(ns, name) async for ns, name in self.io.list_objects()]
-        return iter([ListedObject(n.decode(errors="surrogateescape"),
-                                  ns.decode(errors="surrogateescape"))
-                     for ns, n in self._run(names())])
-
-    def operate(self, key: str, op: ObjectOp) -> list[osd_pb2.OsdOpResult]:
-        return self._run(self.io.operate(key, op))
-
-    def close(self) -> None:
-        """Nothing to release per ioctx (python-rados compatibility)."""

@@ -15,7 +15,8 @@ import pytest
 from cluster import launcher
 from rados_py.errors import AlreadyExists, InvalidArgument, NotFound
 from rados_py.proto.loligo import osd_pb2
-from rados_py.rados import CompareFailed, ObjectOp, Rados, SyncRados
+from rados_py.rados import CompareFailed, ObjectOp, Rados
+from rados_py.sync_rados import SyncRados
 from tests.integration import running_cluster
 from tests.integration.checks import replicas_identical
 
