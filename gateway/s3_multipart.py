@@ -190,28 +190,25 @@ async def complete_upload(req: S3Request) -> web.Response:
     try:
         upload = await _upload(req, bucket)
     except errors.NoSuchUpload:
-        # completed already (a client retrying after a lost answer): the same answer again
+        # completed already: a client resending the same request (its answer was lost) gets
+        # the same answer again
         done = await req.svc.buckets.entry(bucket, key_bytes(req.key))
         if done is None or done.get("upload_id") != req.query.get("uploadId"):
             raise
-        return _completed(bucket, req.key, done)
-    root = s3_xml.parse(body)
-    if root.tag != "CompleteMultipartUpload":
-        raise errors.MalformedXML()
-    wanted: list[tuple[int, str]] = []
-    claimed: dict[int, str] = {}  # part checksums the client lists, checked against ours
-    for el in root.findall("Part"):
-        number, etag = s3_xml.text(el, "PartNumber"), s3_xml.text(el, "ETag")
-        if number is None or not number.strip().isdigit() or etag is None:
-            raise errors.MalformedXML()
-        wanted.append((int(number), etag.strip().strip('"')))
-        for child in el:
-            if child.tag.startswith("Checksum") and child.text:
-                claimed[int(number)] = child.text.strip()
+        wanted = list({n: e for n, e in _parts_listed(body)}.items())
+        with contextlib.suppress(ValueError):
+            digest = hashlib.md5(b"".join(bytes.fromhex(e) for _, e in wanted)).hexdigest()
+            if done["etag"] == f"{digest}-{len(wanted)}":
+                return _completed(bucket, req.key, done)
+        raise
+    wanted, claimed = _parts_listed(body), _checksums_listed(body)
     if not wanted:
         raise errors.MalformedXML("You must specify at least one part")
-    if [n for n, _ in wanted] != sorted({n for n, _ in wanted}):
+    numbers = [n for n, _ in wanted]
+    if numbers != sorted(numbers):
         raise errors.InvalidPartOrder()
+    # a part listed twice (a client that resent it) counts once, as its last listing
+    wanted = list({n: (n, etag) for n, etag in wanted}.values())
     version, parts = await _claim(req.svc, bucket, upload["upload_id"])
     chosen = []
     for i, (part_number, part_etag) in enumerate(wanted):
@@ -237,6 +234,31 @@ async def complete_upload(req: S3Request) -> web.Response:
     unused = [p["seg"] for n, p in parts.items() if n not in {w for w, _ in wanted}]
     await req.svc.gc.defer(unused, wait=0)
     return _completed(bucket, req.key, entry)
+
+
+def _parts_listed(body: bytes) -> list[tuple[int, str]]:
+    """(part number, etag) of a CompleteMultipartUpload body, in its order."""
+    root = s3_xml.parse(body)
+    if root.tag != "CompleteMultipartUpload":
+        raise errors.MalformedXML()
+    wanted: list[tuple[int, str]] = []
+    for el in root.findall("Part"):
+        number, etag = s3_xml.text(el, "PartNumber"), s3_xml.text(el, "ETag")
+        if number is None or not number.strip().isdigit() or etag is None:
+            raise errors.MalformedXML()
+        wanted.append((int(number), etag.strip().strip('"')))
+    return wanted
+
+
+def _checksums_listed(body: bytes) -> dict[int, str]:
+    """The part checksums a CompleteMultipartUpload body lists (checked against ours)."""
+    claimed: dict[int, str] = {}
+    for el in s3_xml.parse(body).findall("Part"):
+        number = s3_xml.text(el, "PartNumber") or "0"
+        for child in el:
+            if child.tag.startswith("Checksum") and child.text:
+                claimed[int(number)] = child.text.strip()
+    return claimed
 
 
 def _completed(bucket: Bucket, key: str, entry: dict[str, Any]) -> web.Response:

@@ -14,6 +14,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -97,7 +98,8 @@ async def _signer(req: S3Request, fields: dict[str, str]) -> User | None:
     else:
         access = fields.get("awsaccesskeyid")
         if access is None or "signature" not in fields:
-            raise errors.AccessDenied("POST with a policy needs AWSAccessKeyId and signature")
+            raise errors.InvalidArgument("POST with a policy needs AWSAccessKeyId and "
+                                         "signature")
         user = await cache.by_access_key(access)
         secret = user.secret_for(access) if user is not None else None
         if user is None or secret is None:
@@ -119,8 +121,12 @@ def check_policy(policy_b64: str, fields: dict[str, str], bucket: str,
         raise InvalidPolicyDocument("Invalid Policy: Policy missing expiration.")
     if not isinstance(policy.get("conditions"), list):
         raise InvalidPolicyDocument("Invalid Policy: Policy missing conditions.")
+    text = str(policy["expiration"])
+    # ISO 8601 as S3 takes it: 2007-12-01T12:00:00.000Z
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z", text):
+        raise InvalidPolicyDocument("Invalid Policy: Invalid 'expiration' value.")
     try:
-        expires = datetime.fromisoformat(str(policy["expiration"]).replace("Z", "+00:00"))
+        expires = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise InvalidPolicyDocument("Invalid Policy: Invalid 'expiration' value.") from None
     if expires.tzinfo is None:
@@ -207,6 +213,8 @@ async def post_object(req: S3Request) -> web.StreamResponse:
     if "key" not in fields or not fields["key"]:
         raise errors.InvalidArgument("Bucket POST must contain a field named 'key'.",
                                      ArgumentName="key")
+    # ${filename} in the key is the file's name, before the policy judges the key
+    fields["key"] = fields["key"].replace("${filename}", part.filename or "")
     user = await _signer(req, fields)
     # the form's signer is the requester (the request itself carries no signature)
     req.identity = Identity(user, signature=("AWS4-HMAC-SHA256" if "x-amz-signature" in fields
@@ -218,7 +226,7 @@ async def post_object(req: S3Request) -> web.StreamResponse:
                                  datetime.now(UTC))
     else:
         low, high = 0, 5 * (1 << 30)
-    key = fields["key"].replace("${filename}", part.filename or "")
+    key = fields["key"]
     req.check("s3:PutObject", bucket, key)
     headers = {k: v for k, v in fields.items() if k.startswith("x-amz-meta-")
                or k in ("content-type", "cache-control", "content-disposition",

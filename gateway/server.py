@@ -237,6 +237,11 @@ async def _stamp(request: web.Request, response: web.StreamResponse) -> None:
         response.headers["x-amz-request-id"] = rid
         response.headers["x-amz-id-2"] = rid
     response.headers["Server"] = "Loligo"
+    if (request.headers.get("Expect", "").lower() == "100-continue"
+            and not request.get("continued")):
+        # answered without asking for the body: the client will not send it, so the
+        # connection cannot carry another request (RFC 9110 10.1.1)
+        response.force_close()
     if request.get("bucket") and "Origin" in request.headers and request.method != "OPTIONS":
         # a cross-origin request: the bucket's CORS rules say what its page may see, on
         # errors too
