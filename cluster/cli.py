@@ -34,9 +34,14 @@ class ArgumentParser(argparse.ArgumentParser):
 
 def build_parser() -> ArgumentParser:
     from cluster import (
+        bucket_cli,
         cluster_cli,
+        config_cli,
         crush_cli,
+        df_cli,
+        fs_cli,
         gateway_cli,
+        mgr_cli,
         mon_cli,
         osdmap_cli,
         pg_cli,
@@ -59,16 +64,23 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--cluster-dir", metavar="DIR", default=argparse.SUPPRESS,
                         help="the local cluster in DIR (its loligo.toml), as made by "
                         "`loligo cluster up --dir DIR`")
+    parser.add_argument("-w", "--watch", action="store_true", default=argparse.SUPPRESS,
+                        help="print the status, then cluster events as they happen (ceph -w)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     crush_sub = crush_cli.register(sub)
     mon_cli.register(sub)
     osdmap_cli.register(sub, crush_sub)
     pg_cli.register(sub)
-    tell_cli.register(sub)
+    tell_sub = tell_cli.register(sub)
     rados_cli.register(sub)
     cluster_cli.register(sub)
     gateway_cli.register(sub)
     user_cli.register(sub)
+    bucket_cli.register(sub)
+    df_cli.register(sub)
+    config_cli.register(sub)
+    mgr_cli.register(sub)
+    fs_cli.register(sub, tell_sub)
     return parser
 
 
@@ -95,6 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
         _where(args)
         if getattr(args, "command", None) is None:
+            if getattr(args, "watch", False):  # `loligo -w`, as `ceph -w`
+                from cluster import watch_cli
+
+                return watch_cli.cmd_watch(args)
             raise UsageError("loligo: give a command, e.g. `loligo status` (see --help)")
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here rather than at exit

@@ -37,6 +37,7 @@ def format_info(info: dict[str, Any], leader: str = "") -> str:
     lines = []
     daemons = [(f"mon.{m['name']}", m, m["name"] == leader) for m in info["mons"]]
     daemons += [(f"osd.{o['id']}", o, False) for o in info.get("osds", ())]
+    daemons += [(f"mds.{m['name']}", m, False) for m in info.get("mdss", ())]
     width = max((len(label) for label, _, _ in daemons), default=5)
     for label, d, is_leader in daemons:
         state = f"pid {d['pid']}" if d["running"] else "not running"
@@ -55,6 +56,11 @@ def format_info(info: dict[str, Any], leader: str = "") -> str:
         for key in (gw.get("user") or {}).get("swift_keys", [])[:1]:
             lines.append(f"  Swift:    {gw['url']}/auth/v1.0  user {key['user']}  "
                          f"key {key['secret_key']}")
+    dash = info.get("dashboard")
+    if dash:
+        state = f"pid {dash['pid']}" if dash["running"] else "not running"
+        lines.append(f"  Dashboard: {dash['url']}  ({dash['name']}, {state}; read-only, sign "
+                     "in with client.admin's key from the keyring to act)")
     default = config_mod.DEFAULT_CONF.expanduser().absolute()
     lines += ["", "Use it from this shell with:", f"  export LOLIGO_CONF={conf}"]
     if Path(conf) == default:

@@ -42,7 +42,11 @@ MON_BASE_PORT = 6789  # Ceph's; below Linux's ephemeral range, so a restart find
 OSD_BASE_PORT = 6800  # Ceph's OSD range starts here too
 DEFAULT_OSDS = 3
 DEFAULT_POOL = "data"  # created with a new cluster so that `loligo rados -p data` just works
+DEFAULT_FS = "loligofs"  # the file system `cluster up` makes (pools loligofs.meta, .data)
+MDS_NAMES = "abcdefgh"
+MDS_BASE_PORT = 6900
 GATEWAY_BASE_PORT = 7480  # radosgw's
+MGR_BASE_PORT = 7000  # the dashboard (Ceph's first dashboard listened on 7000)
 GATEWAY_USER_FILE = "gateway-user.json"  # the ready S3 user `cluster up` creates (mode 0600)
 ROOT = Path(__file__).resolve().parents[1]  # so `python -m cluster` works uninstalled
 POLL = 0.05  # how often a wait re-checks its condition
@@ -104,7 +108,7 @@ def pick_ports(count: int, base: int = MON_BASE_PORT, also_offset: int = 0) -> l
 
 
 def create(directory: Path, mons: int = 3, base_port: int | None = None,
-           osds: int = 0, gateways: int = 0) -> Path:
+           osds: int = 0, gateways: int = 0, mdss: int = 0, mgrs: int = 0) -> Path:
     """Write a new cluster's config and keyring into `directory`; the config's path.
 
     Paths in the config are relative (to the config's directory), so the files explain
@@ -124,11 +128,13 @@ def create(directory: Path, mons: int = 3, base_port: int | None = None,
         raise InvalidArgument(f"--osds {osds}: a local cluster has 0 to 64 OSDs")
     ports = pick_ports(mons, MON_BASE_PORT if base_port is None else base_port, offset)
     osd_base = OSD_BASE_PORT if base_port is None else base_port + 11
-    osd_ports = [p for p in pick_ports(osds + len(ports), osd_base) if p not in ports][:osds]
+    osd_ports = [p for p in pick_ports(osds + len(ports), osd_base, offset)
+                 if p not in ports][:osds]
     fsid = str(uuid.uuid4())
     # client.admin (the operator, everything) and mon. (shared by the monitors, as in Ceph);
     # each later daemon kind adds its entities here (osd.N, mds.X...)
-    entities = ("client.admin", "mon.", *(f"osd.{i}" for i in range(osds)))
+    entities = ("client.admin", "mon.", *(f"osd.{i}" for i in range(osds)),
+                *(f"mds.{MDS_NAMES[i]}" for i in range(mdss)))
     Keyring.create(directory / "keyring", {e: default_caps(e) for e in entities})
     settings = {"fsid": fsid,
                 "mon_host": [f"{n}=127.0.0.1:{p}" for n, p in zip(MON_NAMES, ports,
@@ -144,9 +150,20 @@ def create(directory: Path, mons: int = 3, base_port: int | None = None,
         sections[f"osd.{i}"] = {"osd_port": port}
     taken = set(ports) | set(osd_ports)
     gw_base = GATEWAY_BASE_PORT if base_port is None else base_port + 100
-    gw_ports = [p for p in pick_ports(gateways + len(taken), gw_base) if p not in taken]
+    gw_ports = [p for p in pick_ports(gateways + len(taken), gw_base, offset)
+                if p not in taken]
     for i, port in enumerate(gw_ports[:gateways], start=1):
         sections[f"gateway.{i}"] = {"gateway_port": port}
+    taken |= set(gw_ports[:gateways])
+    mds_base = MDS_BASE_PORT if base_port is None else base_port + 200
+    mds_ports = [p for p in pick_ports(mdss + len(taken), mds_base) if p not in taken]
+    for i, port in enumerate(mds_ports[:mdss]):
+        sections[f"mds.{MDS_NAMES[i]}"] = {"mds_port": port}
+    taken |= set(mds_ports[:mdss])
+    mgr_base = MGR_BASE_PORT if base_port is None else base_port + 300
+    mgr_ports = [p for p in pick_ports(mgrs + len(taken), mgr_base, offset) if p not in taken]
+    for name, port in zip(MON_NAMES, mgr_ports[:mgrs], strict=False):
+        sections[f"mgr.{name}"] = {"mgr_dashboard_port": port}
     write_atomic(conf, head + config_mod.format_toml(sections))
     for sub in ("data", "log", "run"):
         (directory / sub).mkdir(mode=0o700, exist_ok=True)
@@ -199,8 +216,54 @@ class LocalCluster:
 
     @property
     def daemons(self) -> list[Daemon]:
-        """Monitors and OSDs (the gateways start after them: `gateways`)."""
-        return self.mons + self.osds
+        """Monitors, OSDs and MDSs (the gateways start after them: `gateways`)."""
+        return self.mons + self.osds + self.mdss
+
+    @property
+    def mdss(self) -> list[Daemon]:
+        """The metadata servers of the config ([mds.X] sections)."""
+        import tomllib
+
+        with open(self.conf, "rb") as f:
+            sections = tomllib.load(f).get("mds", {})
+        found = [Daemon("mds", ident, f"127.0.0.1:{values.get('mds_port', 0)}")
+                 for ident, values in (sections.items() if isinstance(sections, dict) else ())
+                 if isinstance(values, dict)]
+        return sorted(found, key=lambda d: d.id)
+
+    def add_mds_sections(self, count: int = 2) -> list[Daemon]:
+        """[mds.a], [mds.b] (and their keys) for a cluster created before the file system
+        existed, so that `cluster up` gives every local cluster its MDSs."""
+        taken = {int(d.addr.rsplit(":", 1)[1]) for d in self.daemons + self.gateways
+                 if d.addr}
+        ports = [p for p in pick_ports(len(taken) + count, MDS_BASE_PORT) if p not in taken]
+        keyring = Keyring.load(self.config.keyring)
+        text = self.conf.read_text().rstrip("\n")
+        for name, port in zip(MDS_NAMES, ports[:count], strict=False):
+            keyring = keyring.with_entity(f"mds.{name}", default_caps(f"mds.{name}"))
+            text += f"\n\n[mds.{name}]\nmds_port = {port}\n"
+            self.out(f"  added mds.{name} (127.0.0.1:{port}) to {self.conf}")
+        keyring.write(self.config.keyring, overwrite=True)
+        write_atomic(self.conf, text)
+        return self.mdss
+
+    async def create_fs(self, name: str = DEFAULT_FS) -> None:
+        """The pools (metadata: 3 replicas, few PGs; data) and `fs new`, once."""
+        from rados_py.proto.loligo import mon_pb2
+
+        size = min(self.config.osd_pool_default_size, len(self.osds))
+        async with MonClient(self.config, Keyring.load(self.config.keyring)) as client:
+            maps = await client.get_maps(latest=True)
+            if maps.mdsmap.filesystems:
+                return
+            names = {p.name for p in maps.osdmap.pools.values()}
+            for pool, pgs in ((f"{name}.meta", 16), (f"{name}.data", 32)):
+                if pool not in names:
+                    await client.command(pool_create=mon_pb2.PoolCreate(name=pool, size=size,
+                                                                        pg_num=pgs))
+            await client.command(fs_new=mon_pb2.FsNew(name=name, metadata_pool=f"{name}.meta",
+                                                      data_pool=f"{name}.data"))
+        self.out(f"  created file system {name!r} (pools {name}.meta, {name}.data)")
 
     @property
     def gateways(self) -> list[Daemon]:
@@ -228,6 +291,18 @@ class LocalCluster:
                 port = values.get("osd_port", 0)
                 found.append(Daemon("osd", ident, f"127.0.0.1:{port}" if port else ""))
         return sorted(found, key=lambda d: int(d.id))
+
+    @property
+    def mgrs(self) -> list[Daemon]:
+        """The managers (the dashboard) of the config: [mgr.X] sections."""
+        import tomllib
+
+        with open(self.conf, "rb") as f:
+            sections = tomllib.load(f).get("mgr", {})
+        found = [Daemon("mgr", ident, f"127.0.0.1:{values.get('mgr_dashboard_port', 0)}")
+                 for ident, values in (sections.items() if isinstance(sections, dict) else ())
+                 if isinstance(values, dict)]
+        return sorted(found, key=lambda d: d.id)
 
     def add_osd(self, timeout: float = 60.0) -> Daemon:
         """A new OSD for a running cluster: its key, an [osd.N] section with a free port,
@@ -257,8 +332,21 @@ class LocalCluster:
         self.out(f"  added gateway.1 (127.0.0.1:{port}) to {self.conf}")
         return self.daemon("gateway.1")
 
+    def add_mgr_section(self) -> Daemon:
+        """A [mgr.a] section for a cluster created before there was a dashboard."""
+        taken = {int(d.addr.rsplit(":", 1)[1]) for d in self.daemons + self.gateways
+                 if d.addr}
+        offset = self.config.metrics_port_offset
+        port = next(p for p in pick_ports(len(taken) + 1, MGR_BASE_PORT, offset)
+                    if p not in taken)
+        text = self.conf.read_text()
+        write_atomic(self.conf, text.rstrip("\n")
+                     + f"\n\n[mgr.a]\nmgr_dashboard_port = {port}\n")
+        self.out(f"  added mgr.a (the dashboard, 127.0.0.1:{port}) to {self.conf}")
+        return self.daemon("mgr.a")
+
     def daemon(self, name: str) -> Daemon:
-        for d in self.daemons + self.gateways:
+        for d in self.daemons + self.gateways + self.mgrs:
             if d.name == name:
                 return d
         known = ", ".join(d.name for d in self.daemons)
@@ -485,7 +573,26 @@ class LocalCluster:
                 "osds": [{"id": int(d.id), "addr": d.addr, "pid": self.pid(d),
                           "running": self.pid(d) is not None, "log": str(self.log_file(d))}
                          for d in self.osds],
-                "gateway": self.gateway_info()}
+                "mdss": [{"name": d.id, "addr": d.addr, "pid": self.pid(d),
+                          "running": self.pid(d) is not None, "log": str(self.log_file(d))}
+                         for d in self.mdss],
+                "gateway": self.gateway_info(),
+                "dashboard": self.dashboard_info()}
+
+    def dashboard_info(self) -> dict[str, Any] | None:
+        """Where the first manager serves the dashboard."""
+        if not self.mgrs:
+            return None
+        d = self.mgrs[0]
+        return {"name": d.name, "url": f"http://{d.addr}/", "pid": self.pid(d),
+                "running": self.pid(d) is not None, "log": str(self.log_file(d))}
+
+    def start_mgrs(self, timeout: float = 60.0) -> None:
+        """Start the managers that are not running (after the gateways: the dashboard shows
+        the gateway's users)."""
+        stopped = [d.name for d in self.mgrs if self.pid(d) is None]
+        if stopped:
+            self.start(stopped, timeout=timeout)
 
     def gateway_info(self) -> dict[str, Any] | None:
         """The first gateway's endpoint and the ready user `cluster up` made for it."""
@@ -588,7 +695,7 @@ def up(directory: Path, mons: int | None = None, base_port: int | None = None, *
         osds = DEFAULT_OSDS if osds is None else osds
         # a gateway stores into OSDs: a cluster without any gets none
         conf = create(directory, 3 if mons is None else mons, base_port, osds,
-                      gateways=1 if osds else 0)
+                      gateways=1 if osds else 0, mdss=2 if osds else 0, mgrs=1)
         cluster = LocalCluster(conf, argv=argv, out=out)
         out(f"Created cluster {cluster.config.fsid} in {directory}")
         cluster.start(timeout=timeout, wait=wait)
@@ -597,8 +704,17 @@ def up(directory: Path, mons: int | None = None, base_port: int | None = None, *
         asyncio.run(cluster.create_pool(DEFAULT_POOL))
         out(f"  created pool {DEFAULT_POOL!r}")
     if wait and cluster.osds:
+        if not cluster.mdss:
+            cluster.add_mds_sections()
+            cluster.start([d.name for d in cluster.mdss], timeout=timeout)
+        asyncio.run(cluster.create_fs())
         if not cluster.gateways:
             cluster.add_gateway_section()
         cluster.start_gateways(timeout)
+    if wait:
+        if not cluster.mgrs:
+            cluster.add_mgr_section()
+        cluster.start_mgrs(timeout)
+    if wait and cluster.osds:
         asyncio.run(cluster.wait_healthy(timeout))
     return cluster

@@ -11,6 +11,7 @@ from typing import Any
 
 from cluster.cli_common import add_command as command
 from cluster.cli_common import common_options, emit, mon_client, subparsers
+from mgr.state import checks_json
 from rados_py import config as config_mod
 from rados_py.errors import LoligoError
 from rados_py.monclient import ClusterStatus, Maps, MonClientSync
@@ -30,29 +31,8 @@ def _maps_or_none(client: MonClientSync, st: ClusterStatus) -> Maps | None:
 
 # --- status, health, mon stat -------------------------------------------------------------------
 
-def _checks(st: ClusterStatus) -> dict[str, dict[str, Any]]:
-    checks: dict[str, dict[str, Any]] = {}
-    for c in st.view.checks:  # one entry per code, as in Ceph (OSDMAP_FLAGS may repeat)
-        check = checks.setdefault(c.code, {"severity": c.severity, "summary": {"message": ""},
-                                           "detail": [], "muted": False})
-        summary = check["summary"]
-        summary["message"] = "; ".join(filter(None, [summary["message"], c.summary]))
-        check["detail"] += [{"message": c.detail}] if c.detail else []
-        if c.severity == "HEALTH_ERR":
-            check["severity"] = c.severity
-    if not st.from_leader:  # no leader answered: say so, since no monitor can
-        down = ", ".join(sorted(st.unreachable)) or "none"
-        checks["MON_QUORUM"] = {
-            "severity": "HEALTH_ERR", "muted": False,
-            "summary": {"message": f"no monitor quorum: no leader among "
-                                   f"{','.join(sorted(st.answered))} (unreachable: {down})"},
-            "detail": [{"message": "start the stopped monitors (`loligo cluster start mon.X`) "
-                                   "and read their logs; a majority must run to elect a leader"}]}
-    return checks
-
-
 def health_json(st: ClusterStatus) -> dict[str, Any]:
-    checks = _checks(st)
+    checks = checks_json(st)
     status = st.view.health or "HEALTH_ERR"
     if not st.from_leader:
         status = "HEALTH_ERR"
@@ -91,8 +71,14 @@ def status_json(st: ClusterStatus, maps: Maps | None, mon_addrs: dict[str, str]
         "num_pools": len(osdmap.pools), "num_pgs": sum(p.pg_num for p in osdmap.pools.values()),
         "num_objects": pgs.num_objects, "data_bytes": pgs.data_bytes,
         "bytes_used": pgs.used_bytes, "bytes_avail": pgs.avail_bytes,
-        "bytes_total": pgs.total_bytes, "degraded_objects": pgs.missing_objects,
-        "degraded_bytes": pgs.missing_bytes,
+        "bytes_total": pgs.total_bytes,
+        "degraded_objects": max(pgs.degraded_objects, pgs.missing_objects),
+        "degraded_total": max(pgs.total_copies, pgs.degraded_objects, pgs.missing_objects),
+        "degraded_ratio": (round(max(pgs.degraded_objects, pgs.missing_objects)
+                                 / max(pgs.total_copies, pgs.degraded_objects,
+                                       pgs.missing_objects), 6)
+                           if pgs.degraded_objects or pgs.missing_objects else 0.0),
+        "missing_objects": pgs.missing_objects, "missing_bytes": pgs.missing_bytes,
         "recovering_objects_per_sec": round(pgs.recovery_objects_per_sec, 1),
         "recovering_bytes_per_sec": round(pgs.recovery_bytes_per_sec)}
     mdsmap = maps.mdsmap
@@ -139,14 +125,16 @@ def format_status(data: dict[str, Any]) -> str:
                   f"    usage:   {human_bytes(pgs['bytes_used'])} used, "
                   f"{human_bytes(pgs['bytes_avail'])} / {human_bytes(pgs['bytes_total'])} avail"]
     if pgs["pgs_by_state"]:
-        states = "\n             ".join(f"{s['count']} {s['state_name']}"
-                                        for s in pgs["pgs_by_state"])
-        lines.append(f"    pgs:     {states}")
+        rows = [f"{s['count']} {s['state_name']}" for s in pgs["pgs_by_state"]]
+        if pgs["degraded_objects"]:  # first, as `ceph -s` shows it
+            rows.insert(0, f"{pgs['degraded_objects']}/{pgs['degraded_total']} objects "
+                           f"degraded ({100 * pgs['degraded_ratio']:.3f}%)")
+        lines.append("    pgs:     " + "\n             ".join(rows))
     elif pgs["num_pgs"]:
         lines.append(f"    pgs:     {pgs['num_pgs']} unknown (no OSD has reported PG states yet)")
-    if pgs["degraded_objects"]:
-        left = f" (~{human_bytes(pgs['degraded_bytes'])})" if pgs["degraded_bytes"] else ""
-        lines += ["", "  progress:", f"    recovery: {pgs['degraded_objects']} object copies"
+    if pgs["missing_objects"]:
+        left = f" (~{human_bytes(pgs['missing_bytes'])})" if pgs["missing_bytes"] else ""
+        lines += ["", "  progress:", f"    recovery: {pgs['missing_objects']} object copies"
                   f"{left} left" + _rate(pgs)]
     return "\n".join(lines) + "\n"
 
@@ -155,9 +143,9 @@ def _rate(pgs: dict[str, Any]) -> str:
     per_sec = pgs["recovering_objects_per_sec"]
     if per_sec <= 0:
         return ""
-    eta = pgs["degraded_objects"] / per_sec
-    if pgs["degraded_bytes"] and pgs["recovering_bytes_per_sec"] > 0:
-        eta = max(eta, pgs["degraded_bytes"] / pgs["recovering_bytes_per_sec"])
+    eta = pgs["missing_objects"] / per_sec
+    if pgs["missing_bytes"] and pgs["recovering_bytes_per_sec"] > 0:
+        eta = max(eta, pgs["missing_bytes"] / pgs["recovering_bytes_per_sec"])
     return (f", {human_bytes(pgs['recovering_bytes_per_sec'])}/s, {per_sec:g} objects/s, "
             f"ETA {eta:.0f}s")
 
@@ -214,6 +202,10 @@ def format_mon_stat(data: dict[str, Any]) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    if getattr(args, "watch", False):
+        from cluster import watch_cli
+
+        return watch_cli.cmd_watch(args)
     with mon_client(args) as client:
         st = client.status()
         # without a leader a monitor's maps may be stale: show none rather than old ones
@@ -251,8 +243,12 @@ def cmd_mon(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     """Add status, health and mon to `loligo`."""
     common = common_options()
-    command(sub, "status", cmd_status, "cluster health, monitors, OSDs and pools (ceph -s)",
-         common, fmt=True)
+    p = command(sub, "status", cmd_status, "cluster health, monitors, OSDs and pools (ceph -s)",
+                common, fmt=True)
+    p.add_argument("-w", "--watch", action="store_true", default=argparse.SUPPRESS,
+                   help="then print cluster events as they happen until Ctrl-C (ceph -w)")
+    p.add_argument("--watch-for", type=float, metavar="SECONDS", default=argparse.SUPPRESS,
+                   help="with --watch: stop after this long")
     p = command(sub, "health", cmd_health, "HEALTH_OK/WARN/ERR and the checks behind it", common,
              fmt=True)
     p.add_argument("detail", nargs="?", choices=["detail"], help="also say what to do")

@@ -36,7 +36,7 @@ from rados_py.crush.model import (
     SET_OPS,
     CrushMap,
 )
-from rados_py.errors import NotFound
+from rados_py.errors import NoSuchPool
 from rados_py.osdmap import OSDMap, Pool
 from rados_py.proto.loligo import mon_pb2
 
@@ -275,7 +275,7 @@ def _pool(osdmap: OSDMap, name: str) -> Pool:
     for p in osdmap.pools.values():
         if p.name == name:
             return p
-    raise NotFound(f"pool {name!r} does not exist")
+    raise NoSuchPool(name)
 
 
 def pool_get_json(osdmap: OSDMap, name: str, key: str | None) -> dict[str, Any]:

@@ -21,10 +21,16 @@ from rados_py.rados import Rados
 __all__ = ["register"]
 
 
-def _targets(which: str, osds: dict[int, Any]) -> list[int]:
+def _target(which: str) -> str:
+    """The id part of osd.N or osd.* (checked before anything else is)."""
     kind, _, ident = which.partition(".")
     if kind != "osd" or not ident:
         raise InvalidArgument(f"tell {which!r}: name OSDs as osd.N or osd.*")
+    return ident
+
+
+def _targets(which: str, osds: dict[int, Any]) -> list[int]:
+    ident = _target(which)
     if ident == "*":
         return sorted(o for o, s in osds.items() if s.up)
     if not ident.isdigit() or int(ident) not in osds:
@@ -33,6 +39,9 @@ def _targets(which: str, osds: dict[int, Any]) -> list[int]:
 
 
 def cmd_config_set(args: argparse.Namespace) -> int:
+    _target(args.target)
+    config_mod.option(args.key, f"tell {args.target} config set")  # "unknown option", at once
+
     async def go() -> int:
         conf = config_mod.load(config_mod.find_conf(getattr(args, "conf", None)),
                                "client.admin")
@@ -59,13 +68,16 @@ def cmd_config_set(args: argparse.Namespace) -> int:
     return asyncio.run(go())
 
 
-def register(sub: Any) -> None:
+def register(sub: Any) -> Any:
+    """Add `tell`; its subcommand parsers, for other areas to add theirs (mds.X client)."""
     common = common_options()
-    tell = sub.add_parser("tell", help="change options of running daemons (osd.N or osd.*)")
-    tell.add_argument("target", metavar="osd.N|osd.*")
+    tell = sub.add_parser("tell", help="talk to running daemons: osd.N|osd.* config set, "
+                          "mds.X client ls|evict")
+    tell.add_argument("target", metavar="osd.N|osd.*|mds.X")
     tsub = subparsers(tell, "tell_command")
     config = tsub.add_parser("config", help="options")
     csub = subparsers(config, "config_command")
     p = command(csub, "set", cmd_config_set, "set an option at once (not persisted)", common)
     p.add_argument("key")
     p.add_argument("value")
+    return tsub

@@ -26,6 +26,7 @@ from gateway.buckets import BucketStore
 from gateway.context import Services
 from gateway.gc import GarbageCollector
 from gateway.lifecycle import LifecycleWorker
+from gateway.metrics import GatewayMetrics
 from gateway.objects import ObjectStore
 from gateway.pools import Pools, open_pools
 from gateway.s3_auth import UserCache
@@ -102,12 +103,15 @@ class GatewayDaemon:
         self.port = 0
         self._gc_task: asyncio.Task[None] | None = None
         self._lc_task: asyncio.Task[None] | None = None
+        self.metrics = GatewayMetrics(name)
 
     async def start(self) -> None:
         logging.getLogger("aiohttp.server").addFilter(_ClientFaults())
         self.rados, pools = await connect(self.conf, self.rados_conf)
         self.services = build_services(self.conf, pools, self.name)
-        self.runner = web.AppRunner(build_app(self.services), access_log=log,
+        app = build_app(self.services)
+        self.metrics.install(app)
+        self.runner = web.AppRunner(app, access_log=log,
                                     access_log_format='%a "%r" %s %b %Tfs',
                                     handler_cancellation=False)
         await self.runner.setup()
@@ -117,6 +121,8 @@ class GatewayDaemon:
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else self.conf.gateway_port
+        self.metrics.serve_beside(f"{self.conf.gateway_host}:{self.port}",
+                                  self.conf.metrics_port_offset)
         self._gc_task = asyncio.create_task(self._gc_worker(), name=f"{self.name}.gc")
         lc_every = min(self.conf.gateway_lc_interval, self.conf.gateway_lc_day_seconds / 5)
         assert self.services.lifecycle is not None
@@ -162,6 +168,7 @@ class GatewayDaemon:
             await self.runner.cleanup()
         if self.rados is not None:
             await self.rados.close()
+        self.metrics.close()
 
 
 def _return_big_buffers_to_the_system() -> None:

@@ -12,11 +12,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from rados_py.crush import edit, wire
 from rados_py.crush.compiled import CompiledMap
 from rados_py.crush.model import WEIGHT_ONE, CrushMap
-from rados_py.errors import CrushMapError, InvalidArgument, LoligoError, NotFound
+from rados_py.errors import CrushMapError, InvalidArgument, LoligoError, NoSuchPool, NotFound
 from rados_py.maps_wire import (
     mdsmap_from_proto,
     mdsmap_to_proto,
@@ -25,7 +26,7 @@ from rados_py.maps_wire import (
     osdmap_from_proto,
     osdmap_to_proto,
 )
-from rados_py.mdsmap import ACTIVE, STANDBY, MdsInfo, MDSMap
+from rados_py.mdsmap import ACTIVE, STANDBY, FsInfo, MdsInfo, MDSMap
 from rados_py.monmap import MonMap
 from rados_py.osdmap import POOL_ERASURE, POOL_REPLICATED, OSDMap, OsdState, Pool
 from rados_py.proto.loligo import mon_pb2
@@ -138,10 +139,16 @@ def _remember(state: ClusterMaps, request_id: bytes, result: mon_pb2.CommandResu
 
 def _apply_mds(state: ClusterMaps, command: mon_pb2.MonCommand, kind: str
                ) -> tuple[ClusterMaps, mon_pb2.CommandResult]:
-    mdsmap, message = _MDS_HANDLERS[kind](state.mdsmap, getattr(command, kind))
+    code = OK
+    try:
+        mdsmap, message = _MDS_HANDLERS[kind](state, getattr(command, kind))
+    except CommandFailed as e:
+        mdsmap, message, code = state.mdsmap, str(e), e.code
+    except NotFound as e:
+        mdsmap, message, code = state.mdsmap, str(e), ENOENT
     if mdsmap is not state.mdsmap:
         mdsmap = dataclasses.replace(mdsmap, epoch=state.mdsmap.epoch + 1)
-    result = mon_pb2.CommandResult(code=OK, message=message, osdmap_epoch=state.osdmap.epoch,
+    result = mon_pb2.CommandResult(code=code, message=message, osdmap_epoch=state.osdmap.epoch,
                                    value=mdsmap.epoch)
     return dataclasses.replace(state, mdsmap=mdsmap,
                                applied=_remember(state, command.request_id, result)), result
@@ -289,7 +296,7 @@ def _pool_by_name(osdmap: OSDMap, name: str) -> Pool:
     for pool in osdmap.pools.values():
         if pool.name == name:
             return pool
-    raise NotFound(f"pool {name!r} does not exist")
+    raise NoSuchPool(name)
 
 
 def _rule_id(osdmap: OSDMap, name: str) -> int:
@@ -385,7 +392,8 @@ _HANDLERS: dict[str, Callable[[ClusterMaps, object], Outcome]] = {
 
 # --- the MDSMap ---------------------------------------------------------------------------------
 
-def _mds_beacon(mdsmap: MDSMap, cmd: mon_pb2.MdsBeacon) -> tuple[MDSMap, str]:
+def _mds_beacon(state: ClusterMaps, cmd: mon_pb2.MdsBeacon) -> tuple[MDSMap, str]:
+    mdsmap = state.mdsmap
     if not cmd.name or not cmd.addr:
         return mdsmap, "an MDS beacon needs a name and an address"
     known = mdsmap.get(cmd.name)
@@ -393,29 +401,89 @@ def _mds_beacon(mdsmap: MDSMap, cmd: mon_pb2.MdsBeacon) -> tuple[MDSMap, str]:
         return mdsmap, f"mds.{cmd.name} is {known.state}"
     if known is not None:  # restarted at a new address: same role
         info = dataclasses.replace(known, addr=cmd.addr)
-    elif mdsmap.active is None:
+    elif mdsmap.active is None and mdsmap.joinable:
         info = MdsInfo(cmd.name, cmd.addr, 0, ACTIVE)
     else:
         info = MdsInfo(cmd.name, cmd.addr, -1, STANDBY)
     others = [d for d in mdsmap.daemons if d.name != cmd.name]
     daemons = tuple(sorted([*others, info], key=lambda d: d.name))
-    return MDSMap(mdsmap.epoch, daemons), f"mds.{cmd.name} is {info.state}"
+    return dataclasses.replace(mdsmap, daemons=daemons), f"mds.{cmd.name} is {info.state}"
 
 
-def _mds_fail(mdsmap: MDSMap, cmd: mon_pb2.MdsFail) -> tuple[MDSMap, str]:
+def _mds_fail(state: ClusterMaps, cmd: mon_pb2.MdsFail) -> tuple[MDSMap, str]:
+    mdsmap = state.mdsmap
     failed = mdsmap.get(cmd.name)
     if failed is None or (cmd.mdsmap_epoch and cmd.mdsmap_epoch != mdsmap.epoch):
         return mdsmap, f"mds.{cmd.name}: nothing to fail (already handled)"
     daemons = [d for d in mdsmap.daemons if d.name != cmd.name]
     message = f"mds.{cmd.name} failed"
-    if failed.state == ACTIVE and daemons:
+    if failed.state == ACTIVE and daemons and mdsmap.joinable:
         heir = daemons[0]  # the first standby by name takes rank 0
         daemons[0] = dataclasses.replace(heir, rank=0, state=ACTIVE)
         message += f"; mds.{heir.name} takes over rank 0"
-    return MDSMap(mdsmap.epoch, tuple(daemons)), message
+    return dataclasses.replace(mdsmap, daemons=tuple(daemons)), message
 
 
-_MDS_HANDLERS: dict[str, Callable[[MDSMap, object], tuple[MDSMap, str]]] = {
+def _fs_new(state: ClusterMaps, cmd: mon_pb2.FsNew) -> tuple[MDSMap, str]:
+    mdsmap = state.mdsmap
+    if not cmd.name or len(cmd.name) > 255 or "/" in cmd.name or "\0" in cmd.name:
+        raise CommandFailed(EINVAL, "a file system name is 1 to 255 characters, without / "
+                            "or NUL")
+    meta = _pool_by_name(state.osdmap, cmd.metadata_pool)
+    data = _pool_by_name(state.osdmap, cmd.data_pool)
+    if meta.id == data.id:
+        raise CommandFailed(EINVAL, "the metadata and data pools must be different pools")
+    existing = mdsmap.fs(cmd.name)
+    if existing is not None:
+        if (existing.metadata_pool, existing.data_pool) == (meta.id, data.id):
+            return mdsmap, f"file system {cmd.name!r} already exists"
+        raise CommandFailed(EEXIST, f"file system {cmd.name!r} exists with other pools")
+    if mdsmap.filesystems:
+        raise CommandFailed(EINVAL, f"a file system exists already "
+                            f"({mdsmap.filesystems[0].name!r}): one per cluster for now")
+    fs = FsInfo(cmd.name, meta.id, data.id, mdsmap.epoch + 1, True)
+    return dataclasses.replace(mdsmap, filesystems=(fs,)), \
+        f"new fs {cmd.name!r} with metadata pool {meta.id} and data pool {data.id}"
+
+
+def _fs_remove(state: ClusterMaps, cmd: mon_pb2.FsRemove) -> tuple[MDSMap, str]:
+    mdsmap = state.mdsmap
+    fs = mdsmap.fs(cmd.name)
+    if fs is None:
+        raise NotFound(f"no file system {cmd.name!r}")
+    if fs.joinable and mdsmap.active is not None:
+        raise CommandFailed(EBUSY, f"file system {cmd.name!r} is served by "
+                            f"mds.{mdsmap.active.name}: `loligo fs fail {cmd.name}` first")
+    rest = tuple(f for f in mdsmap.filesystems if f.name != cmd.name)
+    daemons = tuple(dataclasses.replace(d, rank=-1, state=STANDBY) for d in mdsmap.daemons)
+    return dataclasses.replace(mdsmap, filesystems=rest, daemons=daemons), \
+        f"file system {cmd.name!r} removed (its pools are kept)"
+
+
+def _fs_set_joinable(state: ClusterMaps, cmd: mon_pb2.FsSetJoinable) -> tuple[MDSMap, str]:
+    mdsmap = state.mdsmap
+    fs = mdsmap.fs(cmd.name)
+    if fs is None:
+        raise NotFound(f"no file system {cmd.name!r}")
+    filesystems = tuple(dataclasses.replace(f, joinable=cmd.joinable) if f.name == cmd.name
+                        else f for f in mdsmap.filesystems)
+    daemons = list(mdsmap.daemons)
+    if not cmd.joinable:  # every rank fails; the daemons stay, as standbys
+        daemons = [dataclasses.replace(d, rank=-1, state=STANDBY) for d in daemons]
+        message = f"{cmd.name} marked not joinable; MDS cannot join the cluster. All MDS " \
+                  "ranks marked failed."
+    else:
+        message = f"{cmd.name} marked joinable; MDS may join as newly active."
+        if mdsmap.active is None and daemons:
+            daemons[0] = dataclasses.replace(daemons[0], rank=0, state=ACTIVE)
+            message += f" mds.{daemons[0].name} takes over rank 0"
+    return dataclasses.replace(mdsmap, filesystems=filesystems, daemons=tuple(daemons)), message
+
+
+_MDS_HANDLERS: dict[str, Callable[[ClusterMaps, Any], tuple[MDSMap, str]]] = {
     "mds_beacon": _mds_beacon,
     "mds_fail": _mds_fail,
+    "fs_new": _fs_new,
+    "fs_remove": _fs_remove,
+    "fs_set_joinable": _fs_set_joinable,
 }

@@ -115,19 +115,15 @@ class MonDaemon:
                              raft_config, now=time.monotonic(), applied_index=self.applied_index)
         from mon.service import MonRaftService, MonService, server_auth
 
-        self.server = rpc.make_server(self.mons[self.name], c, server_auth(self.secret))
+        self.server = rpc.make_server(self.mons[self.name], c, server_auth(self.secret),
+                                      interceptors=[self.metrics.interceptor()])
         from rados_py.proto.loligo import mon_pb2_grpc
 
         mon_pb2_grpc.add_MonServicer_to_server(MonService(self), self.server)
         raft_pb2_grpc.add_MonRaftServicer_to_server(MonRaftService(self), self.server)
         await self.server.start()
-        if c.metrics_port_offset:
-            host, _, port = self.mons[self.name].rpartition(":")
-            try:
-                self.metrics.serve(host.strip("[]"), int(port) + c.metrics_port_offset)
-            except OSError as e:  # metrics are an aid: a taken port must not stop the monitor
-                log.warning("mon.%s: no metrics endpoint on port %d: %s", self.name,
-                            int(port) + c.metrics_port_offset, e)
+        # metrics are an aid: a taken port costs the endpoint, never the monitor
+        self.metrics.daemon.serve_beside(self.mons[self.name], c.metrics_port_offset)
         for peer in self.mons:
             if peer != self.name:
                 self._peer_queues[peer] = asyncio.Queue(PEER_QUEUE)
@@ -247,7 +243,7 @@ class MonDaemon:
                     command = None
                 if command is not None:
                     self.maps, result = cluster_maps.apply(self.maps, command)
-                    self.metrics.commands.labels("ok" if result.code == 0 else "refused").inc()
+                    self.metrics.command_applied(command, result.code == 0)
                     self._resolve(entry.request_id, result)
             self.applied_index = entry.index
         return self.epochs() != before
@@ -328,6 +324,8 @@ class MonDaemon:
                      ) -> mon_pb2.BeaconReply:
         """A daemon is alive. An OSD learns whether the map holds it up; an MDS is registered
         (or its new address is) through the log when needed."""
+        self.metrics.beacons.labels(next((k for k in ("osd", "mds", "failure")
+                                          if request.HasField(k)), "none")).inc()
         if request.HasField("failure"):
             f = request.failure
             self.failure_reports.report(f.reporter, f.target, f.still_alive, time.monotonic(),

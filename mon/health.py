@@ -85,15 +85,24 @@ def pg_checks(pgs: mon_pb2.PgSummary) -> list[Check]:
             "PG_AVAILABILITY", HEALTH_WARN, f"Reduced data availability: {n} pgs inactive "
             f"({states})", "wait for peering to finish; if it does not, start the OSDs that "
             "hold these PGs (loligo osd tree, loligo cluster start osd.N)"))
-    degraded = {s.state: s.count for s in pgs.by_state
-                if {"degraded", "undersized"} & set(s.state.split("+"))}
-    if degraded or pgs.missing_objects:
-        n = sum(degraded.values())
+    degraded = sum(s.count for s in pgs.by_state if "degraded" in s.state.split("+"))
+    undersized = sum(s.count for s in pgs.by_state if "undersized" in s.state.split("+"))
+    copies = max(pgs.degraded_objects, pgs.missing_objects)
+    if degraded or undersized or copies:
+        parts = []
+        if copies:
+            total = max(pgs.total_copies, copies)
+            parts.append(f"{copies}/{total} object copies degraded "
+                         f"({100.0 * copies / total:.3f}%)")
+        if pgs.missing_objects:
+            parts.append(f"{pgs.missing_objects} object copies to recover")
+        parts += [f"{degraded} pgs degraded"] if degraded else []
+        parts += [f"{undersized} pgs undersized"] if undersized else []
         checks.append(Check(
-            "PG_DEGRADED", HEALTH_WARN, f"Degraded data redundancy: {pgs.missing_objects} "
-            f"object copies to recover, {n} pgs degraded or undersized",
-            "recovery runs on its own; if PGs stay undersized, start the down OSDs or add "
-            "OSDs so every PG has pool size members"))
+            "PG_DEGRADED", HEALTH_WARN, "Degraded data redundancy: " + ", ".join(parts),
+            "recovery runs on its own; objects written while a replica was down are copied "
+            "to it when it returns. If PGs stay undersized, start the down OSDs (loligo "
+            "cluster start osd.N) or add OSDs so every PG has pool size members"))
     damaged = [s for s in pgs.pgs if s.inconsistent_objects]
     if damaged:
         errors = sum(s.inconsistent_objects for s in damaged)

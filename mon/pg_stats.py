@@ -8,12 +8,13 @@ after a manager failover). Everything here is a pure function of the reports and
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from rados_py.osdmap import OSDMap, PgId
 from rados_py.proto.loligo import mon_pb2
 
-__all__ = ["FailureReports", "PgStats"]
+__all__ = ["FailureReports", "PgStats", "raw_space"]
 
 RATE_WINDOW = 10.0  # seconds over which recovery rates are averaged
 
@@ -67,26 +68,49 @@ class PgStats:
                 else:
                     state = report.stat.state
                 if report is not None and report.osd == placement.acting_primary:
-                    out.pgs.append(report.stat)
-                    out.num_objects += report.stat.num_objects
-                    out.data_bytes += report.stat.num_bytes
-                    out.missing_objects += report.stat.missing_objects
-                    out.missing_bytes += report.stat.missing_bytes
+                    stat = report.stat
+                    out.pgs.append(stat)
+                    out.num_objects += stat.num_objects
+                    out.data_bytes += stat.num_bytes
+                    out.missing_objects += stat.missing_objects
+                    out.missing_bytes += stat.missing_bytes
+                    # every object of a PG with fewer members than the pool's size lacks
+                    # those copies (written, or not yet recovered, while a replica was down)
+                    members = sum(1 for o in placement.acting if o >= 0)
+                    absent = max(0, pool.size - members) * stat.num_objects
+                    out.degraded_objects += stat.missing_objects + absent
+                    out.total_copies += stat.num_objects * pool.size
                 counts[state] = counts.get(state, 0) + 1
         for state, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
             out.by_state.add(state=state, count=count)
-        for osd, usage in self.usage.items():
-            if osd in osdmap.osds:
-                out.osd_usage[osd].CopyFrom(usage)
-                out.used_bytes += usage.used_bytes
-                out.avail_bytes += usage.avail_bytes
-                out.total_bytes += usage.total_bytes
+        usages = {osd: u for osd, u in self.usage.items() if osd in osdmap.osds}
+        for osd, usage in usages.items():
+            out.osd_usage[osd].CopyFrom(usage)
+        out.used_bytes, out.avail_bytes, out.total_bytes = raw_space(usages.values())
         if len(self._progress) >= 2:
             (t0, o0, b0), (t1, o1, b1) = self._progress[0], self._progress[-1]
             if t1 > t0:
                 out.recovery_objects_per_sec = (o1 - o0) / (t1 - t0)
                 out.recovery_bytes_per_sec = (b1 - b0) / (t1 - t0)
         return out
+
+
+def raw_space(usages: Iterable[mon_pb2.OsdUsage]) -> tuple[int, int, int]:
+    """(used, avail, total) of the cluster: each OSD's own use, but each file system counted
+    once -- OSDs sharing a disk (a one-host cluster) add their sizes only up to the disk's."""
+    used = 0
+    per_fs: dict[str, list[int]] = {}  # fs id -> [avail, total, fs avail, fs total]
+    for u in usages:
+        used += u.used_bytes
+        fs = per_fs.setdefault(u.fs_id or f"own:{id(u)}",  # an OSD without fs_id: its own
+                               [0, 0, u.fs_avail_bytes, u.fs_total_bytes])
+        fs[0] += u.avail_bytes
+        fs[1] += u.total_bytes
+    avail = total = 0
+    for own_avail, own_total, fs_avail, fs_total in per_fs.values():
+        avail += min(own_avail, fs_avail) if fs_total else own_avail
+        total += min(own_total, fs_total) if fs_total else own_total
+    return used, avail, total
 
 
 class FailureReports:

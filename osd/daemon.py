@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import socket
 import sys
 import time
@@ -27,9 +26,11 @@ import uuid
 from pathlib import Path
 
 from osd.heartbeat import Heartbeats
+from osd.metrics import OsdMetrics
 from osd.objectstore import DurableStore
 from osd.peer_service import OsdPeerService
 from osd.service import OsdService, server_auth
+from osd.usage import DEFAULT_WEIGHT, osd_usage
 from rados_py import auth, daemon_runner, rpc
 from rados_py.atomic_file import write_atomic
 from rados_py.auth import Keyring
@@ -65,6 +66,7 @@ class OsdDaemon:
         self._tasks: list[asyncio.Task[None]] = []
         self._boot = mon_pb2.OsdBoot()
         self._booted = False
+        self.metrics: OsdMetrics | None = None
 
     def _disk_uuid(self) -> str:
         """The uuid of this OSD's disk, created once: the monitors recognise a restart by it."""
@@ -114,16 +116,19 @@ class OsdDaemon:
         port = self.config.osd_port
         self.service = OsdService(self.id, self.store, self.config, self.current_map,
                                   self.wait_epoch, self._own_ticket)
+        self.metrics = OsdMetrics(self.id)
         self.server = rpc.make_server(f"127.0.0.1:{port}", self.config,
-                                      server_auth(self.secret))
+                                      server_auth(self.secret),
+                                      interceptors=[self.metrics.interceptor()])
         osd_pb2_grpc.add_OsdServicer_to_server(self.service, self.server)
         osd_pb2_grpc.add_OsdPeerServicer_to_server(OsdPeerService(self.service), self.server)
         await self.server.start()
         self.addr = f"127.0.0.1:{rpc.server_port(self.server)}"
+        self.metrics.serve_beside(self.addr, self.config.metrics_port_offset)
         self.mon = MonClient(self.config, self.keyring)
         self._boot = mon_pb2.OsdBoot(id=self.id, uuid=disk, addr=self.addr,
                                      host=socket.gethostname().split(".")[0],
-                                     capacity_bytes=self.config.osd_capacity)
+                                     capacity_bytes=self.config.osd_capacity or DEFAULT_WEIGHT)
         await self._end_previous_life()
         await self.mon.command(osd_boot=self._boot, timeout=60.0)
         maps = await self.mon.get_maps(timeout=60.0)
@@ -162,20 +167,8 @@ class OsdDaemon:
                               timeout=self.config.osd_heartbeat_interval * 2)
 
     async def _usage(self) -> mon_pb2.OsdUsage:
-        """Bytes this OSD's store holds (data of every object, plus its metadata files) and
-        what its file system has left."""
-        assert self.store is not None and self.service is not None
-        used = 0
-        for coll in await self.store.list_collections():
-            with contextlib.suppress(LoligoError):
-                used += (await self.store.coll_stats(coll))[1]
-        store_dir = self.data_dir / "store"
-        for name in ("meta.db", "meta.db-wal"):
-            with contextlib.suppress(OSError):
-                used += (store_dir / name).stat().st_size
-        fs = os.statvfs(self.data_dir)
-        return mon_pb2.OsdUsage(used_bytes=used, avail_bytes=fs.f_bavail * fs.f_frsize,
-                                total_bytes=fs.f_blocks * fs.f_frsize)
+        assert self.store is not None
+        return await osd_usage(self.store, self.data_dir, self.config.osd_capacity)
 
     async def _beacons(self) -> None:
         """Tell the leader monitor we are alive every osd_beacon_interval; silence past
@@ -189,6 +182,7 @@ class OsdDaemon:
                 beacon = mon_pb2.OsdBeacon(id=self.id, addr=self.addr, osdmap_epoch=epoch,
                                            pgs=await self.service.recovery.stats(),
                                            usage=await self._usage())
+                self.metrics.publish(beacon)
                 reply = await self.mon.beacon(mon_pb2.BeaconRequest(osd=beacon),
                                               timeout=interval * 3)
                 if reply.state == "down":
@@ -220,6 +214,8 @@ class OsdDaemon:
             await self.mon.close()
         if self.store is not None:
             await self.store.close()
+        if self.metrics is not None:
+            self.metrics.close()
         log.info("%s stopped", self.name)
 
 

@@ -28,6 +28,7 @@ from osd.objectstore_api import (
     Op,
     coll_name,
 )
+from rados_py.errors import show_name
 
 if TYPE_CHECKING:
     from osd.objectstore_durable import DurableStore
@@ -95,7 +96,7 @@ class Applier:
                         (cid, op.oid)).fetchone()
         if row is None:
             if k not in CREATING_OPS:
-                raise NotFound(f"object {op.coll}/{op.oid!r} does not exist")
+                raise NotFound(f"object {show_name(op.oid)} does not exist in {op.coll}")
             cur = c.execute("INSERT INTO objects (cid, oid, size, version, mtime, header) "
                             "VALUES (?, ?, 0, 0, ?, x'')", (cid, op.oid, self.now))
             row = (cur.lastrowid, 0)
@@ -126,7 +127,7 @@ class Applier:
         elif k == "rmxattr":
             if c.execute("DELETE FROM xattrs WHERE obj=? AND key=?",
                          (obj, op.keys[0])).rowcount == 0:
-                raise NotFound(f"xattr {op.keys[0]!r} of {op.coll}/{op.oid!r} is not set")
+                raise NotFound(f"xattr {show_name(op.keys[0])} of {show_name(op.oid)} is not set")
         elif k == "omap_set":
             c.executemany("INSERT OR REPLACE INTO omap VALUES (?, ?, ?)",
                           [(obj, key, v) for key, v in op.items])

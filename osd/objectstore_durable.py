@@ -49,6 +49,7 @@ import fcntl
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -68,6 +69,8 @@ from osd.objectstore_api import (
     name_bytes,
 )
 from osd.objectstore_apply import INLINE_MAX, Applier, Block, checksum, cid_of
+from rados_py import metrics
+from rados_py.errors import show_name
 
 MAX_BATCH = 512             # transactions per group commit
 MAX_BATCH_BYTES = 32 << 20  # ...and data: bounds the latency a big batch adds to its members
@@ -241,11 +244,14 @@ class DurableStore(ObjectStore):
                 nbytes += sum(op.length for op in self._pending[n][0].ops)
                 n += 1
             batch, self._pending = self._pending[:n], self._pending[n:]
+            started = time.perf_counter()
             try:
                 results = await loop.run_in_executor(
                     self._writer, self._commit_batch, [t for t, _ in batch])
             except BaseException as exc:  # every waiter must hear of it
                 results = [exc] * len(batch)
+            metrics.observe("store_commit", time.perf_counter() - started)
+            metrics.inc("store_transactions", len(batch))
             for (_, fut), res in zip(batch, results, strict=True):
                 if fut.done():
                     continue
@@ -397,7 +403,7 @@ class DurableStore(ObjectStore):
         if row is None:
             if conn.execute("SELECT 1 FROM colls WHERE name=?", (coll,)).fetchone() is None:
                 raise NotFound(f"collection {coll} does not exist")
-            raise NotFound(f"object {coll}/{name!r} does not exist")
+            raise NotFound(f"object {show_name(name)} does not exist in {coll}")
         return name, row
 
     async def _q(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -463,7 +469,7 @@ class DurableStore(ObjectStore):
             got = conn.execute("SELECT value FROM xattrs WHERE obj=? AND key=?",
                                (row[0], key)).fetchone()
             if got is None:
-                raise NotFound(f"xattr {key!r} of {coll}/{oname!r} is not set")
+                raise NotFound(f"xattr {show_name(key)} of {show_name(oname)} is not set")
             return got[0]
         return await self._q(go)
 

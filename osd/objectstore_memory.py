@@ -30,6 +30,7 @@ from osd.objectstore_api import (
     coll_name,
     name_bytes,
 )
+from rados_py.errors import show_name
 
 
 @dataclass
@@ -84,7 +85,7 @@ class MemoryStore(ObjectStore):
             o = c.objects.get(op.oid)
             if o is None:
                 if op.kind not in CREATING_OPS:
-                    raise NotFound(f"object {op.coll}/{op.oid!r} does not exist")
+                    raise NotFound(f"object {show_name(op.oid)} does not exist in {op.coll}")
                 o = c.objects[op.oid] = _Obj()
             elif (op.coll, op.oid) not in copied:
                 o = c.objects[op.oid] = o.copy()
@@ -162,7 +163,7 @@ class MemoryStore(ObjectStore):
             o.xattrs.update(op.items)
         elif k == "rmxattr":
             if op.keys[0] not in o.xattrs:
-                raise NotFound(f"xattr {op.keys[0]!r} of {op.coll}/{op.oid!r} is not set")
+                raise NotFound(f"xattr {show_name(op.keys[0])} of {show_name(op.oid)} is not set")
             del o.xattrs[op.keys[0]]
         elif k == "omap_set":
             o.omap.update(op.items)
@@ -185,7 +186,7 @@ class MemoryStore(ObjectStore):
         name = name_bytes(oid, "object name")
         o = c.objects.get(name)
         if o is None:
-            raise NotFound(f"object {coll}/{name!r} does not exist")
+            raise NotFound(f"object {show_name(name)} does not exist in {coll}")
         return name, o
 
     async def read(self, coll: str, oid: bytes | str, offset: int = 0,
@@ -207,7 +208,7 @@ class MemoryStore(ObjectStore):
         oname, o = self._obj(coll, oid)
         key = name_bytes(name, "xattr name")
         if key not in o.xattrs:
-            raise NotFound(f"xattr {key!r} of {coll}/{oname!r} is not set")
+            raise NotFound(f"xattr {show_name(key)} of {show_name(oname)} is not set")
         return o.xattrs[key]
 
     async def getxattrs(self, coll: str, oid: bytes | str) -> dict[bytes, bytes]:

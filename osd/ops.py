@@ -23,6 +23,7 @@ from osd.objectstore import (
     StoreFull,
     Transaction,
 )
+from rados_py.errors import show_name
 from rados_py.proto.loligo import osd_pb2
 
 __all__ = ["MUTATIONS", "OpFailed", "Outcome", "errno_of", "execute", "is_write",
@@ -139,21 +140,22 @@ async def _one(store: ObjectStore, coll: str, oid: bytes, op: osd_pb2.OsdOp,
         except NotFound:
             value = b""
         if not _CMP[op.cmp](value, op.data):
-            raise OpFailed(i, errno.ECANCELED, f"xattr {op.name!r} comparison failed")
+            raise OpFailed(i, errno.ECANCELED, f"xattr {show_name(op.name)} comparison failed")
     elif k == K.OMAP_CMP:
         need_object()
         stored = await store.omap_get(coll, oid, [p.key for p in op.pairs])
         for pair in op.pairs:
             if pair.key not in stored:
-                raise OpFailed(i, errno.ECANCELED, f"omap key {pair.key!r} is not set")
+                raise OpFailed(i, errno.ECANCELED, f"omap key {show_name(pair.key)} is not set")
             if not _CMP[op.cmp](stored[pair.key], pair.value):
-                raise OpFailed(i, errno.ECANCELED, f"omap key {pair.key!r} comparison failed")
+                raise OpFailed(i, errno.ECANCELED,
+                               f"omap key {show_name(pair.key)} comparison failed")
     elif k == K.OMAP_ABSENT:
         if exists:
             present = await store.omap_get(coll, oid, list(op.keys))
             if present:
                 raise OpFailed(i, errno.ECANCELED,
-                               f"omap key {sorted(present)[0]!r} is set")
+                               f"omap key {show_name(sorted(present)[0])} is set")
     # --- reads ---------------------------------------------------------------------------
     elif k == K.READ:
         need_object()
@@ -167,7 +169,7 @@ async def _one(store: ObjectStore, coll: str, oid: bytes, op: osd_pb2.OsdOp,
         try:
             res.data = await store.getxattr(coll, oid, op.name)
         except NotFound:
-            raise OpFailed(i, errno.ENODATA, f"no xattr {op.name!r}") from None
+            raise OpFailed(i, errno.ENODATA, f"no xattr {show_name(op.name)}") from None
     elif k == K.GETXATTRS:
         need_object()
         for key, value in sorted((await store.getxattrs(coll, oid)).items()):
@@ -212,7 +214,7 @@ async def _one(store: ObjectStore, coll: str, oid: bytes, op: osd_pb2.OsdOp,
         try:
             await store.getxattr(coll, oid, op.name)
         except NotFound:
-            raise OpFailed(i, errno.ENODATA, f"no xattr {op.name!r}") from None
+            raise OpFailed(i, errno.ENODATA, f"no xattr {show_name(op.name)}") from None
         out.append(S(kind=S.RMXATTR, name=op.name))
     elif k == K.OMAP_SET:
         out.append(S(kind=S.OMAP_SET, pairs=list(op.pairs)))

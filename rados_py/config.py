@@ -34,10 +34,10 @@ from typing import Any, Literal, NamedTuple
 from rados_py.errors import InvalidArgument
 
 __all__ = ["DEFAULT_CONF", "SCHEMA", "Config", "ConfigError", "MonAddr", "Option",
-           "describe", "find_conf", "load", "parse_duration", "parse_size"]
+           "describe", "find_conf", "load", "option", "parse_duration", "parse_size"]
 
-DaemonType = Literal["mon", "osd", "mds", "gateway", "client"]
-DAEMON_TYPES: tuple[DaemonType, ...] = ("mon", "osd", "mds", "gateway", "client")
+DaemonType = Literal["mon", "osd", "mds", "gateway", "mgr", "client"]
+DAEMON_TYPES: tuple[DaemonType, ...] = ("mon", "osd", "mds", "gateway", "mgr", "client")
 #: Where `loligo cluster up` puts the local cluster, and so where everything looks by default.
 DEFAULT_CONF = Path("~/.local/share/loligo/cluster/loligo.toml")
 ENV_CONF = "LOLIGO_CONF"
@@ -250,7 +250,7 @@ def _num(x: float) -> str:
 
 
 _ALL: tuple[DaemonType, ...] = DAEMON_TYPES
-_SERVERS: tuple[DaemonType, ...] = ("mon", "osd", "mds", "gateway")
+_SERVERS: tuple[DaemonType, ...] = ("mon", "osd", "mds", "gateway", "mgr")
 _MIB = 1 << 20
 
 SCHEMA: Mapping[str, Option] = MappingProxyType({o.name: o for o in (
@@ -342,6 +342,37 @@ SCHEMA: Mapping[str, Option] = MappingProxyType({o.name: o for o in (
            "is alive.", ("mds", "mon"), min=0.01, max=60),
     Option("mds_beacon_grace", "duration", 5.0, "An MDS silent this long is declared failed "
            "and a standby takes over.", ("mds", "mon"), min=0.05, max=600),
+    # --- the file system (mds/ and the FUSE client) ---
+    Option("mds_port", "int", 0, "The MDS's gRPC port (set per daemon, [mds.X]); 0 picks a "
+           "free one, which the MDS registers with the monitors.", ("mds",), min=0,
+           max=65535),
+    Option("mds_cache_size", "int", 100_000, "Inodes the MDS keeps cached in memory; clean "
+           "directories least recently used are dropped beyond it.", ("mds",), min=100,
+           max=100_000_000),
+    Option("mds_journal_segment_size", "size", 4 * _MIB, "A journal segment object is closed "
+           "and a new one begun past this size; applied segments are removed.", ("mds",),
+           min=64 * 1024, max=256 * _MIB),
+    Option("mds_flush_interval", "duration", 1.0, "How often the MDS applies journaled "
+           "changes to the directory objects and trims the journal.", ("mds",), min=0.01,
+           max=600),
+    Option("mds_flush_events", "int", 2000, "Apply and trim as soon as this many journal "
+           "events wait, whatever the interval.", ("mds",), min=1, max=10_000_000),
+    Option("mds_session_timeout", "duration", 30.0, "A client not heard from this long is "
+           "evicted: its open files and locks are released.", ("mds",), min=0.1, max=86400),
+    Option("mds_reconnect_timeout", "duration", 10.0, "After a takeover, how long clients "
+           "have to reconnect before their sessions are evicted.", ("mds",), min=0.1,
+           max=3600),
+    Option("client_mds_timeout", "duration", 60.0, "How long a mounted client retries a "
+           "metadata request (across an MDS takeover) before the call fails with EIO.",
+           ("client",), min=1, max=86400),
+    Option("client_object_size", "size", 4 * _MIB, "Data object size of new files (their "
+           "layout): a file's bytes are striped over objects of this size.", ("client",),
+           min=64 * 1024, max=64 * _MIB),
+    Option("client_readahead", "size", 8 * _MIB, "How far a mounted client reads ahead of a "
+           "sequential reader.", ("client",), min=0, max=256 * _MIB),
+    Option("client_writebehind", "size", 16 * _MIB, "Dirty bytes a mounted client buffers per "
+           "file before writing them out (close, fsync and the MDS's recall flush).",
+           ("client",), min=0, max=1024 * _MIB),
     Option("mon_snapshot_interval", "int", 1000, "A monitor compacts its log into a snapshot "
            "of the maps every this many applied entries.", ("mon",), min=10, max=1_000_000),
     Option("mon_quorum_grace", "duration", 3.0, "A monitor not heard from for this long counts "
@@ -351,8 +382,10 @@ SCHEMA: Mapping[str, Option] = MappingProxyType({o.name: o for o in (
            ("mon",), choices=("osd", "host", "rack", "row", "room", "datacenter")),
     Option("osd_port", "int", 0, "The OSD's gRPC port (set per daemon, [osd.N]); 0 picks a "
            "free one, which the OSD registers with the monitors.", ("osd",), min=0, max=65535),
-    Option("osd_capacity", "size", 1 << 40, "Capacity an OSD reports at boot; its CRUSH weight "
-           "is this in TiB.", ("osd",), min=1 << 20, max=1 << 60),
+    Option("osd_capacity", "size", 0, "The OSD's size, as Ceph's device size: what it "
+           "reports as its total space (capped by its file system) and, in TiB, its CRUSH "
+           "weight at first boot. 0: its space is the file system under data_dir (OSDs "
+           "sharing one count it once) and its weight 1.0.", ("osd",), min=0, max=1 << 60),
     Option("osd_pool_default_size", "int", 3, "Replicas of a new pool.", ("mon", "client"),
            min=1, max=10),
     Option("osd_pool_default_pg_num", "int", 32, "Placement groups of a new pool.",
@@ -400,6 +433,20 @@ SCHEMA: Mapping[str, Option] = MappingProxyType({o.name: o for o in (
     Option("gateway_max_skew", "duration", 900.0, "Largest clock difference accepted in a "
            "signed request (and how early a presigned URL may be used).", ("gateway",),
            min=1, max=86400),
+    # --- the manager: the live dashboard (mgr/) ---
+    Option("mgr_dashboard_host", "str", "127.0.0.1", "Address the dashboard's HTTP server "
+           "binds to.", ("mgr",)),
+    Option("mgr_dashboard_port", "int", 7000, "The dashboard's HTTP port (set per manager, "
+           "[mgr.X]); 0 picks a free one.", ("mgr",), min=0, max=65535),
+    Option("mgr_rados_user", "str", "client.admin", "Entity the manager reads the cluster "
+           "as; the keyring must hold its key.", ("mgr",)),
+    Option("mgr_poll_interval", "duration", 1.0, "How often the manager asks the monitors "
+           "for the cluster's state and reads the daemons' metrics.", ("mgr",),
+           min=0.05, max=60),
+    Option("mgr_history", "duration", 600.0, "How far back the dashboard's throughput plots "
+           "reach.", ("mgr",), min=10, max=86400),
+    Option("mgr_session_ttl", "duration", 3600.0, "How long a dashboard sign-in lasts.",
+           ("mgr",), min=10, max=7 * 86400),
 )})
 
 # (smaller, larger, strict): cross-option rules the per-option bounds cannot express
@@ -561,12 +608,18 @@ def _valid_id(dtype: str, ident: str) -> bool:
     return bool(re.fullmatch(r"\d+" if dtype == "osd" else r"[A-Za-z0-9_-]+", ident))
 
 
+def option(name: str, where: str = "") -> Option:
+    """The schema's option `name`; a ConfigError saying "unknown option" (and the nearest
+    name) otherwise, whoever asks: a config file, `loligo tell ... config set`, `config help`."""
+    return _option(name, where)
+
+
 def _option(name: str, where: str) -> Option:
     if name in SCHEMA:
         return SCHEMA[name]
     near = difflib.get_close_matches(name, SCHEMA, n=1)
     hint = f" (did you mean {near[0]!r}?)" if near else " (see `loligo config help`)"
-    raise ConfigError(f"{where}: unknown option {name!r}{hint}")
+    raise ConfigError(f"{where + ': ' if where else ''}unknown option {name!r}{hint}")
 
 
 def _sections(data: Mapping[str, Any], where: str) -> dict[str, dict[str, Any]]:

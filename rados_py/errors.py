@@ -30,6 +30,25 @@ class NotFound(LoligoError):
     """The named pool, object, rule, bucket or device does not exist."""
 
 
+class NoSuchPool(NotFound):
+    """A pool that does not exist, in the one wording every command and the client use."""
+
+    def __init__(self, pool: str | int) -> None:
+        super().__init__(f"pool {pool_label(pool)} does not exist")
+
+
+def pool_label(pool: str | int) -> str:
+    """'data' for a name, id 3 for a number."""
+    return f"id {pool}" if isinstance(pool, int) else f"'{pool}'"
+
+
+def show_name(name: bytes | str, limit: int = 200) -> str:
+    """An object name for a message: as text in quotes ('a/b'), never a bytes repr
+    (b'a/b'); bytes that are not UTF-8 appear as \\x escapes, a long name is cut."""
+    text = name.decode("utf-8", "backslashreplace") if isinstance(name, bytes) else name
+    return f"'{text[:limit]}'" + ("..." if len(text) > limit else "")
+
+
 class AlreadyExists(LoligoError):
     """What was to be created exists already (a collection, an exclusive create)."""
 

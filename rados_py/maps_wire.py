@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rados_py.crush import wire as crush_wire
 from rados_py.crush.compiled import CompiledMap
-from rados_py.mdsmap import MdsInfo, MDSMap
+from rados_py.mdsmap import FsInfo, MdsInfo, MDSMap
 from rados_py.monmap import MonMap
 from rados_py.osdmap import OSDMap, OsdState, PgId, Pool
 from rados_py.proto.loligo import maps_pb2
@@ -55,9 +55,14 @@ def mdsmap_to_proto(m: MDSMap) -> maps_pb2.MDSMap:
     msg = maps_pb2.MDSMap(epoch=m.epoch)
     for d in m.daemons:
         msg.mds.add(name=d.name, addr=d.addr, rank=d.rank, state=d.state)
+    for f in m.filesystems:
+        msg.filesystems.add(name=f.name, metadata_pool=f.metadata_pool, data_pool=f.data_pool,
+                            created=f.created, joinable=f.joinable)
     return msg
 
 
 def mdsmap_from_proto(msg: maps_pb2.MDSMap) -> MDSMap:
     return MDSMap(msg.epoch or 1, tuple(MdsInfo(d.name, d.addr, d.rank, d.state)
-                                        for d in msg.mds))
+                                        for d in msg.mds),
+                  tuple(FsInfo(f.name, f.metadata_pool, f.data_pool, f.created, f.joinable)
+                        for f in msg.filesystems))

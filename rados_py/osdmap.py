@@ -14,7 +14,7 @@ from typing import NamedTuple
 from rados_py import _placement
 from rados_py.crush.compiled import ITEM_NONE, CompiledMap
 from rados_py.crush.model import WEIGHT_ONE
-from rados_py.errors import InvalidArgument, NotFound
+from rados_py.errors import InvalidArgument, NoSuchPool
 
 POOL_REPLICATED = "replicated"
 POOL_ERASURE = "erasure"
@@ -146,7 +146,7 @@ class OSDMap:
         try:
             return self.pools[pool_id]
         except KeyError:
-            raise NotFound(f"no pool {pool_id}") from None
+            raise NoSuchPool(pool_id) from None
 
     def crush_weights(self) -> list[int]:
         """Per-OSD reweights for CRUSH: out or nonexistent OSDs weigh 0."""

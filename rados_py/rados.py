@@ -41,9 +41,11 @@ from rados_py.errors import (
     ChecksumError,
     InvalidArgument,
     LoligoError,
+    NoSuchPool,
     NotFound,
     StoreFull,
     Timeout,
+    show_name,
 )
 from rados_py.monclient import MonClient
 from rados_py.osdmap import OSDMap, PgId
@@ -247,7 +249,7 @@ class Rados:
         for p in self.osdmap.pools.values():
             if p.name == name:
                 return p.id
-        raise NotFound(f"no pool {name!r}")
+        raise NoSuchPool(name)
 
     async def open_ioctx(self, pool: str, nspace: bytes | str = b"") -> IoCtx:
         try:
@@ -333,11 +335,11 @@ class Rados:
             return osd_pb2.OpRequest(epoch=epoch, pool=pool_id, pg_seed=seed, name=name,
                                      nspace=nspace, client=self.client_id, tid=tid, ops=ops)
 
-        reply = await self._send(f"op on {name[:80]!r}", build, "Op", pool_id,
+        reply = await self._send(f"op on {show_name(name, 80)}", build, "Op", pool_id,
                                  lambda m: m.object_to_pg(pool_id, name, nspace)[1])
         if reply.status == R.FAILED:
             cls = _ERRNO.get(reply.errno, LoligoError)
-            exc = cls(f"{name[:200]!r}: {reply.message or E.errorcode.get(reply.errno, '')}")
+            exc = cls(f"{show_name(name)}: {reply.message or E.errorcode.get(reply.errno, '')}")
             exc.errno = reply.errno  # type: ignore[attr-defined]
             exc.failed_op = reply.failed_op  # type: ignore[attr-defined]  # which op, in order
             raise exc

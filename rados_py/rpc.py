@@ -329,18 +329,21 @@ _PORTS: weakref.WeakKeyDictionary[grpc.aio.Server, int] = weakref.WeakKeyDiction
 
 
 def make_server(bind: str, config: Config, auth: ServerAuth | None = None, *,
-                handlers: Sequence[grpc.GenericRpcHandler] = ()) -> grpc.aio.Server:
+                handlers: Sequence[grpc.GenericRpcHandler] = (),
+                interceptors: Sequence[grpc.aio.ServerInterceptor] = ()) -> grpc.aio.Server:
     """A grpc.aio server listening on `bind` ("127.0.0.1:0" picks a port: see `server_port`).
 
     Call it from the running event loop; add servicers, then `await server.start()`. Requests
-    are checked against `config.fsid` (when set) and, with `auth`, against tickets and caps.
+    are checked against `config.fsid` (when set) and, with `auth`, against tickets and caps;
+    `interceptors` (metrics) see only requests that passed those checks.
     """
     interval_ms = int(config.rpc_keepalive_interval * 1000)
     # so_reuseport off: a second daemon on a taken port must fail, not share it silently.
     # Pings at our own keepalive interval must not count as abuse (GOAWAY too_many_pings).
     options = [*_common_options(config), ("grpc.so_reuseport", 0),
                ("grpc.http2.min_ping_interval_without_data_ms", interval_ms // 2)]
-    server = grpc.aio.server(interceptors=[_Guard(config.fsid, auth)], options=options,
+    server = grpc.aio.server(interceptors=[_Guard(config.fsid, auth), *interceptors],
+                             options=options,
                              handlers=list(handlers))
     try:
         port = server.add_insecure_port(bind)

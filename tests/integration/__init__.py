@@ -21,10 +21,12 @@ def random_base_port() -> int:
 
 
 def create_cluster(directory: Path, *, mons: int = 1, osds: int = 0,
-                   settings: Mapping[str, object] | None = None) -> launcher.LocalCluster:
+                   settings: Mapping[str, object] | None = None, mdss: int = 0
+                   ) -> launcher.LocalCluster:
     """A new local cluster in `directory` with `settings` added to its [global] section (tests
     shrink timers this way), not started."""
-    conf = launcher.create(directory, mons=mons, base_port=random_base_port(), osds=osds)
+    conf = launcher.create(directory, mons=mons, base_port=random_base_port(), osds=osds,
+                           mdss=mdss)
     extra = "".join(f"{key} = {value!r}\n" for key, value in (settings or {}).items())
     conf.write_text(conf.read_text().replace("[global]\n", "[global]\n" + extra, 1))
     return launcher.LocalCluster(conf, out=lambda *_: None)
@@ -50,8 +52,8 @@ def started(c: launcher.LocalCluster, pool: str | None = None
 @contextlib.contextmanager
 def running_cluster(directory: Path, *, mons: int = 1, osds: int = 0,
                     settings: Mapping[str, object] | None = None,
-                    pool: str | None = None) -> Iterator[launcher.LocalCluster]:
+                    pool: str | None = None, mdss: int = 0) -> Iterator[launcher.LocalCluster]:
     """A new local cluster (`create_cluster`), started for the duration (`started`)."""
-    with started(create_cluster(directory, mons=mons, osds=osds, settings=settings),
-                 pool) as c:
+    with started(create_cluster(directory, mons=mons, osds=osds, settings=settings,
+                                mdss=mdss), pool) as c:
         yield c

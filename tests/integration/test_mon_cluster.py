@@ -121,11 +121,12 @@ def test_leader_loss_and_lost_majority(cluster: Cluster) -> None:
 
 
 def test_down_stops_every_process(cluster: Cluster) -> None:
-    pids = [m["pid"] for m in cluster.json("cluster", "info")["mons"]]
+    info = cluster.json("cluster", "info")
+    pids = [m["pid"] for m in info["mons"]] + [info["dashboard"]["pid"]]
     assert all(pids)
     out = cluster.ok("cluster", "down")
-    assert sorted(out.splitlines()) == sorted(f"stopped mon.{n} (pid {p})"
-                                              for n, p in zip("abc", pids, strict=True))
+    assert sorted(out.splitlines()) == sorted(f"stopped {n} (pid {p})" for n, p in zip(
+        ("mon.a", "mon.b", "mon.c", "mgr.a"), pids, strict=True))
     assert not any(launcher._alive(p) for p in pids)
     assert not any(m["running"] for m in cluster.json("cluster", "info")["mons"])
     assert _procs_mentioning(str(cluster.dir)) == []

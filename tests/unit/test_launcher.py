@@ -244,3 +244,20 @@ def test_a_cluster_made_before_the_gateway_gets_one(tmp_path: Path) -> None:
     assert port >= launcher.GATEWAY_BASE_PORT
     assert port not in {int(d.addr.rsplit(":", 1)[1]) for d in cluster.daemons if d.addr}
     assert launcher.LocalCluster(conf).config.fsid == cluster.config.fsid  # still loads
+
+
+def test_a_new_cluster_has_a_dashboard_at_base_port_plus_300(tmp_path: Path) -> None:
+    base = base_port()
+    conf = launcher.create(tmp_path / "c", mons=1, base_port=base, osds=1, gateways=1, mdss=1,
+                           mgrs=1)
+    cluster = launcher.LocalCluster(conf)
+    [mgr] = cluster.mgrs
+    port = int(mgr.addr.rsplit(":", 1)[1])
+    assert mgr.name == "mgr.a" and port >= base + 300
+    assert config_mod.load(conf, "mgr.a").mgr_dashboard_port == port
+    info = cluster.info()
+    assert info["dashboard"]["url"] == f"http://127.0.0.1:{port}/"
+    assert not info["dashboard"]["running"]
+    old = launcher.create(tmp_path / "old", mons=1, base_port=base_port())
+    older = launcher.LocalCluster(old, out=lambda *_: None)
+    assert older.mgrs == [] and older.add_mgr_section().name == "mgr.a"

@@ -134,14 +134,19 @@ def test_status_shows_pg_states_usage_and_recovery_progress() -> None:
     assert data["pgmap"]["pgs_by_state"] == [
         {"state_name": "active+clean", "count": 12},
         {"state_name": "active+recovering+degraded", "count": 4}]
-    assert data["pgmap"]["degraded_objects"] == 40
+    pgs.degraded_objects, pgs.total_copies = 60, 900  # 20 more: written while a copy was down
+    st = ClusterStatus(status, True, {"a": status})
+    data = mon_cli.status_json(st, MAPS, ADDRS)
+    assert data["pgmap"]["degraded_objects"] == 60 and data["pgmap"]["degraded_total"] == 900
+    assert data["pgmap"]["missing_objects"] == 40
     assert data["pgmap"]["recovering_bytes_per_sec"] == 2 << 20
     text = mon_cli.format_status(data)
-    assert text.splitlines()[-8:] == [
+    assert text.splitlines()[-9:] == [
         "    pools:   1 pools, 16 pgs",
         "    objects: 300 objects, 3.0 MiB",
         "    usage:   10.0 MiB used, 90.0 GiB / 100.0 GiB avail",
-        "    pgs:     12 active+clean",
+        "    pgs:     60/900 objects degraded (6.667%)",
+        "             12 active+clean",
         "             4 active+recovering+degraded",
         "",
         "  progress:",

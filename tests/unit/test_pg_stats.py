@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from mon.pg_stats import FailureReports, PgStats
+from mon import health
+from mon.pg_stats import FailureReports, PgStats, raw_space
 from rados_py.crush import text
 from rados_py.crush.compiled import CompiledMap
 from rados_py.osdmap import OSDMap, Pool
@@ -56,3 +57,44 @@ def test_failure_reports_need_fresh_reporters_about_the_current_life() -> None:
     assert reports.reporters(0, m, now=12.0, window=6.0) == set()
     reports.report(1, 0, alive=False, now=13.0, epoch=9)
     assert reports.reporters(0, m, now=13.0, window=6.0) == {1}
+
+
+def test_osds_sharing_a_disk_count_it_once() -> None:
+    """Three OSDs on one 252 GiB file system: 252 GiB in total, not 756 (issue 14)."""
+    gib = 1 << 30
+    disk = {"fs_id": "h1:2049", "fs_total_bytes": 252 * gib, "fs_avail_bytes": 200 * gib}
+    shared = [mon_pb2.OsdUsage(used_bytes=u * gib, total_bytes=252 * gib,
+                               avail_bytes=200 * gib, **disk) for u in (1, 2, 3)]
+    assert raw_space(shared) == (6 * gib, 200 * gib, 252 * gib)
+    # with a size each (osd_capacity 10 GiB), they add up while the disk has room
+    sized = [mon_pb2.OsdUsage(used_bytes=gib, total_bytes=10 * gib, avail_bytes=9 * gib,
+                              **disk) for _ in range(3)]
+    assert raw_space(sized) == (3 * gib, 27 * gib, 30 * gib)
+    # another host's disk adds its own
+    other = mon_pb2.OsdUsage(used_bytes=gib, total_bytes=100 * gib, avail_bytes=99 * gib,
+                             fs_id="h2:2049", fs_total_bytes=100 * gib,
+                             fs_avail_bytes=99 * gib)
+    assert raw_space([*shared, other]) == (7 * gib, 299 * gib, 352 * gib)
+
+
+def test_objects_of_an_undersized_pg_count_as_degraded() -> None:
+    """Objects written while a replica is down lack that copy, though none is queued for
+    recovery yet: health must count them."""
+    m = osdmap()
+    down = m.map_pool(1)[0].acting[1]
+    m = m.replace(osds={**m.osds, down: dataclasses.replace(m.osds[down], up=False)})
+    stats = PgStats()
+    for seed, placement in enumerate(m.map_pool(1)):
+        beacon = mon_pb2.OsdBeacon(id=placement.acting_primary)
+        beacon.pgs.add(pgid=f"1.{seed:x}", num_objects=10,
+                       state="active+clean" if len(placement.acting) == 3
+                       else "active+undersized+degraded")
+        stats.report(placement.acting_primary, beacon, now=1.0)
+    summary = stats.summary(m, stale_after=10, now=2.0)
+    undersized = sum(1 for p in m.map_pool(1) if len(p.acting) < 3)
+    assert undersized >= 1
+    assert summary.degraded_objects == 10 * undersized
+    assert summary.total_copies == 8 * 10 * 3
+    checks = {c.code: c for c in health.pg_checks(summary)}
+    assert (f"{10 * undersized}/240 object copies degraded"
+            in checks["PG_DEGRADED"].summary)

@@ -55,7 +55,7 @@ def test_health_names_damaged_objects_and_degraded_pgs() -> None:
     checks = {c.code: c for c in health.pg_checks(pgs)}
     assert set(checks) == {"PG_AVAILABILITY", "PG_DEGRADED", "OSD_SCRUB_ERRORS", "PG_DAMAGED"}
     assert "1 pgs inactive (1 peering)" in checks["PG_AVAILABILITY"].summary
-    assert "7 object copies to recover, 2 pgs" in checks["PG_DEGRADED"].summary
+    assert "7 object copies to recover, 2 pgs degraded" in checks["PG_DEGRADED"].summary
     assert "pg 1.3: victim" in checks["PG_DAMAGED"].summary
     assert "loligo pg repair 1.3" in checks["PG_DAMAGED"].detail
     assert health.overall(list(checks.values())) == health.HEALTH_ERR
