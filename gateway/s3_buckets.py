@@ -73,9 +73,14 @@ async def create_bucket(req: S3Request) -> web.Response:
             raise errors.InvalidRequest(
                 f"The location constraint {location!r} is not this gateway's region "
                 f"{req.svc.region!r}")
+    locked = req.headers.get("x-amz-bucket-object-lock-enabled", "").lower() == "true"
     try:
+        # object lock needs versioning, for good (s3_lock.py)
+        lock = {"versioning": "Enabled", "config": {"lock": {"enabled": True, "rule": None}}}
         bucket = await req.svc.buckets.create(req.bucket_name, user.user_id, acl,
-                                              ownership=ownership)
+                                              ownership=ownership, **(lock if locked else {}))
+        if locked:
+            await req.svc.buckets.mark_versioning(bucket, "Enabled")
     except errors.BucketAlreadyOwnedByYou:
         # us-east-1 answers the owner's re-creation with success (and changes nothing), as
         # long as it asks for nothing new; other regions refuse it

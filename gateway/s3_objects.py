@@ -14,7 +14,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from gateway import errors, lifecycle, s3_xml
+from gateway import errors, lifecycle, s3_lock, s3_xml
 from gateway.buckets import Bucket, key_bytes
 from gateway.context import S3Request
 from gateway.s3_buckets import xml_response
@@ -56,6 +56,9 @@ async def describe_upload(req: S3Request, bucket: Bucket, headers: dict[str, str
               "owner": req.new_owner(bucket, wanted)}
     if "x-amz-tagging" in headers:
         fields["tags"] = tags_from_header(headers["x-amz-tagging"])
+    lock = s3_lock.lock_of_upload(bucket, headers)
+    if lock is not None:
+        fields["lock"] = lock
     return fields
 
 
@@ -73,6 +76,7 @@ def entry_headers(entry: dict[str, Any]) -> dict[str, str]:
         headers["x-amz-version-id"] = entry["vid"]
     if entry.get("tags"):
         headers["x-amz-tagging-count"] = str(len(entry["tags"]))
+    headers.update(s3_lock.lock_headers(entry))
     return headers
 
 
@@ -339,6 +343,7 @@ async def delete_one(req: S3Request, bucket: Bucket, key: str, vid: str | None,
     objects = req.svc.objects
     if vid is not None:
         check_version_id(vid)
+        condition = s3_lock.guard_delete(req, bucket, key, condition)
         removed = await objects.delete_version(bucket, key_bytes(key), vid, condition)
         headers = {"x-amz-version-id": vid}
         if removed is not None and removed.get("dm"):

@@ -28,6 +28,9 @@ async def put_versioning(req: S3Request) -> web.Response:
     status = s3_xml.text(root, "Status")
     if root.tag != "VersioningConfiguration" or status not in ("Enabled", "Suspended"):
         raise errors.IllegalVersioningConfigurationException()
+    if status != "Enabled" and bucket.config.get("lock", {}).get("enabled"):
+        raise errors.InvalidBucketState("An Object Lock configuration is present on this "
+                                        "bucket, so the versioning state cannot be changed.")
     await req.svc.buckets.mark_versioning(bucket, status)
     bucket.versioning = status
     await req.svc.buckets.save(bucket)

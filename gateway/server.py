@@ -24,6 +24,7 @@ from gateway import (
     s3_buckets,
     s3_cors,
     s3_lifecycle,
+    s3_lock,
     s3_multipart,
     s3_objects,
     s3_post,
@@ -45,7 +46,7 @@ SERVICES_KEY = web.AppKey("services", Services)
 # as a plain GET or PUT of the bucket or object
 UNSUPPORTED = frozenset({
     "website", "logging", "notification",
-    "replication", "encryption", "object-lock", "retention", "legal-hold", "requestPayment",
+    "replication", "encryption", "requestPayment",
     "accelerate", "analytics", "inventory", "metrics", "intelligent-tiering",
     "restore", "select", "torrent", "attributes"})
 
@@ -75,6 +76,8 @@ BUCKET_ROUTES: dict[tuple[str, str], Handler] = {
     ("PUT", "ownershipControls"): s3_access.put_ownership_controls,
     ("DELETE", "ownershipControls"): s3_access.delete_ownership_controls,
     ("GET", "uploads"): s3_multipart.list_uploads,
+    ("GET", "object-lock"): s3_lock.get_lock_configuration,
+    ("PUT", "object-lock"): s3_lock.put_lock_configuration,
     ("GET", "versioning"): s3_versions.get_versioning,
     ("PUT", "versioning"): s3_versions.put_versioning,
     ("GET", "versions"): s3_versions.list_versions,
@@ -96,10 +99,14 @@ OBJECT_ROUTES: dict[tuple[str, str], Handler] = {
     ("DELETE", "tagging"): s3_tagging.delete_object_tagging,
     ("GET", "acl"): s3_access.get_object_acl,
     ("PUT", "acl"): s3_access.put_object_acl,
+    ("GET", "retention"): s3_lock.get_retention,
+    ("PUT", "retention"): s3_lock.put_retention,
+    ("GET", "legal-hold"): s3_lock.get_legal_hold,
+    ("PUT", "legal-hold"): s3_lock.put_legal_hold,
 }
 SUBRESOURCES = ("uploadId", "uploads", "tagging", "acl", "cors", "lifecycle", "policy",
                 "policyStatus", "publicAccessBlock", "ownershipControls", "location",
-                "versioning", "versions", "delete")
+                "versioning", "versions", "delete", "object-lock", "retention", "legal-hold")
 
 
 def _route(method: str, has_key: bool, query: dict[str, str]) -> Handler:

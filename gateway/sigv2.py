@@ -18,7 +18,8 @@ from gateway import errors
 
 # the query parameters that are part of the signed resource
 SUBRESOURCES = frozenset({
-    "acl", "cors", "delete", "lifecycle", "location", "logging", "notification", "partNumber",
+    "acl", "cors", "delete", "lifecycle", "location", "logging", "notification", "object-lock",
+    "partNumber",
     "policy", "requestPayment", "restore", "tagging", "torrent", "uploadId", "uploads",
     "versionId", "versioning", "versions", "website", "response-cache-control",
     "response-content-disposition", "response-content-encoding", "response-content-language",
