@@ -48,7 +48,7 @@ UNSUPPORTED = frozenset({
     "website", "logging", "notification",
     "replication", "encryption", "requestPayment",
     "accelerate", "analytics", "inventory", "metrics", "intelligent-tiering",
-    "restore", "select", "torrent", "attributes"})
+    "restore", "select", "torrent"})
 
 # (method, sub-resource) -> handler; "" is the resource itself. The first sub-resource of
 # the request found in the table wins.
@@ -99,6 +99,7 @@ OBJECT_ROUTES: dict[tuple[str, str], Handler] = {
     ("DELETE", "tagging"): s3_tagging.delete_object_tagging,
     ("GET", "acl"): s3_access.get_object_acl,
     ("PUT", "acl"): s3_access.put_object_acl,
+    ("GET", "attributes"): s3_objects.get_object_attributes,
     ("GET", "retention"): s3_lock.get_retention,
     ("PUT", "retention"): s3_lock.put_retention,
     ("GET", "legal-hold"): s3_lock.get_legal_hold,
@@ -106,7 +107,8 @@ OBJECT_ROUTES: dict[tuple[str, str], Handler] = {
 }
 SUBRESOURCES = ("uploadId", "uploads", "tagging", "acl", "cors", "lifecycle", "policy",
                 "policyStatus", "publicAccessBlock", "ownershipControls", "location",
-                "versioning", "versions", "delete", "object-lock", "retention", "legal-hold")
+                "versioning", "versions", "delete", "object-lock", "retention", "legal-hold",
+                "attributes")
 
 
 def _route(method: str, has_key: bool, query: dict[str, str]) -> Handler:

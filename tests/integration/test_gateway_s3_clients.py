@@ -198,3 +198,31 @@ def test_a_client_leaving_mid_download_is_one_info_line(breadth: Breadth) -> Non
     text = breadth.log()
     assert "Traceback" not in text and " ERROR " not in text
     assert s3.head_object(Bucket=bucket, Key="big")["ContentLength"] == 24 << 20
+
+
+def test_object_attributes(breadth: Breadth) -> None:
+    s3 = breadth.client()
+    bucket = new_name()
+    s3.create_bucket(Bucket=bucket)
+    wanted = ["ETag", "Checksum", "ObjectParts", "StorageClass", "ObjectSize"]
+    put = s3.put_object(Bucket=bucket, Key="k", Body=b"foo", ChecksumAlgorithm="SHA256")
+    got = s3.get_object_attributes(Bucket=bucket, Key="k", ObjectAttributes=wanted)
+    assert (got["ETag"], got["ObjectSize"], got["StorageClass"]) == (
+        put["ETag"].strip('"'), 3, "STANDARD")
+    assert got["Checksum"]["ChecksumSHA256"] == put["ChecksumSHA256"]
+    assert "ObjectParts" not in got and "VersionId" not in got
+    up = s3.create_multipart_upload(Bucket=bucket, Key="mp")["UploadId"]
+    sizes = [5 << 20, 5 << 20, 1000]
+    parts = [{"PartNumber": n, "ETag": s3.upload_part(
+        Bucket=bucket, Key="mp", UploadId=up, PartNumber=n, Body=b"p" * size)["ETag"]}
+        for n, size in enumerate(sizes, 1)]
+    s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=up,
+                                 MultipartUpload={"Parts": parts})
+    page = s3.get_object_attributes(Bucket=bucket, Key="mp", ObjectAttributes=wanted,
+                                    MaxParts=1, PartNumberMarker=1)["ObjectParts"]
+    assert (page["TotalPartsCount"], page["IsTruncated"], page["NextPartNumberMarker"]) == (
+        3, True, 2)
+    assert [(p["PartNumber"], p["Size"]) for p in page["Parts"]] == [(2, 5 << 20)]
+    with pytest.raises(ClientError) as err:
+        s3.get_object_attributes(Bucket=bucket, Key="none", ObjectAttributes=wanted)
+    assert error_of(err.value) == (404, "NoSuchKey")
