@@ -182,7 +182,11 @@ async def list_objects(req: S3Request) -> web.Response:
     prefixes: list[Node] = [("CommonPrefixes", [("Prefix", encode_key(
         p.decode("utf-8", "surrogateescape"), url))]) for p in listing.prefixes]
     enc = "url" if url else None
-    head: list[Node] = [("Name", bucket.short_name), ("Prefix", encode_key(prefix, url))]
+    # ListObjects (v1) answers the prefix as given even for encoding-type=url (clients
+    # decode only v2's); one XML cannot carry is still encoded
+    raw_prefix = not v2 and all(c in "\t\n" or c >= " " for c in prefix)
+    head: list[Node] = [("Name", bucket.short_name),
+                        ("Prefix", prefix if raw_prefix else encode_key(prefix, url))]
     if v2:
         next_token = (base64.urlsafe_b64encode(listing.next_marker).decode().rstrip("=")
                       if listing.truncated else None)
