@@ -42,6 +42,7 @@ class Services:
     dns_names: tuple[str, ...] = ()
     max_skew: float = 900.0
     lifecycle: Any = None  # lifecycle.LifecycleWorker (registers buckets with rules)
+    sse_key: bytes | None = None  # the master key of SSE-S3/KMS (s3_sse.py); None: not read yet
 
 
 @dataclass

@@ -9,6 +9,7 @@ with it.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import ctypes
 import ctypes.util
@@ -89,6 +90,10 @@ def build_services(conf: Config, pools: Pools, name: str = "gateway") -> Service
                    pools.meta, region=conf.gateway_region, dns_names=dns,
                    max_skew=conf.gateway_max_skew)
     svc.lifecycle = LifecycleWorker(svc, conf.gateway_lc_day_seconds, name)
+    if conf.gateway_sse_master_key:
+        svc.sse_key = base64.b64decode(conf.gateway_sse_master_key)
+        if len(svc.sse_key) != 32:
+            raise ValueError("gateway_sse_master_key must be the base64 of 32 bytes")
     return svc
 
 

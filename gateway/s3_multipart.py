@@ -24,11 +24,11 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import checksums, errors, s3_xml
+from gateway import checksums, errors, s3_sse, s3_xml
 from gateway.buckets import Bucket, key_bytes
 from gateway.context import S3Request, Services
 from gateway.s3_buckets import owner_node, xml_response
-from gateway.s3_objects import copy_source, describe_upload
+from gateway.s3_objects import copy_source, describe_upload, read_source
 from gateway.s3_xml import Node, document, iso8601
 from rados_py.errors import NotFound
 from rados_py.proto.loligo import osd_pb2
@@ -67,8 +67,10 @@ async def create_upload(req: S3Request) -> web.Response:
     meta = req.svc.meta
     await meta.operate(_upload_oid(bucket, upload_id), ObjectOp().create(True).write_full(raw))
     await meta.omap_set(_index_oid(bucket), {_upload_key(req.key, upload_id): raw})
-    return xml_response(document("InitiateMultipartUploadResult", [
+    resp = xml_response(document("InitiateMultipartUploadResult", [
         ("Bucket", bucket.short_name), ("Key", req.key), ("UploadId", upload_id)]))
+    resp.headers.update(s3_sse.response_headers(fields.get("sse")))
+    return resp
 
 
 async def _upload(req: S3Request, bucket: Bucket) -> dict[str, Any]:
@@ -98,15 +100,22 @@ async def upload_part(req: S3Request) -> web.Response:
     objects = req.svc.objects
     prefix = f"{bucket.id}.{upload['upload_id']}.{number}.{uuid.uuid4().hex[:8]}"
     copy = "x-amz-copy-source" in req.headers
+    sse = upload["fields"].get("sse")
+    key = await s3_sse.data_key(req, sse) if sse else None
+
+    def sealed(pieces: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        if key is None or sse is None:
+            return pieces
+        return s3_sse.encrypt(pieces, key, s3_sse.part_iv(sse, number))
     if copy:
         md5 = hashlib.md5()
         pieces = _copy_source(req, md5)
-        seg, gc_key = await objects.write_segment(prefix, await pieces)
+        seg, gc_key = await objects.write_segment(prefix, sealed(await pieces))
         etag = md5.hexdigest()
         checksum = None
     else:
         body = req.body()
-        seg, gc_key = await objects.write_segment(prefix, body.pieces())
+        seg, gc_key = await objects.write_segment(prefix, sealed(body.pieces()))
         etag = body.md5
         checksum = body.checksum
     part = {"etag": etag, "size": seg[1], "seg": seg, "mtime": time.time(),
@@ -126,7 +135,7 @@ async def upload_part(req: S3Request) -> web.Response:
     if copy:
         return xml_response(document("CopyPartResult", [
             ("LastModified", iso8601(part["mtime"])), ("ETag", f'"{etag}"')]))
-    headers = {"ETag": f'"{etag}"'}
+    headers = {"ETag": f'"{etag}"', **s3_sse.response_headers(sse)}
     if checksum is not None:
         headers[f"x-amz-checksum-{checksum[0]}"] = checksum[1]
     return web.Response(status=200, headers=headers)
@@ -151,10 +160,12 @@ async def _copy_source(req: S3Request, md5: Any) -> AsyncIterator[bytes]:
                                       f"object (of {size} bytes)",
                                       ActualObjectSize=str(size))
 
+    source = await read_source(req, entry, first, last) if size else None
+
     async def pieces() -> AsyncIterator[bytes]:
-        if size == 0:
+        if source is None:
             return
-        async for piece in req.svc.objects.read(entry, first, last):
+        async for piece in source:
             md5.update(piece)
             yield piece
     return pieces()
@@ -230,6 +241,8 @@ async def complete_upload(req: S3Request) -> web.Response:
              "owner": upload["owner"], "parts": len(chosen), "upload_id": upload["upload_id"],
              "psizes": [p["size"] for p in chosen],
              "segs": [p["seg"] for p in chosen if p["size"]]}
+    if entry.get("sse"):  # each part was encrypted with its own IV (s3_sse.py)
+        entry["sse"] = {**entry["sse"], "parts": [n for n, _ in wanted]}
     await req.svc.objects.commit(bucket, key_bytes(req.key), entry, [])
     unused = [p["seg"] for n, p in parts.items() if n not in {w for w, _ in wanted}]
     await req.svc.gc.defer(unused, wait=0)
@@ -269,6 +282,7 @@ def _completed(bucket: Bucket, key: str, entry: dict[str, Any]) -> web.Response:
         (f"Checksum{composite[0].upper()}", composite[1]) if composite else ("Checksum", None)]))
     if entry.get("vid", "null") != "null":
         resp.headers["x-amz-version-id"] = entry["vid"]
+    resp.headers.update(s3_sse.response_headers(entry.get("sse")))
     return resp
 
 

@@ -14,7 +14,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from gateway import errors, lifecycle, s3_lock, s3_xml
+from gateway import errors, lifecycle, s3_lock, s3_sse, s3_xml
 from gateway.buckets import Bucket, key_bytes
 from gateway.context import S3Request
 from gateway.s3_buckets import xml_response
@@ -56,6 +56,9 @@ async def describe_upload(req: S3Request, bucket: Bucket, headers: dict[str, str
               "owner": req.new_owner(bucket, wanted)}
     if "x-amz-tagging" in headers:
         fields["tags"] = tags_from_header(headers["x-amz-tagging"])
+    sse = await s3_sse.new_sse(req, bucket, headers)
+    if sse is not None:
+        fields["sse"] = sse
     lock = s3_lock.lock_of_upload(bucket, headers)
     if lock is not None:
         fields["lock"] = lock
@@ -77,6 +80,7 @@ def entry_headers(entry: dict[str, Any]) -> dict[str, str]:
     if entry.get("tags"):
         headers["x-amz-tagging-count"] = str(len(entry["tags"]))
     headers.update(s3_lock.lock_headers(entry))
+    headers.update(s3_sse.response_headers(entry.get("sse")))
     return headers
 
 
@@ -92,12 +96,16 @@ async def put_object(req: S3Request) -> web.Response:
     if precondition is not None:  # fail before the upload if it fails now (checked again)
         precondition(await req.svc.buckets.entry(bucket, key))
     body = req.body()
+    pieces = body.pieces()
+    if "sse" in fields:
+        pieces = s3_sse.encrypt(pieces, await s3_sse.data_key(req, fields["sse"]),
+                                fields["sse"]["iv"])
 
     def describe() -> dict[str, Any]:
         return {**fields, "etag": body.md5, "cksum": body.checksum}
 
-    entry = await req.svc.objects.put(bucket, key, body.pieces(), describe, precondition)
-    headers = {"ETag": f'"{body.md5}"'}
+    entry = await req.svc.objects.put(bucket, key, pieces, describe, precondition)
+    headers = {"ETag": f'"{body.md5}"', **s3_sse.response_headers(fields.get("sse"))}
     if entry.get("vid", "null") != "null":  # a suspended bucket's null version: no header
         headers["x-amz-version-id"] = entry["vid"]
     if body.checksum is not None:
@@ -257,6 +265,7 @@ def expiration(bucket: Bucket, key: str, entry: dict[str, Any]) -> dict[str, str
 
 async def get_object(req: S3Request, head: bool = False) -> web.StreamResponse:
     bucket, entry = await readable_entry(req)
+    key = await s3_sse.data_key(req, entry["sse"]) if entry.get("sse") else None
     headers = entry_headers(entry)
     if "versionId" not in req.query:
         headers.update(expiration(bucket, req.key, entry))
@@ -288,7 +297,10 @@ async def get_object(req: S3Request, head: bool = False) -> web.StreamResponse:
     req.http["streaming"] = resp
     await resp.prepare(req.http)
     if not head and size:
-        async for piece in req.svc.objects.read(entry, first, last):
+        pieces = req.svc.objects.read(entry, first, last)
+        if key is not None:
+            pieces = s3_sse.decrypt(pieces, entry, key, first)
+        async for piece in pieces:
             await resp.write(piece)
     await resp.write_eof()
     return resp
@@ -411,14 +423,17 @@ async def copy_object(req: S3Request) -> web.Response:
     fields["tags"] = (tags_from_header(req.headers.get("x-amz-tagging", ""))
                       if tagging == "REPLACE" else entry.get("tags", {}))
     md5 = hashlib.md5()
-    pieces = (req.svc.objects.read(entry, 0, entry["size"] - 1) if entry["size"]
-              else _empty())
+    pieces = await read_source(req, entry, 0, entry["size"] - 1)
+    pieces = _hashing(pieces, md5)
+    if "sse" in fields:
+        pieces = s3_sse.encrypt(pieces, await s3_sse.data_key(req, fields["sse"]),
+                                fields["sse"]["iv"])
 
     def describe() -> dict[str, Any]:
         return {**fields, "etag": md5.hexdigest(), "cksum": None}
 
     await req.small_body(s3_xml.MAX_BODY)  # a copy has no body; a stray one is drained
-    new = await req.svc.objects.put(dest, key_bytes(req.key), _hashing(pieces, md5), describe)
+    new = await req.svc.objects.put(dest, key_bytes(req.key), pieces, describe)
     headers = ({"x-amz-version-id": new["vid"]} if new.get("vid", "null") != "null"
                else {})
     if src_vid is not None:
@@ -440,6 +455,19 @@ async def copy_source(req: S3Request) -> tuple[dict[str, Any], Bucket, str, str 
     return entry, src_bucket, src_key, src_vid
 
 
+async def read_source(req: S3Request, entry: dict[str, Any], first: int, last: int
+                      ) -> AsyncIterator[bytes]:
+    """The plaintext of a copy source's bytes first..last (decrypted with the key of the
+    x-amz-copy-source-server-side-encryption-customer-* headers, for SSE-C)."""
+    if last < first:
+        return _empty()
+    pieces = req.svc.objects.read(entry, first, last)
+    if entry.get("sse"):
+        key = await s3_sse.data_key(req, entry["sse"], prefix=s3_sse.COPY_CUSTOMER)
+        pieces = s3_sse.decrypt(pieces, entry, key, first)
+    return pieces
+
+
 async def _empty() -> AsyncIterator[bytes]:
     return
     yield b""
@@ -453,6 +481,8 @@ async def get_object_attributes(req: S3Request) -> web.Response:
     version, without its data (the parts of a multipart object page by part number)."""
     _, entry = await readable_entry(req, "s3:GetObjectAttributes",
                                     "s3:GetObjectVersionAttributes")
+    if entry.get("sse"):
+        await s3_sse.data_key(req, entry["sse"])  # SSE-C: only who has the key
     wanted = {a.strip() for a in req.headers.get("x-amz-object-attributes", "").split(",")}
     if not wanted & set(ATTRIBUTES):
         raise errors.InvalidArgument("Invalid attribute name specified.",

@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 from aiohttp import BodyPartReader, web
 
-from gateway import errors, sigv2, sigv4
+from gateway import errors, s3_sse, sigv2, sigv4
 from gateway.body import expect_continue
 from gateway.buckets import key_bytes
 from gateway.context import S3Request, qualify
@@ -228,7 +228,9 @@ async def post_object(req: S3Request) -> web.StreamResponse:
         low, high = 0, 5 * (1 << 30)
     key = fields["key"]
     req.check("s3:PutObject", bucket, key)
-    headers = {k: v for k, v in fields.items() if k.startswith("x-amz-meta-")
+    headers = {k: v for k, v in fields.items() if k.startswith(("x-amz-meta-",
+                                                                "x-amz-server-side-encryption",
+                                                                "x-amz-object-lock-"))
                or k in ("content-type", "cache-control", "content-disposition",
                         "content-encoding", "expires", "x-amz-acl")}
     if "acl" in fields:
@@ -243,8 +245,11 @@ async def post_object(req: S3Request) -> web.StreamResponse:
     def describe() -> dict[str, Any]:
         return {**entry_fields, "etag": md5.hexdigest(), "cksum": None}
 
-    entry = await req.svc.objects.put(bucket, key_bytes(key), _file_pieces(part, low, high,
-                                                                            md5), describe)
+    pieces = _file_pieces(part, low, high, md5)
+    sse = entry_fields.get("sse")
+    if sse is not None:  # the form's SSE fields, as a PUT's headers
+        pieces = s3_sse.encrypt(pieces, await s3_sse.data_key(req, sse, headers), sse["iv"])
+    entry = await req.svc.objects.put(bucket, key_bytes(key), pieces, describe)
     etag = f'"{entry["etag"]}"'
     redirect = fields.get("success_action_redirect") or fields.get("redirect")
     if redirect:

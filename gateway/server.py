@@ -28,6 +28,7 @@ from gateway import (
     s3_multipart,
     s3_objects,
     s3_post,
+    s3_sse,
     s3_tagging,
     s3_versions,
     s3_xml,
@@ -46,7 +47,7 @@ SERVICES_KEY = web.AppKey("services", Services)
 # as a plain GET or PUT of the bucket or object
 UNSUPPORTED = frozenset({
     "website", "logging", "notification",
-    "replication", "encryption", "requestPayment",
+    "replication", "requestPayment",
     "accelerate", "analytics", "inventory", "metrics", "intelligent-tiering",
     "restore", "select", "torrent"})
 
@@ -76,6 +77,9 @@ BUCKET_ROUTES: dict[tuple[str, str], Handler] = {
     ("PUT", "ownershipControls"): s3_access.put_ownership_controls,
     ("DELETE", "ownershipControls"): s3_access.delete_ownership_controls,
     ("GET", "uploads"): s3_multipart.list_uploads,
+    ("GET", "encryption"): s3_sse.get_bucket_encryption,
+    ("PUT", "encryption"): s3_sse.put_bucket_encryption,
+    ("DELETE", "encryption"): s3_sse.delete_bucket_encryption,
     ("GET", "object-lock"): s3_lock.get_lock_configuration,
     ("PUT", "object-lock"): s3_lock.put_lock_configuration,
     ("GET", "versioning"): s3_versions.get_versioning,
@@ -108,7 +112,7 @@ OBJECT_ROUTES: dict[tuple[str, str], Handler] = {
 SUBRESOURCES = ("uploadId", "uploads", "tagging", "acl", "cors", "lifecycle", "policy",
                 "policyStatus", "publicAccessBlock", "ownershipControls", "location",
                 "versioning", "versions", "delete", "object-lock", "retention", "legal-hold",
-                "attributes")
+                "attributes", "encryption")
 
 
 def _route(method: str, has_key: bool, query: dict[str, str]) -> Handler:
@@ -177,9 +181,6 @@ async def handle(request: web.Request) -> web.StreamResponse:
     if unsupported:
         raise errors.NotImplementedError_(f"The {sorted(unsupported)[0]!r} sub-resource is not "
                                           "implemented")
-    if any(h.startswith("x-amz-server-side-encryption") for h in headers):
-        # refused, not ignored: the client would believe its data is encrypted
-        raise errors.NotImplementedError_("Server-side encryption is not implemented")
     bucket = qualify(bucket, identity.user.user_id if identity.user else None)
     request["bucket"] = bucket
     req = S3Request(request, svc, bucket, key, query, headers, identity,

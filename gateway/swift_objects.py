@@ -131,6 +131,9 @@ async def head_object(req: SwiftRequest) -> web.StreamResponse:
 async def get_object(req: SwiftRequest, head: bool = False) -> web.StreamResponse:
     bucket = await req.bucket("read")
     entry = await live_entry(req, bucket, req.obj)
+    if entry.get("sse", {}).get("alg") == "C":
+        raise SwiftError(403, "The object is encrypted with a customer's key: read it through "
+                         "S3 with that key")
     if req.query.get("multipart-manifest") == "get" and "slo" in entry:
         return manifest_response(entry, req.query.get("format") == "raw")
     view = await dlo_view(req, entry) if "dlo" in entry else entry
