@@ -140,17 +140,20 @@ async def get_object(req: SwiftRequest, head: bool = False) -> web.StreamRespons
     headers = object_headers(view)
     if req.identity.tempurl and req.http.method == "GET":
         headers["Content-Disposition"] = swift_tempurl.disposition(req.query, req.obj)
+    # a refusal still describes the object (ETag, Last-Modified, Accept-Ranges...), as Swift's
+    described = {k: v for k, v in headers.items() if k != "Content-Type"}
     try:
         check_conditions(req.headers, view)
     except errors.NotModified:
-        return web.Response(status=304, headers={k: v for k, v in headers.items()
-                                                 if k in ("ETag", "Last-Modified")})
+        return web.Response(status=304, headers=described)
+    except errors.PreconditionFailed:
+        raise SwiftError(412, "Precondition Failed", described) from None
     size = view["size"]
     try:
         ranges = swift_ranges.ranges_for(req.headers.get("range"), size)
     except swift_ranges.Unsatisfiable:
         raise SwiftError(416, "Requested Range Not Satisfiable",
-                         {"Content-Range": f"bytes */{size}"}) from None
+                         {**described, "Content-Range": f"bytes */{size}"}) from None
     if ranges is not None and len(ranges) > 1:
         return await _multirange(req, view, headers, ranges, head)
     first, last, status = (0, size - 1, 200) if ranges is None else (*ranges[0], 206)
