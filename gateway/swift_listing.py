@@ -52,8 +52,12 @@ def object_row(name: str, entry: dict[str, Any]) -> dict[str, Any]:
             "last_modified": timestamp(entry.get("mtime", 0.0))}
 
 
+POLICY = "default"  # the one storage policy /info lists
+
+
 def container_row(name: str, count: int, size: int, created: float) -> dict[str, Any]:
-    return {"name": name, "count": count, "bytes": size, "last_modified": timestamp(created)}
+    return {"name": name, "count": count, "bytes": size, "last_modified": timestamp(created),
+            "storage_policy": POLICY}
 
 
 def render(fmt: str, kind: str, name: str, rows: list[dict[str, Any]]) -> tuple[bytes, str]:

@@ -159,7 +159,8 @@ def test_listing_formats_and_options(gw: GatewayProcess) -> None:
     assert status == 204
     account_headers, containers = sw.get_account(prefix=c)
     assert containers == [{"name": c, "count": len(names), "bytes": sum(
-        len(n.encode()) for n in names), "last_modified": containers[0]["last_modified"]}]
+        len(n.encode()) for n in names), "last_modified": containers[0]["last_modified"],
+        "storage_policy": "default"}]
     assert int(account_headers["x-account-container-count"]) >= 1
 
 

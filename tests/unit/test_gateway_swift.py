@@ -115,6 +115,8 @@ def test_listing_formats() -> None:
     acct, _ = swift_listing.render("xml", "account", "AUTH_a",
                                    [swift_listing.container_row("c", 1, 3, 0.0)])
     assert ET.fromstring(acct).find("container/count").text == "1"  # type: ignore[union-attr]
+    # Swift's clients read every field of an XML account listing
+    assert ET.fromstring(acct).find("container/storage_policy").text == "default"  # type: ignore[union-attr]
 
 
 def test_format_from_query_or_accept() -> None:
