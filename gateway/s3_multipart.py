@@ -133,8 +133,10 @@ async def upload_part(req: S3Request) -> web.Response:
     if results[1].pairs:
         await req.svc.gc.defer([json.loads(results[1].pairs[0].value)["seg"]])
     if copy:
-        return xml_response(document("CopyPartResult", [
+        resp = xml_response(document("CopyPartResult", [
             ("LastModified", iso8601(part["mtime"])), ("ETag", f'"{etag}"')]))
+        resp.headers.update(s3_sse.response_headers(sse))
+        return resp
     headers = {"ETag": f'"{etag}"', **s3_sse.response_headers(sse)}
     if checksum is not None:
         headers[f"x-amz-checksum-{checksum[0]}"] = checksum[1]
@@ -213,6 +215,9 @@ async def complete_upload(req: S3Request) -> web.Response:
                 return _completed(bucket, req.key, done)
         raise
     wanted, claimed = _parts_listed(body), _checksums_listed(body)
+    sse = upload["fields"].get("sse")
+    if sse:  # SSE-C: only who holds the upload's key completes it
+        await s3_sse.data_key(req, sse)
     if not wanted:
         raise errors.MalformedXML("You must specify at least one part")
     numbers = [n for n, _ in wanted]

@@ -264,6 +264,7 @@ def expiration(bucket: Bucket, key: str, entry: dict[str, Any]) -> dict[str, str
 
 
 async def get_object(req: S3Request, head: bool = False) -> web.StreamResponse:
+    s3_sse.refuse_on_read(req.headers)
     bucket, entry = await readable_entry(req)
     key = await s3_sse.data_key(req, entry["sse"]) if entry.get("sse") else None
     headers = entry_headers(entry)
@@ -436,6 +437,7 @@ async def copy_object(req: S3Request) -> web.Response:
     new = await req.svc.objects.put(dest, key_bytes(req.key), pieces, describe)
     headers = ({"x-amz-version-id": new["vid"]} if new.get("vid", "null") != "null"
                else {})
+    headers.update(s3_sse.response_headers(new.get("sse")))
     if src_vid is not None:
         headers["x-amz-copy-source-version-id"] = src_vid
     resp = xml_response(document("CopyObjectResult", [

@@ -124,9 +124,13 @@ async def new_sse(req: S3Request, bucket: Bucket, headers: dict[str, str]) -> Ss
         raise errors.InvalidArgument("x-amz-server-side-encryption-aws-kms-key-id needs "
                                      "x-amz-server-side-encryption: aws:kms",
                                      ArgumentName=KMS_ID)
+    if wanted == "aws:kms" and not kms_id:
+        raise errors.InvalidArgument("Server Side Encryption with KMS managed key requires "
+                                     "x-amz-server-side-encryption-aws-kms-key-id",
+                                     ArgumentName=KMS_ID)
     key = os.urandom(32)
     nonce = os.urandom(12)
-    kms = (kms_id or "default") if wanted == "aws:kms" else None
+    kms = kms_id if wanted == "aws:kms" else None
     wrapped = nonce + AESGCM(await _kek(req.svc, kms)).encrypt(nonce, key, None)
     sse: Sse = {"alg": "KMS" if kms else "S3", "iv": _iv(),
                 "wrapped": base64.b64encode(wrapped).decode()}
@@ -156,6 +160,13 @@ async def data_key(req: Any, sse: Sse, headers: dict[str, str] | None = None,
     wrapped = base64.b64decode(sse["wrapped"])
     kek = await _kek(req.svc, sse.get("kms"))
     return AESGCM(kek).decrypt(wrapped[:12], wrapped[12:], None)
+
+
+def refuse_on_read(headers: dict[str, str]) -> None:
+    """A GET or HEAD names SSE-C keys only: the other encryption headers belong to writes."""
+    if PREFIX in headers or KMS_ID in headers:
+        raise errors.InvalidArgument("x-amz-server-side-encryption header is not supported "
+                                     "for this operation.", ArgumentName=PREFIX)
 
 
 def part_iv(sse: Sse, part: int) -> str:

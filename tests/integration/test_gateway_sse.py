@@ -86,8 +86,12 @@ def test_multipart_sse_c_ranges_across_parts(breadth: Breadth) -> None:
         **customer(key))["ETag"]} for n, body in zip((1, 3, 4), bodies, strict=True)]
     with pytest.raises(ClientError):  # every part needs the upload's key
         s3.upload_part(Bucket=bucket, Key="mp", UploadId=up, PartNumber=9, Body=b"x")
+    with pytest.raises(ClientError) as err:  # and so does completing it
+        s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=up,
+                                     MultipartUpload={"Parts": parts})
+    assert error_of(err.value)[0] == 400
     s3.complete_multipart_upload(Bucket=bucket, Key="mp", UploadId=up,
-                                 MultipartUpload={"Parts": parts})
+                                 MultipartUpload={"Parts": parts}, **customer(key))
     whole = b"".join(bodies)
     assert s3.get_object(Bucket=bucket, Key="mp", **customer(key))["Body"].read() == whole
     edges = ((0, 0), ((5 << 20) - 3, (5 << 20) + 2), ((10 << 20) - 1, len(whole) - 1),
@@ -113,6 +117,14 @@ def test_sse_s3_kms_and_bucket_default(breadth: Breadth) -> None:
     assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", "key-1")
     assert s3.get_object(Bucket=bucket, Key="s3", Range="bytes=5-99")["Body"].read() == (
         secret[5:100])
+    for wrong in ({"ServerSideEncryption": "aws:kms"},  # KMS needs a key id
+                  {"ServerSideEncryption": "AES256", "SSEKMSKeyId": "key-1"}):
+        with pytest.raises(ClientError) as err:
+            s3.put_object(Bucket=bucket, Key="bad", Body=b"x", **wrong)
+        assert error_of(err.value) == (400, "InvalidArgument")
+    status = requests.get(f"{breadth.url}/{bucket}/s3", timeout=30, headers={
+        "x-amz-server-side-encryption": "AES256"}).status_code
+    assert status == 400  # encryption headers belong to writes
     assert requests.get(f"{breadth.url}/{bucket}/s3", timeout=30).content == secret
     with pytest.raises(ClientError) as err:
         s3.get_bucket_encryption(Bucket=bucket)
