@@ -26,7 +26,8 @@ from gateway.buckets import Bucket
 from gateway.context import Services
 from gateway.daemon import build_services
 from gateway.pools import open_pools
-from gateway.versioning import split_version_key, vid_of
+from gateway.version_listing import VersionListing
+from gateway.versioning import NULL, split_version_key, vid_of
 from rados_py import config as config_mod
 from rados_py.errors import LoligoError, NotFound
 from rados_py.rados import Rados
@@ -155,14 +156,18 @@ class _Purge:
 async def _purge(svc: Services, bucket: Bucket, purge: _Purge) -> None:
     from gateway.s3_multipart import abort_all
 
-    while True:  # every version and delete marker (a plain bucket has only current ones)
-        listing = await svc.objects.versions.list(bucket, prefix=b"", key_marker=b"",
-                                                  vid_marker="", delimiter=b"",
-                                                  max_keys=PAGE)
-        for raw, _ in listing.entries:
+    versions = VersionListing(svc.buckets)
+    while True:  # every version and delete marker (a plain bucket's objects are version null)
+        listing = await versions.list(bucket, prefix=b"", key_marker=b"", vid_marker="",
+                                      delimiter=b"", max_keys=PAGE)
+        for raw, value in listing.entries:
             key, suffix = split_version_key(raw)
-            await svc.objects.delete_version(bucket, key, vid_of(suffix))
-            purge.versions += 1
+            vid = json.loads(value).get("vid") or vid_of(suffix)
+            await svc.objects.delete_version(bucket, key, vid or NULL)
+            if not vid:  # an object written while versioning never was on
+                purge.objects += 1
+            else:
+                purge.versions += 1
             purge.progress()
         if not listing.entries:
             break

@@ -1,7 +1,7 @@
 """`loligo user|key`: gateway users and their S3/Swift keys, stored in RADOS (radosgw-admin's
 `user create|info|ls|rm|suspend|enable` and `key create|rm`).
 
-    loligo user create --uid U [--display-name N] [--access-key K --secret-key S]
+    loligo user create --uid U [--tenant T] [--display-name N] [--access-key K --secret-key S]
                        [--swift-user ACCOUNT:USER [--swift-key K] [--swift-access admin|member]]
     loligo user ls | info --uid U | rm --uid U | suspend --uid U | enable --uid U
     loligo key create --uid U [--access-key K --secret-key S] | key rm --access-key K
@@ -10,6 +10,10 @@
 
 A Swift user is an admin of its account (the default) or a member, who gets only what the
 containers' ACLs (X-Container-Read/Write) grant.
+
+A user in a tenant (`--tenant T`, its id then `T$U` as radosgw-admin writes it) has the
+tenant's own bucket namespace: two tenants may each have a bucket (or Swift container)
+`photos`; others name it `T:photos`. Users without a tenant share the global namespace.
 
 `--format json` prints users as radosgw-admin does (user_id, display_name, keys, swift_keys).
 """
@@ -55,6 +59,12 @@ def format_user(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _uid(args: argparse.Namespace) -> str:
+    """--uid, in --tenant if given (radosgw-admin's `tenant$uid`)."""
+    tenant = getattr(args, "tenant", None)
+    return f"{tenant}${args.uid}" if tenant and "$" not in args.uid else args.uid
+
+
 def _show(args: argparse.Namespace, user: User) -> int:
     return emit(args, user.to_json(), format_user)
 
@@ -65,14 +75,14 @@ def cmd_create(args: argparse.Namespace) -> int:
     if (args.swift_key or args.swift_access) and not args.swift_user:
         args.parser.error("--swift-key and --swift-access need --swift-user")
     user = _run(args, lambda users, _: users.create(
-        args.uid, args.display_name or "", access_key=args.access_key,
+        _uid(args), args.display_name or "", access_key=args.access_key,
         secret_key=args.secret_key, swift_user=args.swift_user, swift_key=args.swift_key,
         email=args.email or "", swift_access=args.swift_access or "admin"))
     return _show(args, user)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    return _show(args, _run(args, lambda users, _: users.get(args.uid)))
+    return _show(args, _run(args, lambda users, _: users.get(_uid(args))))
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -81,21 +91,23 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
+    uid = _uid(args)
+
     async def work(users: UserStore, buckets: BucketStore) -> None:
-        await users.get(args.uid)
-        owned = await buckets.list_for(args.uid)
+        await users.get(uid)
+        owned = await buckets.list_for(uid)
         if owned:
-            raise UserError(f"user {args.uid!r} owns {len(owned)} bucket(s) "
+            raise UserError(f"user {uid!r} owns {len(owned)} bucket(s) "
                             f"({', '.join(n for n, _ in owned[:3])}...): delete them first")
-        await users.remove(args.uid)
+        await users.remove(uid)
     _run(args, work)
-    print(f"removed user {args.uid}")
+    print(f"removed user {uid}")
     return 0
 
 
 def cmd_suspend(args: argparse.Namespace) -> int:
     on = args.user_command == "suspend"
-    return _show(args, _run(args, lambda users, _: users.set_suspended(args.uid, on)))
+    return _show(args, _run(args, lambda users, _: users.set_suspended(_uid(args), on)))
 
 
 def cmd_key_create(args: argparse.Namespace) -> int:
@@ -104,10 +116,10 @@ def cmd_key_create(args: argparse.Namespace) -> int:
         if args.swift_key and args.secret_key:
             args.parser.error("give the Swift key once: --swift-key (or --secret-key)")
         return _show(args, _run(args, lambda users, _: users.add_swift_key(
-            args.uid, args.swift_user, args.swift_key or args.secret_key,
+            _uid(args), args.swift_user, args.swift_key or args.secret_key,
             args.swift_access or "admin")))
     return _show(args, _run(args, lambda users, _: users.add_key(
-        args.uid, args.access_key, args.secret_key)))
+        _uid(args), args.access_key, args.secret_key)))
 
 
 def cmd_key_rm(args: argparse.Namespace) -> int:
@@ -123,6 +135,7 @@ def register(sub: Any) -> None:
     p = add_command(usub, "create", cmd_create, "create a user with an S3 key pair", common,
                     fmt=True)
     p.add_argument("--uid", required=True)
+    p.add_argument("--tenant", help="the user's tenant: its own bucket namespace")
     p.add_argument("--display-name")
     p.add_argument("--email")
     p.add_argument("--access-key", help="choose the access key (default: generated)")
@@ -138,11 +151,13 @@ def register(sub: Any) -> None:
                              ("enable", cmd_suspend, "accept a suspended user's requests")):
         p = add_command(usub, name, func, what, common, fmt=True)
         p.add_argument("--uid", required=True)
+        p.add_argument("--tenant")
 
     key = sub.add_parser("key", help="S3 and Swift keys of gateway users: create, rm")
     ksub = subparsers(key, "key_command")
     p = add_command(ksub, "create", cmd_key_create, "add a key to a user", common, fmt=True)
     p.add_argument("--uid", required=True)
+    p.add_argument("--tenant")
     p.add_argument("--key-type", choices=["s3", "swift"], default="s3")
     p.add_argument("--access-key")
     p.add_argument("--secret-key")

@@ -27,26 +27,48 @@ def _update(digests: list[Any], piece: bytes) -> None:
         d.update(piece)
 
 
+async def expect_continue(request: Any) -> None:
+    """Answer `Expect: 100-continue` with `100 Continue`, once, when the body is about to be
+    read: only a request that passed its checks gets it (one refused earlier gets its final
+    answer instead, as S3 does). Other Expect values are ignored, as S3 ignores them."""
+    if request.get("continued") or request.version < (1, 1):
+        return
+    request["continued"] = True
+    if request.headers.get("Expect", "").lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the answer proper has not begun
+
+
 class _Guarded:
     """The request stream, with a client that went away reported as an incomplete body (a
-    400 nobody reads, logged as such) instead of an unexpected error."""
+    400 nobody reads, logged as such) instead of an unexpected error; `100 Continue` is sent
+    before the first read (expect_continue)."""
 
-    def __init__(self, source: chunked.Source) -> None:
+    def __init__(self, source: chunked.Source, request: Any = None) -> None:
         self.source = source
+        self.request = request
+
+    async def _start(self) -> None:
+        if self.request is not None:
+            await expect_continue(self.request)
+            self.request = None
 
     async def readline(self) -> bytes:
+        await self._start()
         try:
             return await self.source.readline()
         except (ConnectionError, HttpProcessingError) as exc:
             raise errors.IncompleteBody(f"The request body was cut short: {exc}") from None
 
     async def read(self, n: int) -> bytes:
+        await self._start()
         try:
             return await self.source.read(n)
         except (ConnectionError, HttpProcessingError) as exc:
             raise errors.IncompleteBody(f"The request body was cut short: {exc}") from None
 
     async def readexactly(self, n: int) -> bytes:
+        await self._start()
         try:
             return await self.source.readexactly(n)
         except (ConnectionError, HttpProcessingError) as exc:
@@ -57,8 +79,8 @@ class Body:
     """`async for piece in body.pieces()`; then `size`, `md5`, `checksum` describe the data."""
 
     def __init__(self, source: chunked.Source, headers: Mapping[str, str], payload_hash: str,
-                 signer: ChunkSigner | None, max_size: int) -> None:
-        self.source = _Guarded(source)
+                 signer: ChunkSigner | None, max_size: int, request: Any = None) -> None:
+        self.source = _Guarded(source, request)
         self.headers = headers
         self.payload_hash = payload_hash
         self.signer = signer
@@ -67,7 +89,10 @@ class Body:
         self.md5 = ""
         self.checksum: tuple[str, str] | None = None  # (algorithm, base64) when sent
         encoding = headers.get("content-encoding", "")
-        self.is_chunked = payload_hash in STREAMING or "aws-chunked" in encoding.lower()
+        # Content-Encoding: aws-chunked alone does not make a body chunked (clients send it
+        # with plain bodies too): a streaming payload hash or a decoded length does
+        self.is_chunked = payload_hash in STREAMING or (
+            "aws-chunked" in encoding.lower() and "x-amz-decoded-content-length" in headers)
         self.expected = self._declared_length()
         if self.expected is not None and self.expected > max_size:
             raise errors.EntityTooLarge(ProposedSize=str(self.expected),

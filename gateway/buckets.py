@@ -52,9 +52,23 @@ class Bucket:
     created: float
     shards: int
     versioning: str = ""  # "", "Enabled" or "Suspended"
-    acl: str = "private"  # canned ACL: private, public-read, public-read-write
+    acl: Any = "private"  # a canned ACL's name or the list of grants (acl.py)
     tags: dict[str, str] = field(default_factory=dict)
     swift: dict[str, Any] = field(default_factory=dict)  # Swift's container metadata and ACLs
+    policy: str = ""  # the bucket policy as put (JSON text), policy.py
+    ownership: str = ""  # object ownership: "" (ObjectWriter), BucketOwnerPreferred/Enforced
+    public_block: dict[str, bool] = field(default_factory=dict)  # PublicAccessBlock
+    config: dict[str, Any] = field(default_factory=dict)  # lifecycle, cors, encryption...
+
+    @property
+    def tenant(self) -> str:
+        """The tenant whose namespace holds the bucket ("" for the global one)."""
+        return self.name.partition("/")[0] if "/" in self.name else ""
+
+    @property
+    def short_name(self) -> str:
+        """The bucket's name within its tenant, as clients write it."""
+        return self.name.rpartition("/")[2]
 
     def shard_oid(self, n: int) -> str:
         return f"idx.{self.id}.{n}"
@@ -123,15 +137,18 @@ class BucketStore:
             json.dumps(asdict(bucket)).encode()))
         self.forget(bucket.name)
 
-    async def create(self, name: str, owner: str, acl: str = "private") -> Bucket:
-        check_bucket_name(name)
-        return await self.claim(name, owner, acl)
+    async def create(self, name: str, owner: str, acl: Any = "private", **fields: Any
+                     ) -> Bucket:
+        """A new bucket `name` (tenant-qualified: `tenant/bucket`) with S3's name rules."""
+        check_bucket_name(name.rpartition("/")[2])
+        return await self.claim(name, owner, acl, **fields)
 
-    async def claim(self, name: str, owner: str, acl: str = "private") -> Bucket:
+    async def claim(self, name: str, owner: str, acl: Any = "private", **fields: Any
+                    ) -> Bucket:
         """Create a bucket whose name the caller checked (Swift's container names are
-        looser than S3's)."""
+        looser than S3's); `fields` set more of the entry (ownership, config)."""
         bucket = Bucket(name, uuid.uuid4().hex[:16], owner, time.time(), self.index_shards,
-                        acl=acl)
+                        acl=acl, **fields)
         # the shards first: a bucket entry never points at a missing index
         await asyncio.gather(*(self.index.operate(bucket.shard_oid(n), ObjectOp().create(False)
                                                   .omap_set({STATS: Usage().encode()}))
@@ -143,8 +160,8 @@ class BucketStore:
             await self._remove_shards(bucket)
             existing = await self.get(name)
             if existing.owner == owner:
-                raise errors.BucketAlreadyOwnedByYou(BucketName=name) from None
-            raise errors.BucketAlreadyExists(BucketName=name) from None
+                raise errors.BucketAlreadyOwnedByYou(BucketName=existing.short_name) from None
+            raise errors.BucketAlreadyExists(BucketName=existing.short_name) from None
         await self.meta.omap_set(f"buckets.{owner}", {name: repr(bucket.created).encode()})
         return bucket
 

@@ -2,12 +2,14 @@
 
 Start-up is ordered: connect to the cluster (retrying while the monitors elect a leader), open
 or create the gateway's pools, build the stores, then serve HTTP; the pid file is written only
-once requests can be answered. The GC worker runs beside the server and stops with it.
+once requests can be answered. The GC and lifecycle workers run beside the server and stop
+with it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import ctypes
 import ctypes.util
@@ -20,10 +22,11 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from gateway import expiry
+from gateway import expiry, lifecycle
 from gateway.buckets import BucketStore
 from gateway.context import Services
 from gateway.gc import GarbageCollector
+from gateway.lifecycle import LifecycleWorker
 from gateway.metrics import GatewayMetrics
 from gateway.objects import ObjectStore
 from gateway.pools import Pools, open_pools
@@ -76,16 +79,22 @@ class _ClientFaults(logging.Filter):
         return True
 
 
-def build_services(conf: Config, pools: Pools) -> Services:
+def build_services(conf: Config, pools: Pools, name: str = "gateway") -> Services:
     users = UserStore(pools.users)
     buckets = BucketStore(pools, conf.gateway_bucket_index_shards)
     gc = GarbageCollector(pools.meta, pools.data, conf.gateway_gc_min_wait)
     objects = ObjectStore(pools.data, buckets, gc, conf.gateway_stripe_size)
     expiry.attach(objects)
     dns = tuple(n.strip().lower() for n in conf.gateway_dns_name.split(",") if n.strip())
-    return Services(users, UserCache(users, conf.gateway_user_cache_ttl), buckets, objects, gc,
-                    pools.meta, region=conf.gateway_region, dns_names=dns,
-                    max_skew=conf.gateway_max_skew)
+    svc = Services(users, UserCache(users, conf.gateway_user_cache_ttl), buckets, objects, gc,
+                   pools.meta, region=conf.gateway_region, dns_names=dns,
+                   max_skew=conf.gateway_max_skew)
+    svc.lifecycle = LifecycleWorker(svc, conf.gateway_lc_day_seconds, name)
+    if conf.gateway_sse_master_key:
+        svc.sse_key = base64.b64decode(conf.gateway_sse_master_key)
+        if len(svc.sse_key) != 32:
+            raise ValueError("gateway_sse_master_key must be the base64 of 32 bytes")
+    return svc
 
 
 class GatewayDaemon:
@@ -98,12 +107,13 @@ class GatewayDaemon:
         self.services: Services | None = None
         self.port = 0
         self._gc_task: asyncio.Task[None] | None = None
+        self._lc_task: asyncio.Task[None] | None = None
         self.metrics = GatewayMetrics(name)
 
     async def start(self) -> None:
         logging.getLogger("aiohttp.server").addFilter(_ClientFaults())
         self.rados, pools = await connect(self.conf, self.rados_conf)
-        self.services = build_services(self.conf, pools)
+        self.services = build_services(self.conf, pools, self.name)
         app = build_app(self.services)
         self.metrics.install(app)
         self.runner = web.AppRunner(app, access_log=log,
@@ -119,6 +129,10 @@ class GatewayDaemon:
         self.metrics.serve_beside(f"{self.conf.gateway_host}:{self.port}",
                                   self.conf.metrics_port_offset)
         self._gc_task = asyncio.create_task(self._gc_worker(), name=f"{self.name}.gc")
+        lc_every = min(self.conf.gateway_lc_interval, self.conf.gateway_lc_day_seconds / 5)
+        assert self.services.lifecycle is not None
+        self._lc_task = asyncio.create_task(lifecycle.worker_loop(
+            self.services.lifecycle, lc_every), name=f"{self.name}.lifecycle")
         scheme = "https" if self.conf.gateway_ssl_certificate else "http"
         log.info("%s serving S3 on %s://%s:%d", self.name, scheme, self.conf.gateway_host,
                  self.port)
@@ -150,10 +164,11 @@ class GatewayDaemon:
                 log.exception("GC round failed")
 
     async def stop(self) -> None:
-        if self._gc_task is not None:
-            self._gc_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._gc_task
+        for task in (self._gc_task, self._lc_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.runner is not None:
             await self.runner.cleanup()
         if self.rados is not None:

@@ -165,12 +165,14 @@ class ObjectStore:
         await self.commit(bucket, key, entry, [gc_key], precondition)
         return entry
 
-    async def delete(self, bucket: Bucket, key: bytes, owner: str = "") -> dict[str, Any] | None:
+    async def delete(self, bucket: Bucket, key: bytes, owner: str = "",
+                     precondition: Precondition | None = None) -> dict[str, Any] | None:
         """Delete the current object: the entry removed, or (versioned bucket) the delete
         marker now on top."""
         for _ in range(3):
             try:
-                change = await self.versions.delete(bucket, key, owner or bucket.owner)
+                change = await self.versions.delete(bucket, key, owner or bucket.owner,
+                                                    precondition)
             except errors.NoSuchBucket:
                 bucket = await self._fresh(bucket)
                 continue
@@ -178,10 +180,11 @@ class ObjectStore:
             return change.result
         raise errors.ServiceUnavailable("The bucket kept changing; retry")
 
-    async def delete_version(self, bucket: Bucket, key: bytes, vid: str
+    async def delete_version(self, bucket: Bucket, key: bytes, vid: str,
+                             precondition: Precondition | None = None
                              ) -> dict[str, Any] | None:
         """Remove one version for good; the version removed (None: there was none)."""
-        change = await self.versions.delete_version(bucket, key, vid)
+        change = await self.versions.delete_version(bucket, key, vid, precondition)
         await self._collect(change.garbage)
         return change.result
 

@@ -53,6 +53,8 @@ class Identity:
     user: User | None  # None: anonymous
     payload_hash: str = sigv4.UNSIGNED
     signer: sigv4.ChunkSigner | None = None
+    signature: str = ""  # s3:signatureversion: "AWS" (SigV2) or "AWS4-HMAC-SHA256"
+    auth_type: str = ""  # s3:authType: REST-HEADER, REST-QUERY-STRING or POST
 
 
 @dataclass
@@ -109,14 +111,16 @@ async def authenticate(cache: UserCache, t: Target, max_skew: float,
     signer = None
     if payload_hash in (sigv4.STREAMING_SIGNED, sigv4.STREAMING_SIGNED_TRAILER):
         signer = sigv4.ChunkSigner(key, creds.amz_date, creds.scope, creds.signature)
-    return Identity(user, payload_hash, signer)
+    return Identity(user, payload_hash, signer, "AWS4-HMAC-SHA256",
+                    "REST-QUERY-STRING" if creds.presigned else "REST-HEADER")
 
 
-def _v2_identity(user: User, headers: dict[str, str]) -> Identity:
+def _v2_identity(user: User, headers: dict[str, str], auth_type: str) -> Identity:
     if user.suspended:
         raise errors.AccessDenied("The user is suspended")
     # SigV2 signs no payload; a SigV4-style hash header, if sent, is still checked
-    return Identity(user, headers.get("x-amz-content-sha256", sigv4.UNSIGNED))
+    return Identity(user, headers.get("x-amz-content-sha256", sigv4.UNSIGNED), None, "AWS",
+                    auth_type)
 
 
 async def _v2_header(cache: UserCache, t: Target, auth: str, max_skew: float,
@@ -124,11 +128,12 @@ async def _v2_header(cache: UserCache, t: Target, auth: str, max_skew: float,
     access_key, claimed = sigv2.parse_header(auth)
     user, secret = await _user(cache, access_key)
     date_slot, when = sigv2.header_date(t.headers)
-    resource = sigv2.canonical_resource(t.bucket, t.raw_path, t.query, t.virtual_host)
-    sigv2.verify(secret, sigv2.string_to_sign(t.method, t.headers, date_slot, resource), claimed)
+    resources = sigv2.canonical_resources(t.bucket, t.raw_path, t.query, t.virtual_host)
+    sigv2.verify(secret, [sigv2.string_to_sign(t.method, t.headers, date_slot, r)
+                          for r in resources], claimed)
     if abs(now.timestamp() - when) > max_skew:
         raise errors.RequestTimeTooSkewed()
-    return _v2_identity(user, t.headers)
+    return _v2_identity(user, t.headers, "REST-HEADER")
 
 
 async def _v2_query(cache: UserCache, t: Target, now: datetime) -> Identity:
@@ -137,13 +142,13 @@ async def _v2_query(cache: UserCache, t: Target, now: datetime) -> Identity:
         raise errors.AccessDenied("Query-string authentication requires the Signature, "
                                   "Expires and AWSAccessKeyId parameters")
     user, secret = await _user(cache, query["AWSAccessKeyId"])
-    resource = sigv2.canonical_resource(t.bucket, t.raw_path, t.query, t.virtual_host)
-    sigv2.verify(secret, sigv2.string_to_sign(t.method, t.headers, query["Expires"], resource),
-                 query["Signature"])
+    resources = sigv2.canonical_resources(t.bucket, t.raw_path, t.query, t.virtual_host)
+    sigv2.verify(secret, [sigv2.string_to_sign(t.method, t.headers, query["Expires"], r)
+                          for r in resources], query["Signature"])
     try:
         expires = int(query["Expires"])
     except ValueError:
         raise errors.AccessDenied("Expires must be a number") from None
     if now.timestamp() > expires:
         raise errors.AccessDenied("Request has expired", Expires=query["Expires"])
-    return _v2_identity(user, t.headers)
+    return _v2_identity(user, t.headers, "REST-QUERY-STRING")

@@ -27,21 +27,43 @@ def owner_node(uid: str, names: Mapping[str, str] | None = None) -> Node:
 
 
 async def list_buckets(req: S3Request) -> web.Response:
+    """ListBuckets, paginated as S3 does (max-buckets, continuation-token, prefix)."""
     user = req.user
     if user is None:  # anonymous: nobody's buckets (as RGW answers; S3 says AccessDenied)
         return xml_response(document("ListAllMyBucketsResult", [
             ("Owner", [("ID", "anonymous"), ("DisplayName", "")]), ("Buckets", [])]))
-    buckets = await req.svc.buckets.list_for(user.user_id)
+    raw_max = req.query.get("max-buckets")
+    limit = 10000
+    if raw_max is not None:
+        if not raw_max.isdigit() or not 1 <= int(raw_max) <= 10000:
+            raise errors.InvalidArgument("max-buckets must be an integer from 1 to 10000",
+                                         ArgumentName="max-buckets", ArgumentValue=raw_max)
+        limit = int(raw_max)
+    prefix = req.query.get("prefix", "")
+    after = req.query.get("continuation-token", "")
+    names = [(name.rpartition("/")[2], created)
+             for name, created in await req.svc.buckets.list_for(user.user_id)]
+    names = [(n, c) for n, c in sorted(names) if n.startswith(prefix) and n > after]
+    page, more = names[:limit], len(names) > limit
     return xml_response(document("ListAllMyBucketsResult", [
         ("Owner", [("ID", user.user_id), ("DisplayName", user.display_name)]),
         ("Buckets", [("Bucket", [("Name", name), ("CreationDate", iso8601(created))])
-                     for name, created in buckets])]))
+                     for name, created in page]),
+        ("ContinuationToken", page[-1][0] if more else None),
+        ("Prefix", prefix or None)]))
 
 
 async def create_bucket(req: S3Request) -> web.Response:
     user = req.need_user()
-    acl = req.canned_acl()
     body = await req.small_body(s3_xml.MAX_BODY)
+    acl = await req.new_acl(None) or "private"
+    ownership = req.headers.get("x-amz-object-ownership", "")
+    if ownership and ownership not in ("BucketOwnerEnforced", "BucketOwnerPreferred",
+                                       "ObjectWriter"):
+        raise errors.InvalidArgument("Invalid x-amz-object-ownership",
+                                     ArgumentName="x-amz-object-ownership")
+    if ownership == "BucketOwnerEnforced" and acl != "private":
+        raise errors.InvalidBucketAclWithObjectOwnership()
     if body.strip():
         root = s3_xml.parse(body)
         if root.tag != "CreateBucketConfiguration":
@@ -51,17 +73,33 @@ async def create_bucket(req: S3Request) -> web.Response:
             raise errors.InvalidRequest(
                 f"The location constraint {location!r} is not this gateway's region "
                 f"{req.svc.region!r}")
-    await req.svc.buckets.create(req.bucket_name, user.user_id, acl)
-    return web.Response(status=200, headers={"Location": f"/{req.bucket_name}"})
+    locked = req.headers.get("x-amz-bucket-object-lock-enabled", "").lower() == "true"
+    try:
+        # object lock needs versioning, for good (s3_lock.py)
+        lock = {"versioning": "Enabled", "config": {"lock": {"enabled": True, "rule": None}}}
+        bucket = await req.svc.buckets.create(req.bucket_name, user.user_id, acl,
+                                              ownership=ownership, **(lock if locked else {}))
+        if locked:
+            await req.svc.buckets.mark_versioning(bucket, "Enabled")
+    except errors.BucketAlreadyOwnedByYou:
+        # us-east-1 answers the owner's re-creation with success (and changes nothing), as
+        # long as it asks for nothing new; other regions refuse it
+        if req.svc.region != "us-east-1":
+            raise
+        existing = await req.svc.buckets.get(req.bucket_name)
+        if existing.acl != acl:
+            raise errors.BucketAlreadyExists(BucketName=existing.short_name) from None
+        bucket = existing
+    return web.Response(status=200, headers={"Location": f"/{bucket.short_name}"})
 
 
 async def head_bucket(req: S3Request) -> web.Response:
-    await req.bucket("read")
+    await req.bucket("s3:ListBucket")
     return web.Response(status=200, headers={"x-amz-bucket-region": req.svc.region})
 
 
 async def delete_bucket(req: S3Request) -> web.Response:
-    bucket = await req.bucket("owner")
+    bucket = await req.bucket("s3:DeleteBucket")
     await req.svc.buckets.delete(bucket)
     from gateway.s3_multipart import abort_all  # (multipart imports this module)
 
@@ -70,7 +108,7 @@ async def delete_bucket(req: S3Request) -> web.Response:
 
 
 async def get_location(req: S3Request) -> web.Response:
-    await req.bucket("owner")
+    await req.bucket("s3:GetBucketLocation")
     # us-east-1 is written as an empty constraint, as S3 does
     region = "" if req.svc.region == "us-east-1" else req.svc.region
     return xml_response(f'<?xml version="1.0" encoding="UTF-8"?>\n<LocationConstraint '
@@ -117,7 +155,7 @@ def _contents(entries: list[tuple[bytes, bytes]], url: bool, owner: str | None,
 
 
 async def list_objects(req: S3Request) -> web.Response:
-    bucket = await req.bucket("read")
+    bucket = await req.bucket("s3:ListBucket")
     v2 = req.query.get("list-type") == "2"
     url = _encoding(req)
     max_keys = _max_keys(req)
@@ -144,7 +182,11 @@ async def list_objects(req: S3Request) -> web.Response:
     prefixes: list[Node] = [("CommonPrefixes", [("Prefix", encode_key(
         p.decode("utf-8", "surrogateescape"), url))]) for p in listing.prefixes]
     enc = "url" if url else None
-    head: list[Node] = [("Name", bucket.name), ("Prefix", encode_key(prefix, url))]
+    # ListObjects (v1) answers the prefix as given even for encoding-type=url (clients
+    # decode only v2's); one XML cannot carry is still encoded
+    raw_prefix = not v2 and all(c in "\t\n" or c >= " " for c in prefix)
+    head: list[Node] = [("Name", bucket.short_name),
+                        ("Prefix", prefix if raw_prefix else encode_key(prefix, url))]
     if v2:
         next_token = (base64.urlsafe_b64encode(listing.next_marker).decode().rstrip("=")
                       if listing.truncated else None)
@@ -167,7 +209,7 @@ async def list_objects(req: S3Request) -> web.Response:
 
 
 async def delete_objects(req: S3Request) -> web.Response:
-    bucket = await req.bucket("write")
+    bucket = await req.svc.buckets.get(req.bucket_name)
     root = s3_xml.parse(await req.small_body(s3_xml.MAX_BODY))
     if root.tag != "Delete":
         raise errors.MalformedXML()
@@ -175,7 +217,7 @@ async def delete_objects(req: S3Request) -> web.Response:
     objects = root.findall("Object")
     if len(objects) > 1000 or not objects:
         raise errors.MalformedXML("A DeleteObjects request names 1 to 1,000 keys")
-    from gateway.s3_objects import delete_one
+    from gateway.s3_objects import delete_one, delete_precondition
 
     results: list[Node] = []
     for obj in objects:
@@ -184,7 +226,11 @@ async def delete_objects(req: S3Request) -> web.Response:
         if key is None:
             raise errors.MalformedXML()
         try:
-            done = await delete_one(req, bucket, key, vid or None)
+            req.check("s3:DeleteObjectVersion" if vid else "s3:DeleteObject", bucket, key)
+            condition = delete_precondition(s3_xml.text(obj, "ETag"),
+                                            s3_xml.text(obj, "LastModifiedTime"),
+                                            s3_xml.text(obj, "Size"))
+            done = await delete_one(req, bucket, key, vid or None, condition)
         except errors.S3Error as exc:
             results.append(("Error", [("Key", key), ("VersionId", vid), ("Code", exc.code),
                                       ("Message", exc.message)]))
@@ -197,53 +243,3 @@ async def delete_objects(req: S3Request) -> web.Response:
                 ("DeleteMarkerVersionId", done.get("x-amz-version-id")
                  if marker and not vid else None)]))
     return xml_response(document("DeleteResult", results))
-
-
-def acl_document(owner: str, acl: str, name: str | None = None) -> bytes:
-    grants: list[Node] = [("Grant", [
-        ("Grantee", [("ID", owner), ("DisplayName", name or owner)]),
-        ("Permission", "FULL_CONTROL")])]
-    if acl in ("public-read", "public-read-write"):
-        grants.append(("Grant", [("Grantee", [
-            ("URI", "http://acs.amazonaws.com/groups/global/AllUsers")]), ("Permission", "READ")]))
-    if acl == "public-read-write":
-        grants.append(("Grant", [("Grantee", [
-            ("URI", "http://acs.amazonaws.com/groups/global/AllUsers")]),
-            ("Permission", "WRITE")]))
-    body = document("AccessControlPolicy", [owner_node(owner, {owner: name or owner}),
-                                            ("AccessControlList", grants)])
-    # grantees carry their xsi:type, which clients read to tell users from groups
-    return body.replace(b"<Grantee>", b'<Grantee xmlns:xsi="http://www.w3.org/2001/'
-                        b'XMLSchema-instance" xsi:type="CanonicalUser">', 1).replace(
-        b"<Grantee><URI>", b'<Grantee xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
-        b'xsi:type="Group"><URI>')
-
-
-async def get_bucket_acl(req: S3Request) -> web.Response:
-    bucket = await req.bucket("owner")
-    name = await req.svc.user_cache.display_name(bucket.owner)
-    return xml_response(acl_document(bucket.owner, bucket.acl, name))
-
-
-async def put_bucket_acl(req: S3Request) -> web.Response:
-    bucket = await req.bucket("owner")
-    bucket.acl = await requested_acl(req)
-    await req.svc.buckets.save(bucket)
-    return web.Response(status=200)
-
-
-async def requested_acl(req: S3Request) -> str:
-    """The canned ACL of x-amz-acl, or the one an AccessControlPolicy body amounts to (only
-    "everyone may read/write" grants are understood: Loligo has canned ACLs only)."""
-    body = await req.small_body(s3_xml.MAX_BODY)
-    if "x-amz-acl" in req.headers or not body.strip():
-        return req.canned_acl()
-    root = s3_xml.parse(body)
-    perms = set()
-    for grant in root.iter("Grant"):
-        uri = grant.find("Grantee/URI")
-        if uri is not None and (uri.text or "").endswith("/AllUsers"):
-            perms.add(s3_xml.text(grant, "Permission", ""))
-    if "WRITE" in perms or "FULL_CONTROL" in perms:
-        return "public-read-write"
-    return "public-read" if "READ" in perms else "private"

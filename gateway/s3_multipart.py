@@ -16,6 +16,7 @@ import base64
 import contextlib
 import hashlib
 import json
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -23,11 +24,11 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import checksums, errors, s3_xml
+from gateway import checksums, errors, s3_sse, s3_xml
 from gateway.buckets import Bucket, key_bytes
-from gateway.context import S3Request
+from gateway.context import S3Request, Services
 from gateway.s3_buckets import owner_node, xml_response
-from gateway.s3_objects import copy_source, describe_upload, parse_range
+from gateway.s3_objects import copy_source, describe_upload, read_source
 from gateway.s3_xml import Node, document, iso8601
 from rados_py.errors import NotFound
 from rados_py.proto.loligo import osd_pb2
@@ -51,21 +52,25 @@ def _upload_key(key: str, upload_id: str) -> bytes:
 
 
 async def create_upload(req: S3Request) -> web.Response:
-    bucket = await req.bucket("write")
+    bucket = await req.bucket("s3:PutObject", req.key)
     key_bytes(req.key)
     upload_id = uuid.uuid4().hex
     algorithm = req.headers.get("x-amz-checksum-algorithm", "").lower() or None
     if algorithm is not None and algorithm not in checksums.ALGORITHMS:
         raise errors.InvalidRequest(f"Unsupported checksum algorithm {algorithm!r}")
+    fields = await describe_upload(req, bucket, req.headers)
     upload = {"key": req.key, "upload_id": upload_id, "initiated": time.time(),
-              "owner": req.user.user_id if req.user else bucket.owner,
-              "fields": describe_upload(req, req.headers), "cksum_alg": algorithm}
+              "owner": fields["owner"],
+              "initiator": req.user.user_id if req.user else "anonymous",
+              "fields": fields, "cksum_alg": algorithm}
     raw = json.dumps(upload).encode()
     meta = req.svc.meta
     await meta.operate(_upload_oid(bucket, upload_id), ObjectOp().create(True).write_full(raw))
     await meta.omap_set(_index_oid(bucket), {_upload_key(req.key, upload_id): raw})
-    return xml_response(document("InitiateMultipartUploadResult", [
-        ("Bucket", bucket.name), ("Key", req.key), ("UploadId", upload_id)]))
+    resp = xml_response(document("InitiateMultipartUploadResult", [
+        ("Bucket", bucket.short_name), ("Key", req.key), ("UploadId", upload_id)]))
+    resp.headers.update(s3_sse.response_headers(fields.get("sse")))
+    return resp
 
 
 async def _upload(req: S3Request, bucket: Bucket) -> dict[str, Any]:
@@ -89,21 +94,28 @@ def _part_number(req: S3Request) -> int:
 
 
 async def upload_part(req: S3Request) -> web.Response:
-    bucket = await req.bucket("write")
+    bucket = await req.bucket("s3:PutObject", req.key)
     number = _part_number(req)
     upload = await _upload(req, bucket)
     objects = req.svc.objects
     prefix = f"{bucket.id}.{upload['upload_id']}.{number}.{uuid.uuid4().hex[:8]}"
     copy = "x-amz-copy-source" in req.headers
+    sse = upload["fields"].get("sse")
+    key = await s3_sse.data_key(req, sse) if sse else None
+
+    def sealed(pieces: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        if key is None or sse is None:
+            return pieces
+        return s3_sse.encrypt(pieces, key, s3_sse.part_iv(sse, number))
     if copy:
         md5 = hashlib.md5()
         pieces = _copy_source(req, md5)
-        seg, gc_key = await objects.write_segment(prefix, await pieces)
+        seg, gc_key = await objects.write_segment(prefix, sealed(await pieces))
         etag = md5.hexdigest()
         checksum = None
     else:
         body = req.body()
-        seg, gc_key = await objects.write_segment(prefix, body.pieces())
+        seg, gc_key = await objects.write_segment(prefix, sealed(body.pieces()))
         etag = body.md5
         checksum = body.checksum
     part = {"etag": etag, "size": seg[1], "seg": seg, "mtime": time.time(),
@@ -121,9 +133,11 @@ async def upload_part(req: S3Request) -> web.Response:
     if results[1].pairs:
         await req.svc.gc.defer([json.loads(results[1].pairs[0].value)["seg"]])
     if copy:
-        return xml_response(document("CopyPartResult", [
+        resp = xml_response(document("CopyPartResult", [
             ("LastModified", iso8601(part["mtime"])), ("ETag", f'"{etag}"')]))
-    headers = {"ETag": f'"{etag}"'}
+        resp.headers.update(s3_sse.response_headers(sse))
+        return resp
+    headers = {"ETag": f'"{etag}"', **s3_sse.response_headers(sse)}
     if checksum is not None:
         headers[f"x-amz-checksum-{checksum[0]}"] = checksum[1]
     return web.Response(status=200, headers=headers)
@@ -135,66 +149,83 @@ async def _copy_source(req: S3Request, md5: Any) -> AsyncIterator[bytes]:
     rng = req.headers.get("x-amz-copy-source-range")
     first, last = 0, size - 1
     if rng is not None:
-        parsed = parse_range(rng, size)
-        if parsed is None:
+        m = re.fullmatch(r"bytes=(\d+)-(\d+)", rng.strip())
+        if m is None:
             raise errors.InvalidArgument("The x-amz-copy-source-range value must be of the form "
-                                         "bytes=first-last", ArgumentName="x-amz-copy-source-range")
-        first, last = parsed
+                                         "bytes=first-last where first and last are the "
+                                         "zero-based offsets of the first and last bytes to "
+                                         "copy", ArgumentName="x-amz-copy-source-range",
+                                         ArgumentValue=rng[:64])
+        first, last = int(m.group(1)), int(m.group(2))
+        if first > last or last >= size:
+            raise errors.InvalidRange("The x-amz-copy-source-range is outside the source "
+                                      f"object (of {size} bytes)",
+                                      ActualObjectSize=str(size))
+
+    source = await read_source(req, entry, first, last) if size else None
 
     async def pieces() -> AsyncIterator[bytes]:
-        if size == 0:
+        if source is None:
             return
-        async for piece in req.svc.objects.read(entry, first, last):
+        async for piece in source:
             md5.update(piece)
             yield piece
     return pieces()
 
 
-async def _claim(req: S3Request, bucket: Bucket, upload_id: str
+async def _claim(svc: Services, bucket: Bucket, upload_id: str
                  ) -> tuple[int, dict[int, dict[str, Any]]]:
     """(version, parts) of the upload, read in one op."""
     op = ObjectOp().stat()
     op._add(kind=K.OMAP_LIST, max=MAX_PARTS)
     try:
-        results = await req.svc.meta.operate(_upload_oid(bucket, upload_id), op)
+        results = await svc.meta.operate(_upload_oid(bucket, upload_id), op)
     except NotFound:
         raise errors.NoSuchUpload(UploadId=upload_id) from None
     parts = {int(p.key): json.loads(p.value) for p in results[1].pairs}
     return results[0].version, parts
 
 
-async def _take(req: S3Request, bucket: Bucket, upload: dict[str, Any], version: int) -> None:
+async def _take(svc: Services, bucket: Bucket, upload: dict[str, Any], version: int) -> None:
     """Remove the upload if it is still as read at `version`; NoSuchUpload otherwise."""
     upload_id = upload["upload_id"]
     try:
-        await req.svc.meta.operate(_upload_oid(bucket, upload_id),
+        await svc.meta.operate(_upload_oid(bucket, upload_id),
                                    ObjectOp().assert_version(version).remove())
     except (NotFound, CompareFailed):
         raise errors.NoSuchUpload(UploadId=upload_id) from None
-    await req.svc.meta.omap_rm(_index_oid(bucket), [_upload_key(upload["key"], upload_id)])
+    await svc.meta.omap_rm(_index_oid(bucket), [_upload_key(upload["key"], upload_id)])
 
 
 async def complete_upload(req: S3Request) -> web.Response:
-    bucket = await req.bucket("write")
-    upload = await _upload(req, bucket)
-    root = s3_xml.parse(await req.small_body(s3_xml.MAX_BODY))
-    if root.tag != "CompleteMultipartUpload":
-        raise errors.MalformedXML()
-    wanted: list[tuple[int, str]] = []
-    claimed: dict[int, str] = {}  # part checksums the client lists, checked against ours
-    for el in root.findall("Part"):
-        number, etag = s3_xml.text(el, "PartNumber"), s3_xml.text(el, "ETag")
-        if number is None or not number.strip().isdigit() or etag is None:
-            raise errors.MalformedXML()
-        wanted.append((int(number), etag.strip().strip('"')))
-        for child in el:
-            if child.tag.startswith("Checksum") and child.text:
-                claimed[int(number)] = child.text.strip()
+    bucket = await req.bucket("s3:PutObject", req.key)
+    body = await req.small_body(s3_xml.MAX_BODY)
+    try:
+        upload = await _upload(req, bucket)
+    except errors.NoSuchUpload:
+        # completed already: a client resending the same request (its answer was lost) gets
+        # the same answer again
+        done = await req.svc.buckets.entry(bucket, key_bytes(req.key))
+        if done is None or done.get("upload_id") != req.query.get("uploadId"):
+            raise
+        wanted = list({n: e for n, e in _parts_listed(body)}.items())
+        with contextlib.suppress(ValueError):
+            digest = hashlib.md5(b"".join(bytes.fromhex(e) for _, e in wanted)).hexdigest()
+            if done["etag"] == f"{digest}-{len(wanted)}":
+                return _completed(bucket, req.key, done)
+        raise
+    wanted, claimed = _parts_listed(body), _checksums_listed(body)
+    sse = upload["fields"].get("sse")
+    if sse:  # SSE-C: only who holds the upload's key completes it
+        await s3_sse.data_key(req, sse)
     if not wanted:
         raise errors.MalformedXML("You must specify at least one part")
-    if [n for n, _ in wanted] != sorted({n for n, _ in wanted}):
+    numbers = [n for n, _ in wanted]
+    if numbers != sorted(numbers):
         raise errors.InvalidPartOrder()
-    version, parts = await _claim(req, bucket, upload["upload_id"])
+    # a part listed twice (a client that resent it) counts once, as its last listing
+    wanted = list({n: (n, etag) for n, etag in wanted}.values())
+    version, parts = await _claim(req.svc, bucket, upload["upload_id"])
     chosen = []
     for i, (part_number, part_etag) in enumerate(wanted):
         part = parts.get(part_number)
@@ -207,21 +238,57 @@ async def complete_upload(req: S3Request) -> web.Response:
                                         ProposedSize=str(part["size"]),
                                         MinSizeAllowed=str(MIN_PART))
         chosen.append(part)
-    await _take(req, bucket, upload, version)
+    await _take(req.svc, bucket, upload, version)
     digest = hashlib.md5(b"".join(bytes.fromhex(p["etag"]) for p in chosen)).hexdigest()
     composite = _composite_checksum(upload.get("cksum_alg"), chosen)
     entry = {**upload["fields"], "size": sum(p["size"] for p in chosen),
              "mtime": time.time(), "etag": f"{digest}-{len(chosen)}", "cksum": composite,
-             "owner": upload["owner"], "parts": len(chosen),
+             "owner": upload["owner"], "parts": len(chosen), "upload_id": upload["upload_id"],
              "psizes": [p["size"] for p in chosen],
              "segs": [p["seg"] for p in chosen if p["size"]]}
+    if entry.get("sse"):  # each part was encrypted with its own IV (s3_sse.py)
+        entry["sse"] = {**entry["sse"], "parts": [n for n, _ in wanted]}
     await req.svc.objects.commit(bucket, key_bytes(req.key), entry, [])
     unused = [p["seg"] for n, p in parts.items() if n not in {w for w, _ in wanted}]
     await req.svc.gc.defer(unused, wait=0)
-    return xml_response(document("CompleteMultipartUploadResult", [
-        ("Location", f"/{bucket.name}/{req.key}"), ("Bucket", bucket.name), ("Key", req.key),
-        ("ETag", f'"{entry["etag"]}"'),
+    return _completed(bucket, req.key, entry)
+
+
+def _parts_listed(body: bytes) -> list[tuple[int, str]]:
+    """(part number, etag) of a CompleteMultipartUpload body, in its order."""
+    root = s3_xml.parse(body)
+    if root.tag != "CompleteMultipartUpload":
+        raise errors.MalformedXML()
+    wanted: list[tuple[int, str]] = []
+    for el in root.findall("Part"):
+        number, etag = s3_xml.text(el, "PartNumber"), s3_xml.text(el, "ETag")
+        if number is None or not number.strip().isdigit() or etag is None:
+            raise errors.MalformedXML()
+        wanted.append((int(number), etag.strip().strip('"')))
+    return wanted
+
+
+def _checksums_listed(body: bytes) -> dict[int, str]:
+    """The part checksums a CompleteMultipartUpload body lists (checked against ours)."""
+    claimed: dict[int, str] = {}
+    for el in s3_xml.parse(body).findall("Part"):
+        number = s3_xml.text(el, "PartNumber") or "0"
+        for child in el:
+            if child.tag.startswith("Checksum") and child.text:
+                claimed[int(number)] = child.text.strip()
+    return claimed
+
+
+def _completed(bucket: Bucket, key: str, entry: dict[str, Any]) -> web.Response:
+    composite = entry.get("cksum")
+    resp = xml_response(document("CompleteMultipartUploadResult", [
+        ("Location", f"/{bucket.short_name}/{key}"), ("Bucket", bucket.short_name),
+        ("Key", key), ("ETag", f'"{entry["etag"]}"'),
         (f"Checksum{composite[0].upper()}", composite[1]) if composite else ("Checksum", None)]))
+    if entry.get("vid", "null") != "null":
+        resp.headers["x-amz-version-id"] = entry["vid"]
+    resp.headers.update(s3_sse.response_headers(entry.get("sse")))
+    return resp
 
 
 def _composite_checksum(algorithm: str | None, parts: list[dict[str, Any]]
@@ -236,12 +303,33 @@ def _composite_checksum(algorithm: str | None, parts: list[dict[str, Any]]
     return algorithm, f"{checksums.b64(digest.digest())}-{len(parts)}"
 
 
+async def abort(svc: Services, bucket: Bucket, upload: dict[str, Any]) -> None:
+    """Abort an upload (its parts go to GC); NoSuchUpload if it is gone meanwhile."""
+    version, parts = await _claim(svc, bucket, upload["upload_id"])
+    await _take(svc, bucket, upload, version)
+    await svc.gc.defer([p["seg"] for p in parts.values()], wait=0)
+
+
+async def uploads_of(svc: Services, bucket: Bucket) -> AsyncIterator[dict[str, Any]]:
+    """Every unfinished upload of the bucket, in key order."""
+    after = b""
+    while True:
+        try:
+            page, more = await svc.meta.omap_list(_index_oid(bucket), after=after,
+                                                  max_items=1000)
+        except NotFound:
+            return
+        for _, value in page:
+            yield json.loads(value)
+        if not more or not page:
+            return
+        after = page[-1][0]
+
+
 async def abort_upload(req: S3Request) -> web.Response:
-    bucket = await req.bucket("write")
+    bucket = await req.bucket("s3:AbortMultipartUpload", req.key)
     upload = await _upload(req, bucket)
-    version, parts = await _claim(req, bucket, upload["upload_id"])
-    await _take(req, bucket, upload, version)
-    await req.svc.gc.defer([p["seg"] for p in parts.values()], wait=0)
+    await abort(req.svc, bucket, upload)
     return web.Response(status=204)
 
 
@@ -256,7 +344,7 @@ def _int_param(req: S3Request, name: str, default: int, top: int) -> int:
 
 
 async def list_parts(req: S3Request) -> web.Response:
-    bucket = await req.bucket("write")
+    bucket = await req.bucket("s3:ListMultipartUploadParts", req.key)
     upload = await _upload(req, bucket)
     max_parts = _int_param(req, "max-parts", 1000, 1000)
     marker = _int_param(req, "part-number-marker", 0, MAX_PARTS)
@@ -273,10 +361,12 @@ async def list_parts(req: S3Request) -> web.Response:
         parts.append(("Part", [("PartNumber", int(key)), ("LastModified", iso8601(p["mtime"])),
                                ("ETag", f'"{p["etag"]}"'), ("Size", p["size"])]))
     truncated = bool(more) or (max_parts == 0 and bool(page))
+    initiator = upload.get("initiator", upload["owner"])
+    names = await req.display_names([upload["owner"], initiator])
     head: list[Node] = [
-        ("Bucket", bucket.name), ("Key", req.key), ("UploadId", upload["upload_id"]),
-        ("Initiator", [("ID", upload["owner"]), ("DisplayName", upload["owner"])]),
-        owner_node(upload["owner"]), ("StorageClass", "STANDARD"),
+        ("Bucket", bucket.short_name), ("Key", req.key), ("UploadId", upload["upload_id"]),
+        ("Initiator", [("ID", initiator), ("DisplayName", names.get(initiator, initiator))]),
+        owner_node(upload["owner"], names), ("StorageClass", "STANDARD"),
         ("PartNumberMarker", marker),
         ("NextPartNumberMarker", int(page[-1][0]) if page else marker),
         ("MaxParts", max_parts), ("IsTruncated", truncated)]
@@ -284,7 +374,7 @@ async def list_parts(req: S3Request) -> web.Response:
 
 
 async def list_uploads(req: S3Request) -> web.Response:
-    bucket = await req.bucket("write")
+    bucket = await req.bucket("s3:ListBucketMultipartUploads")
     max_uploads = _int_param(req, "max-uploads", 1000, 1000)
     prefix = req.query.get("prefix", "")
     key_marker = req.query.get("key-marker", "")
@@ -300,17 +390,20 @@ async def list_uploads(req: S3Request) -> web.Response:
     except NotFound:
         page, more = [], False
     page = page[:max_uploads]
+    found = [json.loads(value) for _, value in page]
+    names = await req.display_names({u["owner"] for u in found}
+                                    | {u.get("initiator", u["owner"]) for u in found})
     uploads: list[Node] = []
-    for _, value in page:
-        u = json.loads(value)
+    for u in found:
+        initiator = u.get("initiator", u["owner"])
         uploads.append(("Upload", [
             ("Key", u["key"]), ("UploadId", u["upload_id"]),
-            ("Initiator", [("ID", u["owner"]), ("DisplayName", u["owner"])]),
-            owner_node(u["owner"]), ("StorageClass", "STANDARD"),
+            ("Initiator", [("ID", initiator), ("DisplayName", names.get(initiator, initiator))]),
+            owner_node(u["owner"], names), ("StorageClass", "STANDARD"),
             ("Initiated", iso8601(u["initiated"]))]))
     last = json.loads(page[-1][1]) if page else None
     head: list[Node] = [
-        ("Bucket", bucket.name), ("KeyMarker", key_marker), ("UploadIdMarker", id_marker),
+        ("Bucket", bucket.short_name), ("KeyMarker", key_marker), ("UploadIdMarker", id_marker),
         ("NextKeyMarker", last["key"] if last else None),
         ("NextUploadIdMarker", last["upload_id"] if last else None),
         ("Prefix", prefix or None), ("MaxUploads", max_uploads),
@@ -329,8 +422,8 @@ async def abort_all(req: S3Request, bucket: Bucket) -> int:
         for _, value in page:
             upload = json.loads(value)
             try:
-                version, parts = await _claim(req, bucket, upload["upload_id"])
-                await _take(req, bucket, upload, version)
+                version, parts = await _claim(req.svc, bucket, upload["upload_id"])
+                await _take(req.svc, bucket, upload, version)
             except errors.NoSuchUpload:
                 await meta.omap_rm(_index_oid(bucket), [_upload_key(upload["key"],
                                                                     upload["upload_id"])])

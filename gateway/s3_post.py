@@ -14,6 +14,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -21,9 +22,11 @@ from urllib.parse import quote
 
 from aiohttp import BodyPartReader, web
 
-from gateway import errors, sigv2, sigv4
+from gateway import errors, s3_sse, sigv2, sigv4
+from gateway.body import expect_continue
 from gateway.buckets import key_bytes
-from gateway.context import S3Request
+from gateway.context import S3Request, qualify
+from gateway.s3_auth import Identity
 from gateway.s3_objects import describe_upload
 from gateway.s3_xml import document
 from gateway.tags import tags_from_xml
@@ -48,6 +51,7 @@ async def _fields(req: S3Request) -> tuple[dict[str, str], BodyPartReader]:
     if not ctype.lower().startswith("multipart/form-data"):
         raise errors.InvalidRequest("POST requires a multipart/form-data body")
     try:
+        await expect_continue(req.http)
         reader = await req.http.multipart()
         fields: dict[str, str] = {}
         while True:
@@ -94,12 +98,13 @@ async def _signer(req: S3Request, fields: dict[str, str]) -> User | None:
     else:
         access = fields.get("awsaccesskeyid")
         if access is None or "signature" not in fields:
-            raise errors.AccessDenied("POST with a policy needs AWSAccessKeyId and signature")
+            raise errors.InvalidArgument("POST with a policy needs AWSAccessKeyId and "
+                                         "signature")
         user = await cache.by_access_key(access)
         secret = user.secret_for(access) if user is not None else None
         if user is None or secret is None:
             raise errors.InvalidAccessKeyId(AWSAccessKeyId=access)
-        sigv2.verify(secret, policy, fields["signature"])
+        sigv2.verify(secret, [policy], fields["signature"])
     if user.suspended:
         raise errors.AccessDenied("The user is suspended")
     return user
@@ -116,8 +121,12 @@ def check_policy(policy_b64: str, fields: dict[str, str], bucket: str,
         raise InvalidPolicyDocument("Invalid Policy: Policy missing expiration.")
     if not isinstance(policy.get("conditions"), list):
         raise InvalidPolicyDocument("Invalid Policy: Policy missing conditions.")
+    text = str(policy["expiration"])
+    # ISO 8601 as S3 takes it: 2007-12-01T12:00:00.000Z
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z", text):
+        raise InvalidPolicyDocument("Invalid Policy: Invalid 'expiration' value.")
     try:
-        expires = datetime.fromisoformat(str(policy["expiration"]).replace("Z", "+00:00"))
+        expires = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise InvalidPolicyDocument("Invalid Policy: Invalid 'expiration' value.") from None
     if expires.tzinfo is None:
@@ -204,22 +213,29 @@ async def post_object(req: S3Request) -> web.StreamResponse:
     if "key" not in fields or not fields["key"]:
         raise errors.InvalidArgument("Bucket POST must contain a field named 'key'.",
                                      ArgumentName="key")
+    # ${filename} in the key is the file's name, before the policy judges the key
+    fields["key"] = fields["key"].replace("${filename}", part.filename or "")
     user = await _signer(req, fields)
+    # the form's signer is the requester (the request itself carries no signature)
+    req.identity = Identity(user, signature=("AWS4-HMAC-SHA256" if "x-amz-signature" in fields
+                                             else "AWS") if user else "", auth_type="POST")
+    req.bucket_name = qualify(req.bucket_name, user.user_id if user else None)
     bucket = await req.svc.buckets.get(req.bucket_name)
     if user is not None:
-        low, high = check_policy(fields["policy"], fields, bucket.name, datetime.now(UTC))
+        low, high = check_policy(fields["policy"], fields, bucket.short_name,
+                                 datetime.now(UTC))
     else:
         low, high = 0, 5 * (1 << 30)
-    if not ((user is not None and user.user_id == bucket.owner)
-            or bucket.acl == "public-read-write"):
-        raise errors.AccessDenied()
-    key = fields["key"].replace("${filename}", part.filename or "")
-    headers = {k: v for k, v in fields.items() if k.startswith("x-amz-meta-")
+    key = fields["key"]
+    req.check("s3:PutObject", bucket, key)
+    headers = {k: v for k, v in fields.items() if k.startswith(("x-amz-meta-",
+                                                                "x-amz-server-side-encryption",
+                                                                "x-amz-object-lock-"))
                or k in ("content-type", "cache-control", "content-disposition",
                         "content-encoding", "expires", "x-amz-acl")}
     if "acl" in fields:
         headers["x-amz-acl"] = fields["acl"]
-    entry_fields = describe_upload(req, headers)
+    entry_fields = await describe_upload(req, bucket, headers)
     if "tagging" in fields:
         entry_fields["tags"] = tags_from_xml(fields["tagging"].encode())
     if part.headers.get("Content-Type") and "content-type" not in fields:
@@ -227,22 +243,24 @@ async def post_object(req: S3Request) -> web.StreamResponse:
     md5 = hashlib.md5()
 
     def describe() -> dict[str, Any]:
-        return {**entry_fields, "etag": md5.hexdigest(), "cksum": None,
-                "owner": user.user_id if user is not None else bucket.owner}
+        return {**entry_fields, "etag": md5.hexdigest(), "cksum": None}
 
-    entry = await req.svc.objects.put(bucket, key_bytes(key), _file_pieces(part, low, high,
-                                                                            md5), describe)
+    pieces = _file_pieces(part, low, high, md5)
+    sse = entry_fields.get("sse")
+    if sse is not None:  # the form's SSE fields, as a PUT's headers
+        pieces = s3_sse.encrypt(pieces, await s3_sse.data_key(req, sse, headers), sse["iv"])
+    entry = await req.svc.objects.put(bucket, key_bytes(key), pieces, describe)
     etag = f'"{entry["etag"]}"'
     redirect = fields.get("success_action_redirect") or fields.get("redirect")
     if redirect:
         sep = "&" if "?" in redirect else "?"
-        location = (f"{redirect}{sep}bucket={quote(bucket.name)}&key={quote(key)}"
+        location = (f"{redirect}{sep}bucket={quote(bucket.short_name)}&key={quote(key)}"
                     f"&etag={quote(etag)}")
         return web.Response(status=303, headers={"Location": location, "ETag": etag})
     status = fields.get("success_action_status", "204")
     if status == "201":
         body = document("PostResponse", [
-            ("Location", f"/{bucket.name}/{quote(key)}"), ("Bucket", bucket.name),
+            ("Location", f"/{bucket.short_name}/{quote(key)}"), ("Bucket", bucket.short_name),
             ("Key", key), ("ETag", etag)], namespace=False)
         return web.Response(status=201, body=body, content_type="application/xml",
                             headers={"ETag": etag})

@@ -12,21 +12,25 @@ from gateway import errors, s3_xml
 from gateway.context import S3Request
 from gateway.s3_buckets import _encoding, _max_keys, owner_node, xml_response
 from gateway.s3_xml import Node, document, encode_key, iso8601
-from gateway.versioning import BLOCK, split_version_key, vid_of
+from gateway.version_listing import VersionListing
+from gateway.versioning import BLOCK, NULL, split_version_key, vid_of
 
 
 async def get_versioning(req: S3Request) -> web.Response:
-    bucket = await req.bucket("owner")
+    bucket = await req.bucket("s3:GetBucketVersioning")
     return xml_response(document("VersioningConfiguration",
                                  [("Status", bucket.versioning or None)]))
 
 
 async def put_versioning(req: S3Request) -> web.Response:
-    bucket = await req.bucket("owner")
+    bucket = await req.bucket("s3:PutBucketVersioning")
     root = s3_xml.parse(await req.small_body(s3_xml.MAX_BODY))
     status = s3_xml.text(root, "Status")
     if root.tag != "VersioningConfiguration" or status not in ("Enabled", "Suspended"):
         raise errors.IllegalVersioningConfigurationException()
+    if status != "Enabled" and bucket.config.get("lock", {}).get("enabled"):
+        raise errors.InvalidBucketState("An Object Lock configuration is present on this "
+                                        "bucket, so the versioning state cannot be changed.")
     await req.svc.buckets.mark_versioning(bucket, status)
     bucket.versioning = status
     await req.svc.buckets.save(bucket)
@@ -34,14 +38,14 @@ async def put_versioning(req: S3Request) -> web.Response:
 
 
 async def list_versions(req: S3Request) -> web.Response:
-    bucket = await req.bucket("read")
+    bucket = await req.bucket("s3:ListBucketVersions")
     url = _encoding(req)
     max_keys = _max_keys(req)
     prefix = req.query.get("prefix", "")
     delimiter = req.query.get("delimiter", "")
     key_marker = req.query.get("key-marker", "")
     vid_marker = req.query.get("version-id-marker", "")
-    listing = await req.svc.objects.versions.list(
+    listing = await VersionListing(req.svc.buckets).list(
         bucket, prefix=prefix.encode(), key_marker=key_marker.encode(), vid_marker=vid_marker,
         delimiter=delimiter.encode(), max_keys=max_keys)
     items: list[Node] = []
@@ -54,7 +58,8 @@ async def list_versions(req: S3Request) -> web.Response:
         key = key_b.decode("utf-8", "surrogateescape")
         latest = key_b != previous
         previous = key_b
-        node: list[Node] = [("Key", encode_key(key, url)), ("VersionId", vid_of(suffix)),
+        node: list[Node] = [("Key", encode_key(key, url)),
+                            ("VersionId", entry.get("vid") or vid_of(suffix) or NULL),
                             ("IsLatest", latest), ("LastModified", iso8601(entry["mtime"]))]
         owner = owner_node(entry.get("owner", bucket.owner), names)
         if entry.get("dm"):
@@ -65,7 +70,7 @@ async def list_versions(req: S3Request) -> web.Response:
                                       owner]))
     prefixes: list[Node] = [("CommonPrefixes", [("Prefix", encode_key(
         p[len(BLOCK):].decode("utf-8", "surrogateescape"), url))]) for p in listing.prefixes]
-    head: list[Node] = [("Name", bucket.name), ("Prefix", encode_key(prefix, url)),
+    head: list[Node] = [("Name", bucket.short_name), ("Prefix", encode_key(prefix, url)),
                         ("KeyMarker", encode_key(key_marker, url)),
                         ("VersionIdMarker", vid_marker), ("MaxKeys", max_keys),
                         ("Delimiter", encode_key(delimiter, url) if delimiter else None),
@@ -79,5 +84,5 @@ async def list_versions(req: S3Request) -> web.Response:
             key_b, suffix = split_version_key(nxt)
             head += [("NextKeyMarker", encode_key(key_b.decode("utf-8", "surrogateescape"),
                                                   url)),
-                     ("NextVersionIdMarker", vid_of(suffix))]
+                     ("NextVersionIdMarker", vid_of(suffix) or NULL)]
     return xml_response(document("ListVersionsResult", head + items + prefixes))

@@ -10,24 +10,32 @@ more: the connection is closed, so the client sees a short body rather than wron
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from aiohttp import web
+from aiohttp import http_writer, web
 
 from gateway import (
     errors,
+    s3_access,
     s3_buckets,
+    s3_cors,
+    s3_lifecycle,
+    s3_lock,
     s3_multipart,
     s3_objects,
     s3_post,
+    s3_sse,
     s3_tagging,
     s3_versions,
     s3_xml,
     swift_server,
 )
-from gateway.context import S3Request, Services
+from gateway.context import S3Request, Services, qualify
+from gateway.disconnect import client_went_away, cut_short
 from gateway.s3_auth import Target, authenticate
 from gateway.sigv4 import split_query
 
@@ -38,51 +46,85 @@ SERVICES_KEY = web.AppKey("services", Services)
 # sub-resources of S3 that Loligo does not implement: answered NotImplemented, not misread
 # as a plain GET or PUT of the bucket or object
 UNSUPPORTED = frozenset({
-    "cors", "lifecycle", "policy", "website", "logging", "notification",
-    "replication", "encryption", "object-lock", "retention", "legal-hold", "requestPayment",
+    "website", "logging", "notification",
+    "replication", "requestPayment",
     "accelerate", "analytics", "inventory", "metrics", "intelligent-tiering",
-    "ownershipControls", "publicAccessBlock", "restore", "select", "torrent", "attributes",
-    "policyStatus"})
+    "restore", "select", "torrent"})
+
+# (method, sub-resource) -> handler; "" is the resource itself. The first sub-resource of
+# the request found in the table wins.
+BUCKET_ROUTES: dict[tuple[str, str], Handler] = {
+    ("GET", "location"): s3_buckets.get_location,
+    ("GET", "lifecycle"): s3_lifecycle.get_lifecycle,
+    ("PUT", "lifecycle"): s3_lifecycle.put_lifecycle,
+    ("DELETE", "lifecycle"): s3_lifecycle.delete_lifecycle,
+    ("GET", "cors"): s3_cors.get_bucket_cors,
+    ("PUT", "cors"): s3_cors.put_bucket_cors,
+    ("DELETE", "cors"): s3_cors.delete_bucket_cors,
+    ("GET", "tagging"): s3_tagging.get_bucket_tagging,
+    ("PUT", "tagging"): s3_tagging.put_bucket_tagging,
+    ("DELETE", "tagging"): s3_tagging.delete_bucket_tagging,
+    ("GET", "acl"): s3_access.get_bucket_acl,
+    ("PUT", "acl"): s3_access.put_bucket_acl,
+    ("GET", "policy"): s3_access.get_bucket_policy,
+    ("PUT", "policy"): s3_access.put_bucket_policy,
+    ("DELETE", "policy"): s3_access.delete_bucket_policy,
+    ("GET", "policyStatus"): s3_access.get_policy_status,
+    ("GET", "publicAccessBlock"): s3_access.get_public_access_block,
+    ("PUT", "publicAccessBlock"): s3_access.put_public_access_block,
+    ("DELETE", "publicAccessBlock"): s3_access.delete_public_access_block,
+    ("GET", "ownershipControls"): s3_access.get_ownership_controls,
+    ("PUT", "ownershipControls"): s3_access.put_ownership_controls,
+    ("DELETE", "ownershipControls"): s3_access.delete_ownership_controls,
+    ("GET", "uploads"): s3_multipart.list_uploads,
+    ("GET", "encryption"): s3_sse.get_bucket_encryption,
+    ("PUT", "encryption"): s3_sse.put_bucket_encryption,
+    ("DELETE", "encryption"): s3_sse.delete_bucket_encryption,
+    ("GET", "object-lock"): s3_lock.get_lock_configuration,
+    ("PUT", "object-lock"): s3_lock.put_lock_configuration,
+    ("GET", "versioning"): s3_versions.get_versioning,
+    ("PUT", "versioning"): s3_versions.put_versioning,
+    ("GET", "versions"): s3_versions.list_versions,
+    ("POST", "delete"): s3_buckets.delete_objects,
+    ("GET", ""): s3_buckets.list_objects,
+    ("PUT", ""): s3_buckets.create_bucket,
+    ("HEAD", ""): s3_buckets.head_bucket,
+    ("DELETE", ""): s3_buckets.delete_bucket,
+    ("POST", ""): s3_post.post_object,
+}
+OBJECT_ROUTES: dict[tuple[str, str], Handler] = {
+    ("GET", "uploadId"): s3_multipart.list_parts,
+    ("PUT", "uploadId"): s3_multipart.upload_part,
+    ("DELETE", "uploadId"): s3_multipart.abort_upload,
+    ("POST", "uploadId"): s3_multipart.complete_upload,
+    ("POST", "uploads"): s3_multipart.create_upload,
+    ("GET", "tagging"): s3_tagging.get_object_tagging,
+    ("PUT", "tagging"): s3_tagging.put_object_tagging,
+    ("DELETE", "tagging"): s3_tagging.delete_object_tagging,
+    ("GET", "acl"): s3_access.get_object_acl,
+    ("PUT", "acl"): s3_access.put_object_acl,
+    ("GET", "attributes"): s3_objects.get_object_attributes,
+    ("GET", "retention"): s3_lock.get_retention,
+    ("PUT", "retention"): s3_lock.put_retention,
+    ("GET", "legal-hold"): s3_lock.get_legal_hold,
+    ("PUT", "legal-hold"): s3_lock.put_legal_hold,
+}
+SUBRESOURCES = ("uploadId", "uploads", "tagging", "acl", "cors", "lifecycle", "policy",
+                "policyStatus", "publicAccessBlock", "ownershipControls", "location",
+                "versioning", "versions", "delete", "object-lock", "retention", "legal-hold",
+                "attributes", "encryption")
 
 
 def _route(method: str, has_key: bool, query: dict[str, str]) -> Handler:
-    q = query.keys()
-    if not has_key:
-        table: dict[str, Handler] = {
-            "GET": (s3_buckets.get_location if "location" in q else
-                    s3_tagging.get_bucket_tagging if "tagging" in q else
-                    s3_buckets.get_bucket_acl if "acl" in q else
-                    s3_multipart.list_uploads if "uploads" in q else
-                    s3_versions.get_versioning if "versioning" in q else
-                    s3_versions.list_versions if "versions" in q else
-                    s3_buckets.list_objects),
-            "PUT": (s3_buckets.put_bucket_acl if "acl" in q else
-                    s3_tagging.put_bucket_tagging if "tagging" in q else
-                    s3_versions.put_versioning if "versioning" in q else
-                    s3_buckets.create_bucket),
-            "HEAD": s3_buckets.head_bucket,
-            "DELETE": (s3_tagging.delete_bucket_tagging if "tagging" in q else
-                       s3_buckets.delete_bucket),
-        }
-        if method == "POST":
-            return s3_buckets.delete_objects if "delete" in q else s3_post.post_object
-    else:
-        upload = "uploadId" in q
-        table = {
-            "GET": (s3_multipart.list_parts if upload else
-                    s3_tagging.get_object_tagging if "tagging" in q else
-                    s3_objects.get_object_acl if "acl" in q else s3_objects.get_object),
-            "HEAD": _head_object,
-            "PUT": (s3_multipart.upload_part if upload else
-                    s3_tagging.put_object_tagging if "tagging" in q else
-                    s3_objects.put_object_acl if "acl" in q else s3_objects.put_object),
-            "DELETE": (s3_multipart.abort_upload if upload else
-                       s3_tagging.delete_object_tagging if "tagging" in q else
-                       s3_objects.delete_object),
-            "POST": (s3_multipart.complete_upload if upload else
-                     s3_multipart.create_upload if "uploads" in q else _not_allowed),
-        }
-    return table.get(method, _not_allowed)
+    table = OBJECT_ROUTES if has_key else BUCKET_ROUTES
+    for sub in SUBRESOURCES:
+        if sub in query and (method, sub) in table:
+            return table[(method, sub)]
+    if has_key:
+        plain = {"GET": s3_objects.get_object, "HEAD": _head_object,
+                 "PUT": s3_objects.put_object, "DELETE": s3_objects.delete_object}
+        return plain.get(method, _not_allowed)
+    return table.get((method, ""), _not_allowed)
 
 
 async def _head_object(req: S3Request) -> web.StreamResponse:
@@ -132,14 +174,15 @@ async def handle(request: web.Request) -> web.StreamResponse:
     request["resource"] = f"/{bucket}/{key}" if key else f"/{bucket}"
     unsupported = UNSUPPORTED & query.keys()
     has_body = (request.content_length or 0) > 0 or "transfer-encoding" in headers
+    if request.method == "OPTIONS" and bucket:  # a CORS preflight: never authenticated
+        return await s3_cors.preflight(svc, qualify(bucket, None), headers)
     identity = await authenticate(svc.user_cache, Target(
         request.method, raw_path, query_pairs, headers, bucket, vhost, has_body), svc.max_skew)
     if unsupported:
         raise errors.NotImplementedError_(f"The {sorted(unsupported)[0]!r} sub-resource is not "
                                           "implemented")
-    if any(h.startswith("x-amz-server-side-encryption") for h in headers):
-        # refused, not ignored: the client would believe its data is encrypted
-        raise errors.NotImplementedError_("Server-side encryption is not implemented")
+    bucket = qualify(bucket, identity.user.user_id if identity.user else None)
+    request["bucket"] = bucket
     req = S3Request(request, svc, bucket, key, query, headers, identity,
                     request["request_id"])
     if not bucket:
@@ -184,6 +227,9 @@ async def s3_errors(request: web.Request, handler: Callable[[web.Request],
     except web.HTTPException:
         raise
     except ConnectionError as exc:  # the client went away mid-request: its loss, not a bug
+        if request.get("streaming"):
+            client_went_away(request, exc)
+            return cut_short(request)
         log.info("%s %s %s: client connection lost (%s)", request["request_id"],
                  request.method, request.path, exc)
         raise
@@ -191,7 +237,7 @@ async def s3_errors(request: web.Request, handler: Callable[[web.Request],
         log.exception("%s %s %s failed", request["request_id"], request.method, request.path)
         failure = errors.InternalError()
     if request.get("streaming"):
-        raise ConnectionResetError("failure after the response began")
+        return cut_short(request)
     return error_response(failure, request)
 
 
@@ -201,13 +247,53 @@ async def _stamp(request: web.Request, response: web.StreamResponse) -> None:
         response.headers["x-amz-request-id"] = rid
         response.headers["x-amz-id-2"] = rid
     response.headers["Server"] = "Loligo"
+    if (request.headers.get("Expect", "").lower() == "100-continue"
+            and not request.get("continued")):
+        # answered without asking for the body: the client will not send it, so the
+        # connection cannot carry another request (RFC 9110 10.1.1)
+        response.force_close()
+    if request.get("bucket") and "Origin" in request.headers and request.method != "OPTIONS":
+        # a cross-origin request: the bucket's CORS rules say what its page may see, on
+        # errors too
+        try:
+            bucket = await request.app[SERVICES_KEY].buckets.get(request["bucket"],
+                                                                 cached=True)
+        except errors.S3Error:
+            return
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        response.headers.update(s3_cors.actual_headers(bucket, headers, request.method))
+
+
+def _serialize_headers(status_line: str, headers: Any) -> bytes:
+    """aiohttp's header serializer, byte-transparent: a request header's bytes that are not
+    UTF-8 arrive as surrogate escapes (aiohttp decodes with surrogateescape) and leave as the
+    same bytes, where aiohttp's own writer would drop them. So user metadata comes back byte
+    for byte, whatever the client's charset. Control characters are refused as aiohttp does
+    (no header injection)."""
+    lines = [status_line, *(f"{name}: {value}" for name, value in headers.items())]
+    if any(_FORBIDDEN.search(line) for line in lines):
+        raise ValueError("Forbidden control character in response headers")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
+
+
+_FORBIDDEN = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+async def _no_expectations(request: web.Request) -> None:
+    return None
 
 
 def build_app(services: Services) -> web.Application:
+    http_writer._serialize_headers = _serialize_headers
     app = web.Application(middlewares=[s3_errors], client_max_size=1 << 20,
-                          handler_args={"max_field_size": 16384, "max_line_size": 16384})
+                          # bodies are stored byte for byte: Content-Encoding (gzip...) is
+                          # the object's metadata, never undone on the way in
+                          handler_args={"max_field_size": 16384, "max_line_size": 16384,
+                                        "auto_decompress": False})
     app[SERVICES_KEY] = services
     app.on_response_prepare.append(_stamp)
-    app.router.add_route("*", "/{tail:.*}", handle)
+    # `100 Continue` goes out when a handler starts reading the body (body.expect_continue),
+    # not before the request is checked; unknown Expect values are ignored
+    app.router.add_route("*", "/{tail:.*}", handle, expect_handler=_no_expectations)
     swift_server.install(app, services)  # Swift's paths are answered before S3 routing
     return app

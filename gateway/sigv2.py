@@ -18,22 +18,29 @@ from gateway import errors
 
 # the query parameters that are part of the signed resource
 SUBRESOURCES = frozenset({
-    "acl", "cors", "delete", "lifecycle", "location", "logging", "notification", "partNumber",
+    "acl", "cors", "delete", "lifecycle", "location", "logging", "notification", "object-lock",
+    "partNumber",
     "policy", "requestPayment", "restore", "tagging", "torrent", "uploadId", "uploads",
     "versionId", "versioning", "versions", "website", "response-cache-control",
     "response-content-disposition", "response-content-encoding", "response-content-language",
     "response-content-type", "response-expires"})
 
 
-def canonical_resource(bucket: str, raw_path: str, query: list[tuple[str, str]],
-                       virtual_host: bool) -> str:
+def canonical_resources(bucket: str, raw_path: str, query: list[tuple[str, str]],
+                        virtual_host: bool) -> list[str]:
     """The raw (still encoded) path, prefixed by the bucket for a virtual-host request, with
-    the signed sub-resources in name order."""
+    the signed sub-resources in name order. A request to a bucket itself may be signed as
+    `/bucket` or `/bucket/` (botocore and boto2 sign the latter while sending the former, and
+    S3 takes both), so both forms are returned."""
     path = f"/{bucket}{raw_path}" if virtual_host else raw_path
+    paths = [path]
+    if bucket and path.rstrip("/") == f"/{bucket}":
+        paths = [f"/{bucket}/", f"/{bucket}"]
     subs = sorted((k, v) for k, v in query if k in SUBRESOURCES)
     if subs:
-        path += "?" + "&".join(f"{k}={v}" if v else k for k, v in subs)
-    return path
+        suffix = "?" + "&".join(f"{k}={v}" if v else k for k, v in subs)
+        paths = [p + suffix for p in paths]
+    return paths
 
 
 def string_to_sign(method: str, headers: dict[str, str], date_or_expires: str,
@@ -49,8 +56,9 @@ def sign(secret: str, text: str) -> str:
     return base64.b64encode(mac.digest()).decode()
 
 
-def verify(secret: str, text: str, claimed: str) -> None:
-    if not hmac.compare_digest(sign(secret, text), claimed):
+def verify(secret: str, texts: list[str], claimed: str) -> None:
+    """Accept the signature if it signs one of the equivalent `texts`."""
+    if not any(hmac.compare_digest(sign(secret, text), claimed) for text in texts):
         raise errors.SignatureDoesNotMatch()
 
 

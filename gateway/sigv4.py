@@ -114,9 +114,11 @@ def from_query(query: dict[str, str]) -> Credentials:
     except ValueError:
         raise errors.AuthorizationQueryParametersError(
             "X-Amz-Expires should be a number") from None
-    if not 0 <= expires <= MAX_PRESIGN_EXPIRES:
-        raise errors.AuthorizationQueryParametersError(
-            "X-Amz-Expires must be non-negative and at most 604800 seconds")
+    if expires < 0:
+        raise errors.AccessDenied("X-Amz-Expires must be non-negative")
+    if expires > MAX_PRESIGN_EXPIRES:
+        raise errors.AccessDenied("X-Amz-Expires must be less than a week (in seconds) that "
+                                  "is 604800")
     key, date, region, service = _parse_credential(query["X-Amz-Credential"],
                                                    errors.AuthorizationQueryParametersError)
     return Credentials(key, date, region, service,

@@ -50,13 +50,16 @@ async def get_account(req: SwiftRequest) -> web.Response:
     req.need_admin()
     fmt = swift_listing.choose_format(req.query, req.headers.get("accept", ""))
     p = swift_listing.params(req.query, MAX_LIMIT)
-    buckets = dict(await req.svc.buckets.list_for(req.account))
-    chosen = swift_listing.select(list(buckets), p)
+    # the account's containers by their names within its tenant
+    buckets = {name.rpartition("/")[2]: created
+               for name, created in await req.svc.buckets.list_for(req.account)}
+    chosen = swift_listing.select(sorted(buckets), p)
     rows: list[dict[str, object]] = []
     if fmt == "plain":
         rows = [{"subdir": n} if sub else {"name": n} for n, sub in chosen]
     else:
-        sizes = await asyncio.gather(*(usage(req.svc, n) for n, sub in chosen if not sub))
+        sizes = await asyncio.gather(*(usage(req.svc, req.qualified(n))
+                                       for n, sub in chosen if not sub))
         counted = iter(sizes)
         for name, sub in chosen:
             if sub:

@@ -161,7 +161,7 @@ class Authenticator:
 def storage_url(request: web.Request, account: str) -> str:
     scheme = "https" if request.secure else "http"
     host = request.headers.get("Host") or f"{request.url.host}:{request.url.port}"
-    return f"{scheme}://{host}/swift/v1/{ACCOUNT_PREFIX}{account}"
+    return f"{scheme}://{host}/v1/{ACCOUNT_PREFIX}{account}"
 
 
 async def auth_response(request: web.Request, auth: Authenticator) -> web.Response:

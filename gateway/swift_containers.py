@@ -79,10 +79,10 @@ async def put_container(req: SwiftRequest) -> web.Response:
     settings = _changed({}, req.headers)
     status = 201
     try:
-        bucket = await req.svc.buckets.claim(name, req.account)
+        bucket = await req.svc.buckets.claim(req.qualified(name), req.account)
     except errors.BucketAlreadyOwnedByYou:
         status = 202
-        bucket = await req.svc.buckets.get(name)
+        bucket = await req.svc.buckets.get(req.qualified(name))
         settings = _changed(bucket.swift, req.headers)
     if settings != bucket.swift:
         bucket.swift = settings
@@ -126,7 +126,7 @@ async def get_container(req: SwiftRequest) -> web.Response:
     headers = await _headers(req, bucket)
     if not rows and fmt == "plain":
         return web.Response(status=204, headers=headers)
-    body, ctype = swift_listing.render(fmt, "container", bucket.name, rows)
+    body, ctype = swift_listing.render(fmt, "container", bucket.short_name, rows)
     headers["Content-Type"] = ctype
     return web.Response(status=200, body=body, headers=headers)
 

@@ -13,11 +13,13 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from gateway import errors, swift_acl
+from gateway import acl, errors, swift_acl
+from gateway.body import expect_continue
 from gateway.buckets import Bucket
 from gateway.context import Services
 from gateway.swift_auth import Authenticator, Identity
 from gateway.swift_errors import SwiftError
+from gateway.users import tenant_of
 
 
 @dataclass
@@ -52,6 +54,12 @@ class SwiftRequest:
         """Who a new object belongs to: the account (as in Swift, data is the account's)."""
         return self.account
 
+    def qualified(self, name: str) -> str:
+        """The bucket of this account's container `name`: containers live in the account
+        owner's tenant (the global namespace for users without one)."""
+        tenant = tenant_of(self.account)
+        return f"{tenant}/{name}" if tenant else name
+
     def deny(self) -> SwiftError:
         return SwiftError(401 if self.identity.user is None and not self.identity.tempurl
                           else 403)
@@ -62,6 +70,7 @@ class SwiftRequest:
         if declared is not None and declared > limit:
             raise SwiftError(413, f"The body is larger than {limit} bytes")
         data = bytearray()
+        await expect_continue(self.http)
         while piece := await self.http.content.read(65536):
             data += piece
             if len(data) > limit:
@@ -77,7 +86,7 @@ class SwiftRequest:
         `access` it: "read" objects, "list" it, "write" objects, or "admin" it."""
         name = self.container if name is None else name
         try:
-            bucket = await self.svc.buckets.get(name)
+            bucket = await self.svc.buckets.get(self.qualified(name))
         except errors.NoSuchBucket as exc:
             if self.is_admin or self.identity.tempurl:
                 raise
@@ -97,7 +106,7 @@ class SwiftRequest:
         who = self.identity.swift_user
         if access == "read":
             return (swift_acl.anyone_reads(read) or swift_acl.grants(read, who)
-                    or bucket.acl in ("public-read", "public-read-write"))
+                    or acl.allows(acl.grants_of(bucket.acl, bucket.owner), None, "READ"))
         if access == "list":
             return swift_acl.anyone_lists(read) or swift_acl.grants(read, who)
         if access == "write":

@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import errors
+from gateway import errors, s3_sse
 from gateway.buckets import key_bytes
 from gateway.expiry import expired
 from gateway.swift_bulk import Report, delete_path, respond
@@ -137,8 +137,12 @@ async def dlo_view(req: SwiftRequest, entry: dict[str, Any]) -> dict[str, Any]:
 
 async def stream(req: SwiftRequest, pieces: list[Piece]) -> AsyncIterator[bytes]:
     for entry, first, last in pieces:
-        async for data in req.svc.objects.read(entry, first, last):
-            yield data
+        data = req.svc.objects.read(entry, first, last)
+        if entry.get("sse"):  # written through S3 with SSE-S3/KMS (SSE-C: refused before)
+            data = s3_sse.decrypt(data, entry, await s3_sse.data_key(req, entry["sse"]),
+                                  first)
+        async for piece in data:
+            yield piece
 
 
 # --- SLO manifests ---------------------------------------------------------------------------

@@ -52,8 +52,12 @@ def object_row(name: str, entry: dict[str, Any]) -> dict[str, Any]:
             "last_modified": timestamp(entry.get("mtime", 0.0))}
 
 
+POLICY = "default"  # the one storage policy /info lists
+
+
 def container_row(name: str, count: int, size: int, created: float) -> dict[str, Any]:
-    return {"name": name, "count": count, "bytes": size, "last_modified": timestamp(created)}
+    return {"name": name, "count": count, "bytes": size, "last_modified": timestamp(created),
+            "storage_policy": POLICY}
 
 
 def render(fmt: str, kind: str, name: str, rows: list[dict[str, Any]]) -> tuple[bytes, str]:
@@ -92,15 +96,11 @@ class Params:
 
 def params(query: dict[str, str], max_limit: int) -> Params:
     raw = query.get("limit", "")
-    try:
-        limit = int(raw) if raw else max_limit
-    except ValueError:
-        raise SwiftError(412, "limit must be an integer") from None
-    if limit < 0 or limit > max_limit:
+    # as Swift: a limit that is not a whole number is no limit (its listing maximum)
+    limit = int(raw) if raw.isdigit() else max_limit
+    if limit > max_limit:
         raise SwiftError(412, f"Maximum limit is {max_limit}")
     delimiter = query.get("delimiter", "")
-    if len(delimiter) > 1:
-        raise SwiftError(412, "Bad delimiter")
     reverse = query.get("reverse", "").lower() in ("1", "true", "yes", "on", "t", "y")
     return Params(limit, query.get("marker", ""), query.get("end_marker", ""),
                   query.get("prefix", ""), delimiter, reverse)
@@ -126,7 +126,7 @@ def select(names: list[str], p: Params) -> list[tuple[str, bool]]:
         if p.delimiter:
             i = name.find(p.delimiter, len(p.prefix))
             if i >= 0:
-                sub = name[:i + 1]
+                sub = name[:i + len(p.delimiter)]
                 if sub not in seen and not (p.marker and not p.reverse
                                             and key(sub) <= key(p.marker)):
                     seen.add(sub)

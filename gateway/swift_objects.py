@@ -111,7 +111,7 @@ async def put_object(req: SwiftRequest) -> web.Response:
     precondition = put_precondition(req.headers)
     if precondition is not None:  # fail before the upload if it fails now (checked again)
         precondition(await req.svc.buckets.entry(bucket, key))
-    body = Body(req.http.content, req.headers, UNSIGNED, None, MAX_OBJECT)
+    body = Body(req.http.content, req.headers, UNSIGNED, None, MAX_OBJECT, req.http)
     wanted = req.headers.get("etag", "").strip('"').lower()
 
     def describe() -> dict[str, Any]:
@@ -131,23 +131,29 @@ async def head_object(req: SwiftRequest) -> web.StreamResponse:
 async def get_object(req: SwiftRequest, head: bool = False) -> web.StreamResponse:
     bucket = await req.bucket("read")
     entry = await live_entry(req, bucket, req.obj)
+    if entry.get("sse", {}).get("alg") == "C":
+        raise SwiftError(403, "The object is encrypted with a customer's key: read it through "
+                         "S3 with that key")
     if req.query.get("multipart-manifest") == "get" and "slo" in entry:
         return manifest_response(entry, req.query.get("format") == "raw")
     view = await dlo_view(req, entry) if "dlo" in entry else entry
     headers = object_headers(view)
     if req.identity.tempurl and req.http.method == "GET":
         headers["Content-Disposition"] = swift_tempurl.disposition(req.query, req.obj)
+    # a refusal still describes the object (ETag, Last-Modified, Accept-Ranges...), as Swift's
+    described = {k: v for k, v in headers.items() if k != "Content-Type"}
     try:
         check_conditions(req.headers, view)
     except errors.NotModified:
-        return web.Response(status=304, headers={k: v for k, v in headers.items()
-                                                 if k in ("ETag", "Last-Modified")})
+        return web.Response(status=304, headers=described)
+    except errors.PreconditionFailed:
+        raise SwiftError(412, "Precondition Failed", described) from None
     size = view["size"]
     try:
         ranges = swift_ranges.ranges_for(req.headers.get("range"), size)
     except swift_ranges.Unsatisfiable:
         raise SwiftError(416, "Requested Range Not Satisfiable",
-                         {"Content-Range": f"bytes */{size}"}) from None
+                         {**described, "Content-Range": f"bytes */{size}"}) from None
     if ranges is not None and len(ranges) > 1:
         return await _multirange(req, view, headers, ranges, head)
     first, last, status = (0, size - 1, 200) if ranges is None else (*ranges[0], 206)
@@ -167,7 +173,7 @@ async def _start(req: SwiftRequest, status: int, headers: dict[str, str], length
                  ) -> web.StreamResponse:
     resp = web.StreamResponse(status=status, headers=headers)
     resp.content_length = length
-    req.http["streaming"] = True
+    req.http["streaming"] = resp
     await resp.prepare(req.http)
     return resp
 

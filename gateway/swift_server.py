@@ -1,7 +1,7 @@
 """The Swift HTTP front, beside S3 on the same server: `/auth/v1.0` (and `/auth/v1`), `/info`
-(and `/swift/info`, where python-swiftclient looks for it under our storage URL), and the API
-under `/swift/v1/AUTH_<account>/<container>/<object>` (RGW's layout; `/v1/...` too, which can
-never be an S3 bucket: bucket names have at least 3 characters).
+(and `/swift/info`), and the API under `/v1/AUTH_<account>/<container>/<object>` (Swift's own
+layout, the storage URL handed out, which can never be an S3 bucket: bucket names have at
+least 3 characters; RGW's `/swift/v1/...` too).
 
 A request that carries an S3 signature (an Authorization header or a presigned query) is always
 S3's, so an S3 bucket named `swift`, `auth` or `info` keeps working. Every failure becomes a
@@ -28,6 +28,7 @@ from gateway import (
     swift_tempurl,
 )
 from gateway.context import Services
+from gateway.disconnect import client_went_away, cut_short
 from gateway.sigv4 import split_query
 from gateway.swift_auth import ACCOUNT_PREFIX, Authenticator, Identity, auth_response
 from gateway.swift_context import SwiftRequest, SwiftState
@@ -87,12 +88,17 @@ async def swift_middleware(request: web.Request, handler: Callable[
         failure = exc
     except errors.S3Error as exc:
         failure = from_s3(exc)
+    except ConnectionError as exc:
+        if not request.get("streaming"):
+            raise
+        client_went_away(request, exc)
+        return cut_short(request)
     except Exception:
         log.exception("%s %s %s failed", request.get("request_id"), request.method,
                       request.path)
         failure = SwiftError(500, "Internal error")
     if request.get("streaming"):
-        raise ConnectionResetError("failure after the response began")
+        return cut_short(request)
     return error_response(failure, request.method)
 
 
@@ -145,7 +151,7 @@ async def _check_tempurl(req: SwiftRequest) -> None:
     keys = [v for k, v in (await swift_account.load_meta(req.svc, req.account)).items()
             if k in ("temp-url-key", "temp-url-key-2")]
     try:
-        bucket = await req.svc.buckets.get(req.container)
+        bucket = await req.svc.buckets.get(req.qualified(req.container))
     except errors.NoSuchBucket:
         bucket = None
     if bucket is not None and bucket.owner == req.account:

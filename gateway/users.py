@@ -5,6 +5,7 @@ radosgw-admin prints them.
     index.users           omap uid -> ""   (listing users without a pool scan)
     s3key.<access key>    the owner's uid  (authenticating a request: one read)
     swiftkey.<acct:user>  the owner's uid
+    email.<address>       the owner's uid  (ACL grants by e-mail address; lower-case)
 
 A user, and each key, is claimed with an exclusive create, so of two admins creating one uid
 or one access key only one wins; a key that belongs to someone else is refused.
@@ -24,10 +25,12 @@ from typing import Any
 from rados_py.errors import AlreadyExists, InvalidArgument, LoligoError, NotFound
 from rados_py.rados import IoCtx, ObjectOp
 
-_UID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+=-]{0,63}")
-_ACCESS = re.compile(r"[A-Za-z0-9_+=.@-]{3,128}")
+# a user id, optionally in a tenant (RGW's `tenant$uid`): the tenant's namespace holds its
+# buckets (buckets.py)
+_UID = re.compile(r"(?:[A-Za-z0-9][A-Za-z0-9_-]{0,63}\$)?[A-Za-z0-9][A-Za-z0-9_.@+=-]{0,63}")
+_ACCESS = re.compile(r"[A-Za-z0-9_+=.@:-]{3,128}")
 _SWIFT_USER = re.compile(r"[A-Za-z0-9_.@-]{1,64}:[A-Za-z0-9_.@-]{1,64}")
-USERS, S3KEYS, SWIFTKEYS = "index.users", "s3key.", "swiftkey."
+USERS, S3KEYS, SWIFTKEYS, EMAILS = "index.users", "s3key.", "swiftkey.", "email."
 SWIFT_ACCESS = ("admin", "member")  # the account's owner, or only what container ACLs grant
 
 
@@ -83,7 +86,8 @@ def _check_access(access: str) -> None:
 def check_uid(uid: str) -> str:
     if not _UID.fullmatch(uid or ""):
         raise InvalidArgument(f"bad user id {uid!r}: 1-64 of letters, digits and _.@+=- "
-                              "(starting with a letter or digit)")
+                              "(starting with a letter or digit), optionally after "
+                              "`tenant$`")
     return uid
 
 
@@ -147,12 +151,16 @@ class UserStore:
         await self._check_free_key(access_key)
         if swift_user is not None:
             await self._check_free_swift(swift_user)
+        if email and await self._owner_of(EMAILS, email.lower()) not in (None, uid):
+            raise UserError(f"e-mail address {email!r} belongs to another user")
         op = ObjectOp().create(exclusive=True).write_full(json.dumps(user.__dict__).encode())
         try:
             await self.io.operate(f"user.{uid}", op)
         except AlreadyExists:
             raise UserError(f"user {uid!r} exists already") from None
         await self.io.omap_set(USERS, {uid: b""})
+        if email:
+            await self._claim(EMAILS, email.lower(), uid)
         user = await self.add_key(uid, access_key, secret_key)
         if swift_user is not None:
             user = await self.add_swift_key(uid, swift_user, swift_key, swift_access)
@@ -161,7 +169,7 @@ class UserStore:
     async def _check_free_key(self, access_key: str, uid: str | None = None) -> None:
         if not _ACCESS.fullmatch(access_key):
             raise InvalidArgument(f"bad access key {access_key!r}: 3-128 letters, digits or "
-                                  "_+=.@-")
+                                  "_+=.@:-")
         owner = await self._owner_of(S3KEYS, access_key)
         if owner is not None and owner != uid:
             raise UserError(f"access key {access_key!r} belongs to another user")
@@ -179,8 +187,8 @@ class UserStore:
         user = await self.get(uid)
         access_key = access_key or new_access_key()
         await self._check_free_key(access_key, uid)
-        if secret_key is not None and len(secret_key) < 8:
-            raise InvalidArgument("a secret key has at least 8 characters")
+        if secret_key is not None and len(secret_key) < 6:
+            raise InvalidArgument("a secret key has at least 6 characters")
         entry = {"user": uid, "access_key": access_key,
                  "secret_key": secret_key or new_secret_key()}
         await self._claim(S3KEYS, access_key, uid)  # first: a lost race changes nothing
@@ -194,7 +202,7 @@ class UserStore:
         write, so a member key is never an admin one for a moment."""
         _check_access(access)
         user = await self.get(uid)
-        swift_user = swift_user or f"{uid}:swift"
+        swift_user = swift_user or (uid.replace("$", ":") if "$" in uid else f"{uid}:swift")
         await self._check_free_swift(swift_user, uid)
         entry = {"user": swift_user, "secret_key": secret_key or new_secret_key()}
         if access != "admin":  # admin is what a key without `access` means
@@ -227,6 +235,8 @@ class UserStore:
             await self._release(S3KEYS, [k["access_key"] for k in user.keys])
         if user.swift_keys:
             await self._release(SWIFTKEYS, [k["user"] for k in user.swift_keys])
+        if user.email and await self._owner_of(EMAILS, user.email.lower()) == uid:
+            await self._release(EMAILS, [user.email.lower()])
         await self.io.omap_rm(USERS, [uid])
         await self.io.remove(f"user.{uid}")
 
@@ -260,3 +270,26 @@ class UserStore:
             return await self.get(uid)
         except NotFound:
             return None
+
+    async def by_email(self, email: str) -> User | None:
+        """The user with this e-mail address (for ACL grants by address). Users created
+        before addresses were indexed are found by a scan, which indexes them."""
+        uid = await self._owner_of(EMAILS, email.lower())
+        if uid is None:
+            for candidate in await self.ids():
+                with contextlib.suppress(NotFound, InvalidArgument):
+                    user = await self.get(candidate)
+                    if user.email.lower() == email.lower():
+                        with contextlib.suppress(UserError):
+                            await self._claim(EMAILS, email.lower(), user.user_id)
+                        return user
+            return None
+        try:
+            return await self.get(uid)
+        except NotFound:
+            return None
+
+
+def tenant_of(uid: str) -> str:
+    """The tenant of a user id (`tenant$uid`), "" for a user of the global namespace."""
+    return uid.partition("$")[0] if "$" in uid else ""

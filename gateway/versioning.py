@@ -33,7 +33,6 @@ from typing import Any
 from gateway import bucket_stats, errors
 from gateway.buckets import DELETING, VERSIONING, Bucket, BucketStore
 from gateway.gc import GarbageCollector
-from gateway.listing import Listing, list_index
 from rados_py.errors import NotFound
 from rados_py.rados import CompareFailed, ObjectOp
 
@@ -97,8 +96,14 @@ class VersionedIndex:
         self.index = buckets.index
         self.gc = gc  # where objects given an end of life are scheduled (expiry.py)
 
-    async def _read(self, bucket: Bucket, key: bytes) -> Shard:
-        op = (ObjectOp().stat().omap_get([key, bucket_stats.STATS, GEN + key])
+    async def _read(self, bucket: Bucket, key: bytes, vid: str | None = None) -> Shard:
+        """The shard as a change of `key` sees it: the newest MAX_VERSIONS_READ versions, and
+        version `vid` even if it is older than those."""
+        wanted = [key, bucket_stats.STATS, GEN + key]
+        old = version_key(key, vid) if vid is not None and vid != NULL else None
+        if old is not None:
+            wanted.append(old)
+        op = (ObjectOp().stat().omap_get(wanted)
               .omap_list(prefix=BLOCK + key + b"\0", max_items=MAX_VERSIONS_READ).get_xattrs())
         try:
             results = await self.index.operate(bucket.shard_oid(bucket.shard_of(key)), op)
@@ -109,6 +114,8 @@ class VersionedIndex:
         counts = got.get(bucket_stats.STATS)
         versions = [(split_version_key(p.key)[1], json.loads(p.value))
                     for p in results[2].pairs]
+        if old is not None and old in got and vid not in {s for s, _ in versions}:
+            versions.append((vid, json.loads(got[old])))  # older than all listed
         attrs = {p.key: p.value for p in results[3].pairs}
         # the shard's mark is the truth (set before the bucket entry changes); the entry
         # only for buckets made versioned before shards were marked
@@ -119,12 +126,12 @@ class VersionedIndex:
                      got.get(GEN + key), mark)
 
     async def change(self, bucket: Bucket, key: bytes,
-                     decide: Callable[[Shard], Change]) -> Change:
-        """Read, decide, write guarded by the key's generation; again on a conflict (another
-        writer of the same key)."""
+                     decide: Callable[[Shard], Change], vid: str | None = None) -> Change:
+        """Read (with version `vid` however old), decide, write guarded by the key's generation;
+        again on a conflict (another writer of the same key)."""
         scheduled: set[float] = set()
         for attempt in range(ATTEMPTS):
-            shard = await self._read(bucket, key)
+            shard = await self._read(bucket, key, vid)
             change = decide(shard)
             new = change.sets.get(key, None if key in change.removes else shard.current)
             at = (new or {}).get("delete_at")
@@ -217,11 +224,18 @@ class VersionedIndex:
         change = await self.change(bucket, key, decide)
         return change
 
-    async def delete(self, bucket: Bucket, key: bytes, owner: str) -> Change:
+    async def delete(self, bucket: Bucket, key: bytes, owner: str,
+                     precondition: Precondition | None = None) -> Change:
         """DELETE without a version: a delete marker becomes the newest version (the object
-        goes for good if the bucket turns out not to be versioned)."""
+        goes for good if the bucket turns out not to be versioned). `precondition` sees the
+        newest version (a delete marker too), if there is one, and raises to refuse."""
         def decide(shard: Shard) -> Change:
             change = Change()
+            newest = shard.current or (shard.versions[0][1] if shard.versions else None)
+            if precondition is not None:
+                if newest is None:
+                    return change  # a conditional delete of nothing leaves no marker
+                precondition(newest)
             if not shard.mode:
                 if shard.current is not None:
                     change.removes.append(key)
@@ -243,8 +257,10 @@ class VersionedIndex:
             return change
         return await self.change(bucket, key, decide)
 
-    async def delete_version(self, bucket: Bucket, key: bytes, vid: str) -> Change:
-        """Remove one version for good; the newest remaining one becomes current."""
+    async def delete_version(self, bucket: Bucket, key: bytes, vid: str,
+                             precondition: Precondition | None = None) -> Change:
+        """Remove one version for good; the newest remaining one becomes current.
+        `precondition` sees that version, if it exists, and raises to refuse."""
         def decide(shard: Shard) -> Change:
             change = Change()
             found = shard.find(vid)
@@ -255,6 +271,8 @@ class VersionedIndex:
                 return change  # no such version: nothing to do, as S3 answers
             target = found[1] if found is not None else cur
             assert target is not None
+            if precondition is not None:
+                precondition(target)
             if found is not None:
                 change.removes.append(version_key(key, found[0]))
             if not target.get("dm"):
@@ -269,7 +287,7 @@ class VersionedIndex:
                     change.removes.append(key)
             change.result = target
             return change
-        return await self.change(bucket, key, decide)
+        return await self.change(bucket, key, decide, vid)
 
     async def update(self, bucket: Bucket, key: bytes, fields: dict[str, Any],
                      vid: str | None = None) -> dict[str, Any]:
@@ -292,7 +310,7 @@ class VersionedIndex:
             if not change.sets:
                 raise errors.NoSuchVersion(VersionId=target_vid)
             return change
-        return (await self.change(bucket, key, decide)).result
+        return (await self.change(bucket, key, decide, vid)).result
 
     async def get(self, bucket: Bucket, key: bytes, vid: str) -> dict[str, Any] | None:
         if vid != NULL:
@@ -314,22 +332,3 @@ class VersionedIndex:
     async def latest_is_marker(self, bucket: Bucket, key: bytes) -> bool:
         shard = await self._read(bucket, key)
         return bool(shard.versions) and bool(shard.versions[0][1].get("dm"))
-
-    async def list(self, bucket: Bucket, *, prefix: bytes, key_marker: bytes,
-                   vid_marker: str, delimiter: bytes, max_keys: int) -> Listing:
-        """Versions in key order, newest first per key (`ListObjectVersions`)."""
-        marker = b""
-        if key_marker:
-            marker = (version_key(key_marker, vid_marker) if vid_marker and vid_marker != NULL
-                      else BLOCK + key_marker + b"\0\xff")
-
-        async def fetch(shard: int, after: bytes, pfx: bytes, count: int
-                        ) -> tuple[list[tuple[bytes, bytes]], bool]:
-            try:
-                return await self.index.omap_list(bucket.shard_oid(shard), after=after,
-                                                  prefix=pfx, max_items=count)
-            except NotFound:
-                raise errors.NoSuchBucket(BucketName=bucket.name) from None
-
-        return await list_index(fetch, bucket.shards, prefix=BLOCK + prefix, marker=marker,
-                                delimiter=delimiter, max_keys=max_keys)

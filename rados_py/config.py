@@ -475,6 +475,15 @@ SCHEMA: Mapping[str, Option] = MappingProxyType({o.name: o for o in (
            ("gateway",), min=0, max=30 * 86400),
     Option("gateway_gc_interval", "duration", 30.0, "How often the gateway's GC worker looks "
            "for due data.", ("gateway",), min=0.01, max=86400),
+    Option("gateway_sse_master_key", "str", "", "Base64 of the 32-byte master key that wraps "
+           "the data keys of SSE-S3/SSE-KMS objects; empty: one made at first use and kept in "
+           "the gateway's meta pool (object sse.master).", ("gateway",)),
+    Option("gateway_lc_day_seconds", "duration", 86400.0, "Length of a \"day\" in bucket "
+           "lifecycle rules: 86400; tests shorten it (like RGW's rgw_lc_debug_interval).",
+           ("gateway",), min=0.1, max=86400),
+    Option("gateway_lc_interval", "duration", 600.0, "How often the gateway's lifecycle "
+           "worker walks the buckets with rules (at least 5 times per lifecycle day).",
+           ("gateway",), min=0.05, max=86400),
     Option("gateway_user_cache_ttl", "duration", 5.0, "How long a user and its keys are "
            "cached: a suspension or key removal takes effect within this time.",
            ("gateway",), min=0, max=3600),

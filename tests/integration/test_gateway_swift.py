@@ -159,7 +159,8 @@ def test_listing_formats_and_options(gw: GatewayProcess) -> None:
     assert status == 204
     account_headers, containers = sw.get_account(prefix=c)
     assert containers == [{"name": c, "count": len(names), "bytes": sum(
-        len(n.encode()) for n in names), "last_modified": containers[0]["last_modified"]}]
+        len(n.encode()) for n in names), "last_modified": containers[0]["last_modified"],
+        "storage_policy": "default"}]
     assert int(account_headers["x-account-container-count"]) >= 1
 
 
@@ -182,9 +183,14 @@ def test_metadata_copy_conditions_and_errors(gw: GatewayProcess) -> None:
     assert status_of(sw.get_object, c, "o", headers={"If-Match": "nope"}) == 412
     # swiftclient takes a 304 for a failure without a status worth checking: raw requests
     token = sw.get_auth()[1]
-    status, _, _ = raw("GET", f"{sw.url}/{c}/o", {"X-Auth-Token": token,
-                                                  "If-None-Match": etag})
-    assert status == 304
+    status, hdrs, _ = raw("GET", f"{sw.url}/{c}/o", {"X-Auth-Token": token,
+                                                     "If-None-Match": etag})
+    assert status == 304 and hdrs["etag"] == etag and hdrs["accept-ranges"] == "bytes"
+    # refusals still describe the object, as Swift's do
+    for refused, want in (({"If-Match": "nope"}, 412), ({"Range": "bytes=50-60"}, 416)):
+        status, hdrs, _ = raw("GET", f"{sw.url}/{c}/o", {"X-Auth-Token": token, **refused})
+        assert (status, hdrs["etag"], hdrs["accept-ranges"]) == (want, etag, "bytes")
+        assert "last-modified" in hdrs
     status, _, _ = raw("GET", f"{sw.url}/{c}/o", {
         "X-Auth-Token": token, "If-Modified-Since": "Sun, 01 Jan 2090 00:00:00 GMT"})
     assert status == 304
@@ -449,7 +455,7 @@ def test_info_and_auth_endpoints(gw: GatewayProcess) -> None:
     _, user, key = creds(gw)
     status, headers, _ = raw("GET", f"{gw.url}/auth/v1", {"X-Storage-User": user,
                                                           "X-Storage-Pass": key})
-    assert status == 200 and headers["x-storage-url"] == f"{gw.url}/swift/v1/AUTH_loligo"
+    assert status == 200 and headers["x-storage-url"] == f"{gw.url}/v1/AUTH_loligo"
     assert headers["x-auth-token"].startswith("AUTH_tk")
     shown = subprocess.run([sys.executable, "-m", "cluster", "cluster", "info", "--conf",
                             str(gw.cluster.conf)], capture_output=True, text=True, timeout=60,

@@ -113,9 +113,12 @@ def test_presigned_url_and_its_expiry() -> None:
         sigv4.check_time(creds, datetime(2013, 5, 25, 0, 0, 1, tzinfo=UTC), 900)
 
 
-@pytest.mark.parametrize("expires", ["-1", "604801", "soon"])
-def test_presigned_expiry_out_of_bounds(expires: str) -> None:
-    with pytest.raises(errors.AuthorizationQueryParametersError):
+@pytest.mark.parametrize(("expires", "error"), [
+    ("-1", errors.AccessDenied), ("604801", errors.AccessDenied),
+    ("soon", errors.AuthorizationQueryParametersError)])
+def test_presigned_expiry_out_of_bounds(expires: str, error: type[Exception]) -> None:
+    """Out of range answers 403 (as S3 does), not a number 400."""
+    with pytest.raises(error):
         sigv4.from_query(dict(presigned_query(expires)))
 
 
@@ -133,9 +136,16 @@ def test_sigv2_header_example() -> None:
     """AWS's SigV2 GET example (RESTAuthentication: "Object GET")."""
     headers = {"host": "awsexamplebucket1.s3.us-west-1.amazonaws.com",
                "date": "Tue, 27 Mar 2007 19:36:42 +0000"}
-    resource = sigv2.canonical_resource("awsexamplebucket1", "/photos/puppy.jpg", [], True)
+    [resource] = sigv2.canonical_resources("awsexamplebucket1", "/photos/puppy.jpg", [], True)
     text = sigv2.string_to_sign("GET", headers, headers["date"], resource)
     assert text == "GET\n\n\nTue, 27 Mar 2007 19:36:42 +0000\n/awsexamplebucket1/photos/puppy.jpg"
-    sigv2.verify(SECRET, text, "qgk2+6Sv9/oM7G3qLEjTH1a1l1g=")
+    sigv2.verify(SECRET, [text], "qgk2+6Sv9/oM7G3qLEjTH1a1l1g=")
     with pytest.raises(errors.SignatureDoesNotMatch):
-        sigv2.verify(SECRET, text + "x", "qgk2+6Sv9/oM7G3qLEjTH1a1l1g=")
+        sigv2.verify(SECRET, [text + "x"], "qgk2+6Sv9/oM7G3qLEjTH1a1l1g=")
+
+
+def test_sigv2_bucket_resource_with_and_without_slash() -> None:
+    """A request to the bucket itself is signed as /bucket/ by botocore, /bucket by others."""
+    assert sigv2.canonical_resources("b1", "/b1", [("acl", "")], False) == ["/b1/?acl", "/b1?acl"]
+    assert sigv2.canonical_resources("b1", "/", [], True) == ["/b1/", "/b1"]
+    assert sigv2.canonical_resources("b1", "/b1/k", [], False) == ["/b1/k"]

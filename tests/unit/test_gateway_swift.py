@@ -115,6 +115,8 @@ def test_listing_formats() -> None:
     acct, _ = swift_listing.render("xml", "account", "AUTH_a",
                                    [swift_listing.container_row("c", 1, 3, 0.0)])
     assert ET.fromstring(acct).find("container/count").text == "1"  # type: ignore[union-attr]
+    # Swift's clients read every field of an XML account listing
+    assert ET.fromstring(acct).find("container/storage_policy").text == "default"  # type: ignore[union-attr]
 
 
 def test_format_from_query_or_accept() -> None:
@@ -140,10 +142,13 @@ def test_selection_markers_delimiter_reverse_and_limit() -> None:
     assert pick(reverse="true", limit="2") == [("d", False), ("c", False)]
     assert pick(reverse="on", marker="c", end_marker="a") == [("b/2", False), ("b/1", False)]
     assert pick(prefix="b/") == [("b/1", False), ("b/2", False)]
-    for bad in ({"limit": "x"}, {"limit": "10001"}, {"delimiter": "ab"}):
-        with pytest.raises(SwiftError) as info:
-            swift_listing.params(bad, 10000)
-        assert info.value.status == 412
+    # as Swift: several characters may delimit; a limit that is no whole number is none
+    names[1:3] = ["b-&1", "b-&2"]
+    assert pick(delimiter="-&") == [("a", False), ("b-&", True), ("c", False), ("d", False)]
+    assert len(pick(limit="5000.0")) == len(names)
+    with pytest.raises(SwiftError) as info:
+        swift_listing.params({"limit": "10001"}, 10000)
+    assert info.value.status == 412
 
 
 # --- ACLs, metadata, expiry ------------------------------------------------------------------
