@@ -24,8 +24,8 @@ Anchor = mds_pb2.Anchor
 
 
 class NeedLoad(Exception):
-    """What the operation needs from RADOS: ("dentry", parent, name), ("dir", ino, b""),
-    ("anchor", ino, b"") or ("inos", 0, b"")."""
+    """What the operation needs from RADOS: ("dentry", parent, name), ("page", dir, after: a
+    page of its listing), ("empty", dir, b""), ("anchor", ino, b"") or ("inos", 0, b"")."""
 
     def __init__(self, kind: str, ino: int = 0, name: bytes = b"") -> None:
         super().__init__(kind, ino, name)
@@ -45,6 +45,9 @@ class CDir:
     entries: dict[bytes, Dentry] = field(default_factory=dict)
     absent: set[bytes] = field(default_factory=set)  # names known not to exist
     complete: bool = False
+    nonempty: bool | None = None  # known of an incomplete directory (None: ask RADOS)
+    # pages of the listing of an incomplete directory, loaded for a readdir (by `after`)
+    pages: dict[bytes, tuple[list[tuple[bytes, Dentry]], bool]] = field(default_factory=dict)
     _sorted: list[bytes] | None = None
 
     def names_after(self, after: bytes, limit: int) -> tuple[list[bytes], bool]:
@@ -65,6 +68,10 @@ class CDir:
             self._sorted = None
         if not self.complete:
             self.absent.add(name)
+            self.nonempty = None
+
+    def changed(self) -> None:
+        self.pages.clear()
 
 
 class Tx:
@@ -150,12 +157,35 @@ class Cache:
                 return None
         raise NeedLoad("dentry", parent, name)
 
-    def complete_dir(self, ino: int) -> CDir:
+    def page(self, ino: int, after: bytes, limit: int
+             ) -> tuple[list[tuple[bytes, Dentry]], bool]:
+        """Up to `limit` entries of directory `ino` after the name `after`, in name order, and
+        whether more follow: from the cache when it holds the whole directory, else a page
+        loaded from RADOS (a big directory is never loaded whole)."""
         d = self.dirs.get(ino)
-        if d is None or not d.complete:
-            raise NeedLoad("dir", ino)
-        self.dirs.move_to_end(ino)
-        return d
+        if d is not None and d.complete:
+            self.dirs.move_to_end(ino)
+            names, more = d.names_after(after, limit)
+            return [(name, d.entries[name]) for name in names], more
+        if d is not None and after in d.pages:
+            return d.pages[after]
+        raise NeedLoad("page", ino, after)
+
+    def page_used(self, ino: int, after: bytes) -> None:
+        d = self.dirs.get(ino)
+        if d is not None:
+            d.pages.pop(after, None)
+
+    def is_empty(self, ino: int) -> bool:
+        d = self.dirs.get(ino)
+        if d is not None:
+            if d.entries:
+                return False
+            if d.complete:
+                return True
+            if d.nonempty is not None:
+                return not d.nonempty
+        raise NeedLoad("empty", ino)
 
     def anchor(self, ino: int) -> Anchor | None:
         if ino not in self.anchors:
@@ -215,8 +245,18 @@ class Cache:
         self.next_ino += 1
         return ino
 
+    def alloc_range(self, count: int) -> tuple[int, int]:
+        """Up to `count` consecutive inode numbers: (first, how many)."""
+        if self.next_ino >= self.ino_high:
+            raise NeedLoad("inos")
+        first = self.next_ino
+        n = min(count, self.ino_high - first)
+        self.next_ino += n
+        return first, n
+
     def set_dentry(self, tx: Tx, parent: int, name: bytes, dentry: Dentry | None) -> None:
         d = self.dir(parent)
+        d.changed()
         old = d.entries.get(name)
         if old is not None:
             tx.inos.append(old.ino)
@@ -272,19 +312,18 @@ class Cache:
         if not dentry.remote:
             self.where.setdefault(dentry.ino, (parent, name))
 
-    def loaded_dir(self, ino: int, entries: dict[bytes, Dentry]) -> None:
+    def loaded_page(self, ino: int, after: bytes, entries: list[tuple[bytes, Dentry]],
+                    more: bool) -> None:
         d = self.dir(ino)
-        if d.complete:
-            return
-        for name, dentry in entries.items():
-            if name in d.entries or name in d.absent:
-                continue
-            self.dentry_count += 1
-            d.put(name, dentry)
-            if not dentry.remote:
-                self.where.setdefault(dentry.ino, (ino, name))
-        d.complete = True
-        d.absent.clear()
+        if not d.complete:
+            d.pages[after] = (entries, more)
+            if entries:
+                d.nonempty = True
+
+    def loaded_emptiness(self, ino: int, empty: bool) -> None:
+        d = self.dir(ino)
+        if not d.complete and not d.entries:
+            d.nonempty = not empty
 
     def loaded_anchor(self, ino: int, anchor: Anchor | None) -> None:
         self.anchors.setdefault(ino, anchor)

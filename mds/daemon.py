@@ -33,7 +33,7 @@ CONNECT_TIMEOUT = 120.0
 
 def server_auth(secret: bytes) -> rpc.ServerAuth:
     return rpc.ServerAuth(service="mds", service_secret=secret,
-                          method_ops={_MDS + "Request": "rw", _MDS + "Session": "rw",
+                          method_ops={_MDS + "Session": "rw",
                                       _MDS + "Status": "r", _MDS + "ClientList": "*",
                                       _MDS + "ClientEvict": "*"})
 

@@ -29,6 +29,7 @@ from rados_py.rados import CompareFailed, IoCtx, ObjectOp
 log = logging.getLogger(__name__)
 _HEAD = struct.Struct(">II")
 OWNER_XATTR = "owner"
+BATCH_EVENTS = 4096  # events per append at most (a record stays a few MiB)
 
 
 class Fenced(LoligoError):
@@ -67,8 +68,11 @@ class Position:
 class Journal:
     """Appends batches of events (group commit), replays them, trims what is applied."""
 
-    def __init__(self, io: IoCtx, owner: str, segment_size: int) -> None:
+    def __init__(self, io: IoCtx, owner: str, segment_size: int,
+                 batch_interval: float = 0.0) -> None:
         self.io = io
+        self.batch_interval = batch_interval
+        self._urgent = asyncio.Event()
         self.owner = owner.encode()
         self.segment_size = segment_size
         self.header = mds_pb2.JournalHeader()
@@ -80,6 +84,8 @@ class Journal:
         self.fenced: Exception | None = None
         self.appends = 0
         self.events_written = 0
+        self.backlog = 0  # events submitted and not yet durable
+        self._room = asyncio.Event()
 
     # --- taking over and replaying ------------------------------------------------------------
     async def open(self, epoch: int) -> list[mds_pb2.JournalEvent]:
@@ -128,6 +134,8 @@ class Journal:
             if not fut.done():
                 fut.set_exception(Fenced("the MDS is stopping"))
         self._queue.clear()
+        self.backlog = 0
+        self._room.set()
 
     # --- appending ----------------------------------------------------------------------------
     def submit(self, event: mds_pb2.JournalEvent) -> asyncio.Future[Position]:
@@ -137,15 +145,31 @@ class Journal:
             fut.set_exception(self.fenced)
             return fut
         self._queue.append((event, fut))
+        self.backlog += 1
         self._wake.set()
         return fut
+
+    async def wait_room(self, below: int) -> None:
+        """Wait until fewer than `below` events wait to be durable (backpressure)."""
+        while self.backlog >= below and self.fenced is None:
+            self._room.clear()
+            await self._room.wait()
+
+    def flush_now(self) -> None:
+        """Someone waits for what is queued to be durable: append it without waiting for
+        company."""
+        self._urgent.set()
 
     async def _writer(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            if self.batch_interval and len(self._queue) < BATCH_EVENTS:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._urgent.wait(), self.batch_interval)
+            self._urgent.clear()
             while self._queue:
-                batch, self._queue = self._queue, []
+                batch, self._queue = self._queue[:BATCH_EVENTS], self._queue[BATCH_EVENTS:]
                 try:
                     pos = await self._append([e for e, _ in batch])
                 except Exception as exc:  # fenced, or RADOS gave up: nothing more is durable
@@ -156,7 +180,11 @@ class Journal:
                         if not fut.done():
                             fut.set_exception(self.fenced)
                     self._queue.clear()
+                    self.backlog = 0
+                    self._room.set()
                     return
+                self.backlog -= len(batch)
+                self._room.set()
                 for _, fut in batch:
                     if not fut.done():
                         fut.set_result(pos)

@@ -64,18 +64,9 @@ def getattr_(cache: Cache, ino: int) -> Inode:
     return cache.inode(ino)
 
 
-def create(cache: Cache, tx: Tx, op: mds_pb2.CreateOp, caller: mds_pb2.Caller,
-           now: int) -> tuple[Inode, bool]:
-    """A new file, directory, symlink or device node; (inode, created). A non-exclusive
-    create of an existing regular file opens it instead."""
+def check_create(op: mds_pb2.CreateOp) -> int:
+    """The file type a create makes (FsError when the request is malformed)."""
     _check_name(op.name)
-    parent = _dir_inode(cache, op.parent)
-    existing = cache.dentry(op.parent, op.name)
-    if existing is not None:
-        inode = cache.resolve(existing)
-        if op.exclusive or not op.open or not stat.S_ISREG(inode.mode):
-            raise FsError(E.EEXIST, f"{op.name[:80]!r} exists")
-        return inode, False
     ftype = stat.S_IFMT(op.mode) or stat.S_IFREG
     if ftype not in (stat.S_IFREG, stat.S_IFDIR, stat.S_IFLNK, stat.S_IFIFO, stat.S_IFSOCK,
                      stat.S_IFCHR, stat.S_IFBLK):
@@ -84,7 +75,14 @@ def create(cache: Cache, tx: Tx, op: mds_pb2.CreateOp, caller: mds_pb2.Caller,
         raise FsError(E.ENOENT, "empty symlink target")
     if len(op.symlink) > 4095:
         raise FsError(E.ENAMETOOLONG, "symlink target too long")
-    ino = cache.alloc_ino()
+    return ftype
+
+
+def new_inode(parent: Inode, op: mds_pb2.CreateOp, caller: mds_pb2.Caller, ino: int,
+              now: int) -> Inode:
+    """The inode a create in `parent` makes (pure: a client creating in a directory it holds
+    exclusively builds the same inode the MDS will)."""
+    ftype = check_create(op)
     perm = stat.S_IMODE(op.mode)
     if ftype == stat.S_IFLNK:
         perm = 0o777
@@ -96,16 +94,40 @@ def create(cache: Cache, tx: Tx, op: mds_pb2.CreateOp, caller: mds_pb2.Caller,
     elif ftype != stat.S_IFDIR and perm & stat.S_ISGID and caller.uid != 0 \
             and caller.gid != gid and gid not in caller.groups:
         perm &= ~stat.S_ISGID
-    inode = Inode(ino=ino, mode=ftype | perm, uid=caller.uid, gid=gid,
-                  nlink=2 if ftype == stat.S_IFDIR else 1, atime_ns=now, mtime_ns=now,
-                  ctime_ns=now, btime_ns=now, rdev=op.rdev, symlink=op.symlink, version=1,
-                  size=len(op.symlink) if ftype == stat.S_IFLNK else 0)
-    cache.set_dentry(tx, op.parent, op.name, Dentry(ino=ino, type=ftype, inode=inode))
-    cache.set_anchor(tx, ino, Anchor(parent=op.parent, name=op.name))
-    if ftype == stat.S_IFDIR:
-        cache.dir(ino).complete = True  # a new directory is empty, and known to be
-        parent.nlink += 1
+    return Inode(ino=ino, mode=ftype | perm, uid=caller.uid, gid=gid,
+                 nlink=2 if ftype == stat.S_IFDIR else 1, atime_ns=now, mtime_ns=now,
+                 ctime_ns=now, btime_ns=now, rdev=op.rdev, symlink=op.symlink, version=1,
+                 size=len(op.symlink) if ftype == stat.S_IFLNK else 0)
+
+
+def touch_parent(parent: Inode, ftype: int, now: int, delta: int) -> None:
+    """A name was added (delta 1) or removed (-1) in `parent`: its times, and its link count
+    when the name is a directory (pure, shared with clients, as `new_inode`)."""
+    if stat.S_ISDIR(ftype):
+        parent.nlink += delta
     _touch(parent, now)
+
+
+def create(cache: Cache, tx: Tx, op: mds_pb2.CreateOp, caller: mds_pb2.Caller,
+           now: int, ino: int = 0) -> tuple[Inode, bool]:
+    """A new file, directory, symlink or device node; (inode, created). A non-exclusive
+    create of an existing regular file opens it instead. `ino`: the number to use (one
+    delegated to the client, or replayed); else one is allocated."""
+    check_create(op)
+    parent = _dir_inode(cache, op.parent)
+    existing = cache.dentry(op.parent, op.name)
+    if existing is not None:
+        inode = cache.resolve(existing)
+        if op.exclusive or not op.open or not stat.S_ISREG(inode.mode):
+            raise FsError(E.EEXIST, f"{op.name[:80]!r} exists")
+        return inode, False
+    inode = new_inode(parent, op, caller, ino or cache.alloc_ino(), now)
+    ftype = stat.S_IFMT(inode.mode)
+    cache.set_dentry(tx, op.parent, op.name, Dentry(ino=inode.ino, type=ftype, inode=inode))
+    cache.set_anchor(tx, inode.ino, Anchor(parent=op.parent, name=op.name))
+    if ftype == stat.S_IFDIR:
+        cache.dir(inode.ino).complete = True  # a new directory is empty, and known to be
+    touch_parent(parent, ftype, now, 1)
     cache.save_inode(tx, parent)
     return cache.resolve(cache.dentry(op.parent, op.name)), True  # type: ignore[arg-type]
 
@@ -139,7 +161,7 @@ def _drop_link(cache: Cache, tx: Tx, inode: Inode, now: int, is_open: IsOpen,
 
 
 def _is_empty(cache: Cache, ino: int) -> bool:
-    return not cache.complete_dir(ino).entries
+    return cache.is_empty(ino)
 
 
 def unlink(cache: Cache, tx: Tx, op: mds_pb2.UnlinkOp, now: int, is_open: IsOpen) -> Inode:
@@ -363,9 +385,10 @@ def setattr_(cache: Cache, tx: Tx, op: mds_pb2.SetAttrOp, caller: mds_pb2.Caller
 def readdir(cache: Cache, ino: int, after: bytes, limit: int
             ) -> tuple[list[tuple[bytes, Inode]], bool]:
     _dir_inode(cache, ino)
-    d = cache.complete_dir(ino)
-    names, more = d.names_after(after, limit)
-    return [(name, cache.resolve(d.entries[name])) for name in names], more
+    page, more = cache.page(ino, after, limit)
+    out = [(name, cache.resolve(dentry)) for name, dentry in page]
+    cache.page_used(ino, after)
+    return out, more
 
 
 def setxattr(cache: Cache, tx: Tx, op: mds_pb2.SetXattrOp, now: int) -> Inode:

@@ -25,7 +25,7 @@ from rados_py.rados import CompareFailed, IoCtx, ObjectOp
 log = logging.getLogger(__name__)
 PAGE = 1000
 PARALLEL = 16
-INO_BATCH = 1024
+INO_BATCH = 16384  # inode numbers reserved per RADOS write
 
 
 @dataclass
@@ -43,6 +43,7 @@ class Store:
         self.overlay: dict[bytes, dict[bytes, tuple[bytes | None, int]]] = {}
         self.removed: dict[bytes, int] = {}
         self.events: deque[_Event] = deque()
+        self._uncommitted: dict[int, _Event] = {}
         self.seq = 0
         self.generation = 0  # bumped when an application completes
         self._flush_lock = asyncio.Lock()
@@ -62,17 +63,16 @@ class Store:
                 keys[kv.key] = (kv.value, self.seq)
             for key in m.rm:
                 keys[key] = (None, self.seq)
-        self.events.append(_Event(self.seq, list(mutations), list(purges)))
+        event = _Event(self.seq, list(mutations), list(purges))
+        self.events.append(event)
+        self._uncommitted[self.seq] = event
         return self.seq
 
     def committed(self, seq: int, pos: Position) -> None:
-        for e in reversed(self.events):
-            if e.seq == seq:
-                e.pos = pos
-                return
-
-    def failed(self, seq: int) -> None:
-        """An event that never reached the journal (the MDS is stopping anyway)."""
+        """Event `seq` is durable in the journal, ending at `pos`: it may be applied."""
+        event = self._uncommitted.pop(seq, None)
+        if event is not None:
+            event.pos = pos
 
     @property
     def waiting(self) -> int:
@@ -109,29 +109,60 @@ class Store:
         raw = await self._get(layout.anchor_object(ino), layout.anchor_key(ino))
         return None if raw is None else mds_pb2.Anchor.FromString(raw)
 
-    async def load_dir(self, ino: int) -> dict[bytes, mds_pb2.Dentry]:
+    async def load_page(self, ino: int, after: bytes, limit: int
+                        ) -> tuple[list[tuple[bytes, mds_pb2.Dentry]], bool]:
+        """Up to `limit` entries of a directory after `after`, in name order, as RADOS and the
+        journal not yet applied say; and whether more follow (a page is read, never the
+        whole directory)."""
         obj = layout.dir_object(ino)
         while True:
             gen = self.generation
-            raw: dict[bytes, bytes | None] = {}
-            if obj not in self.removed:
-                after = b""
-                while True:
-                    try:
-                        page, more = await self.meta.omap_list(obj, after, max_items=PAGE)
-                    except NotFound:
-                        break
-                    raw.update(page)
-                    if not more or not page:
-                        break
-                    after = page[-1][0]
-            if gen != self.generation:
-                continue
             if obj in self.removed:
-                return {}
+                return [], False
+            try:
+                page, more = await self.meta.omap_list(obj, after, max_items=limit)
+            except NotFound:
+                page, more = [], False
+            if gen != self.generation:
+                continue  # an application completed meanwhile: the overlay moved
+            if obj in self.removed:
+                return [], False
+            bound = page[-1][0] if more and page else None  # the page covers (after, bound]
+            merged: dict[bytes, bytes | None] = dict(page)
             for key, (value, _) in self.overlay.get(obj, {}).items():
-                raw[key] = value
-            return {k: mds_pb2.Dentry.FromString(v) for k, v in raw.items() if v is not None}
+                if key > after and (bound is None or key <= bound):
+                    merged[key] = value
+            live = sorted((k, v) for k, v in merged.items() if v is not None)
+            if len(live) > limit:
+                live, more = live[:limit], True
+            if not live and more:
+                after = bound or after  # every entry of this page is gone: the next one
+                continue
+            return [(k, mds_pb2.Dentry.FromString(v)) for k, v in live], more
+
+    async def is_empty(self, ino: int) -> bool:
+        """Whether a directory has no entries (RADOS and the journal not yet applied)."""
+        obj = layout.dir_object(ino)
+        while True:
+            gen = self.generation
+            if obj in self.removed:
+                return True
+            keys = self.overlay.get(obj, {})
+            if any(v is not None for v, _ in keys.values()):
+                return False
+            after, empty = b"", True
+            while empty:
+                try:
+                    page, more = await self.meta.omap_list(obj, after, max_items=PAGE)
+                except NotFound:
+                    break
+                if any(keys.get(k, (b"", 0))[0] is not None for k, _ in page):
+                    empty = False
+                if not more or not page:
+                    break
+                after = page[-1][0]
+            if gen == self.generation:
+                return empty
 
     async def list_strays(self) -> list[int]:
         out: list[int] = []

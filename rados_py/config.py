@@ -352,6 +352,10 @@ SCHEMA: Mapping[str, Option] = MappingProxyType({o.name: o for o in (
     Option("mds_journal_segment_size", "size", 4 * _MIB, "A journal segment object is closed "
            "and a new one begun past this size; applied segments are removed.", ("mds",),
            min=64 * 1024, max=256 * _MIB),
+    Option("mds_journal_batch_interval", "duration", 0.005, "Journal events wait this long "
+           "for company before they are appended (replies do not wait: they are early; fsync "
+           "and other clients' reads of a change ask for the append at once).", ("mds",),
+           min=0, max=1),
     Option("mds_flush_interval", "duration", 1.0, "How often the MDS applies journaled "
            "changes to the directory objects and trims the journal.", ("mds",), min=0.01,
            max=600),

@@ -21,6 +21,7 @@ import errno as E
 import logging
 import os
 import struct
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -83,6 +84,8 @@ FALLOCATE_IN = struct.Struct("<QQQII")
 STATFS_OUT = struct.Struct("<QQQQQIIII24x")
 DIRENT = struct.Struct("<QQII")
 FORGET_ONE = struct.Struct("<QQ")
+FORGET_IN = struct.Struct("<Q")
+BATCH_FORGET_IN = struct.Struct("<II")
 INTERRUPT_IN = struct.Struct("<Q")
 INVAL_INODE = struct.Struct("<Qqq")
 INVAL_ENTRY = struct.Struct("<QII")
@@ -210,6 +213,7 @@ class FuseSession:
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.done = asyncio.Event()
         self.proto_minor = OUR_MINOR
+        self.counts: Counter[int] = Counter()  # requests by opcode
         self._handlers: dict[int, Callable[[int, int, Ctx, bytes], Awaitable[bytes]]] = {
             LOOKUP: self._lookup, GETATTR: self._getattr, SETATTR: self._setattr,
             READLINK: self._readlink, SYMLINK: self._symlink, MKNOD: self._mknod,
@@ -305,8 +309,16 @@ class FuseSession:
         if opcode == INIT:
             self._init(unique, body)
             return
-        if opcode in (FORGET, BATCH_FORGET):
-            return  # no reply; the MDS does not count kernel references
+        self.counts[opcode] += 1
+        if opcode == FORGET:  # no reply
+            self.ops.forget([(nodeid, FORGET_IN.unpack_from(body)[0])])
+            return
+        if opcode == BATCH_FORGET:
+            count = BATCH_FORGET_IN.unpack_from(body)[0]
+            at = BATCH_FORGET_IN.size
+            self.ops.forget([FORGET_ONE.unpack_from(body, at + i * FORGET_ONE.size)
+                             for i in range(count)])
+            return
         if opcode == INTERRUPT:
             task = self.tasks.get(INTERRUPT_IN.unpack_from(body)[0])
             if task is not None:
@@ -356,9 +368,14 @@ class FuseSession:
         log.info("FUSE protocol 7.%d, kernel flags %#x, ours %#x", minor, flags, flags & want)
 
     # --- handlers: decode, call ops, encode ---------------------------------------------------
+    def _entry(self, attr: Attr) -> bytes:
+        """An entry reply: the kernel's lookup count of the inode grows by one."""
+        self.ops.counted(attr.st_ino)
+        return pack_entry(attr)
+
     async def _lookup(self, unique, nodeid, ctx, body):
         name, _ = _cstr(body)
-        return pack_entry(await self.ops.lookup(nodeid, name, ctx))
+        return self._entry(await self.ops.lookup(nodeid, name, ctx))
 
     async def _getattr(self, unique, nodeid, ctx, body):
         return pack_attr_out(await self.ops.getattr(nodeid, ctx))
@@ -384,19 +401,19 @@ class FuseSession:
     async def _symlink(self, unique, nodeid, ctx, body):
         name, at = _cstr(body)
         target, _ = _cstr(body, at)
-        return pack_entry(await self.ops.symlink(nodeid, name, target, ctx))
+        return self._entry(await self.ops.symlink(nodeid, name, target, ctx))
 
     async def _mknod(self, unique, nodeid, ctx, body):
         mode, rdev, umask, _ = MKNOD_IN.unpack_from(body)
         name, _ = _cstr(body, MKNOD_IN.size)
         ctx.umask = umask
-        return pack_entry(await self.ops.mknod(nodeid, name, mode, rdev, ctx))
+        return self._entry(await self.ops.mknod(nodeid, name, mode, rdev, ctx))
 
     async def _mkdir(self, unique, nodeid, ctx, body):
         mode, umask = MKDIR_IN.unpack_from(body)
         name, _ = _cstr(body, MKDIR_IN.size)
         ctx.umask = umask
-        return pack_entry(await self.ops.mkdir(nodeid, name, mode, ctx))
+        return self._entry(await self.ops.mkdir(nodeid, name, mode, ctx))
 
     async def _unlink(self, unique, nodeid, ctx, body):
         await self.ops.unlink(nodeid, _cstr(body)[0], ctx)
@@ -423,7 +440,7 @@ class FuseSession:
     async def _link(self, unique, nodeid, ctx, body):
         (oldnode,) = LINK_IN.unpack_from(body)
         name, _ = _cstr(body, LINK_IN.size)
-        return pack_entry(await self.ops.link(oldnode, nodeid, name, ctx))
+        return self._entry(await self.ops.link(oldnode, nodeid, name, ctx))
 
     @staticmethod
     def _open_out(opened: Opened) -> bytes:
@@ -440,7 +457,7 @@ class FuseSession:
         name, _ = _cstr(body, CREATE_IN.size)
         ctx.umask = umask
         opened, attr = await self.ops.create(nodeid, name, mode, flags, ctx)
-        return pack_entry(attr) + self._open_out(opened)
+        return self._entry(attr) + self._open_out(opened)
 
     async def _read(self, unique, nodeid, ctx, body):
         fh, offset, size, _, _, _, _ = READ_IN.unpack_from(body)
@@ -512,16 +529,17 @@ class FuseSession:
         for name, attr in await self.ops.readdir(fh, offset):
             index += 1
             if plus:
-                if name in (b".", b".."):
-                    entry = ENTRY_OUT.pack(0, 0, 0, 0, 0, 0) + pack_attr(attr)
-                else:
-                    entry = pack_entry(attr)
+                dot = name in (b".", b"..")
+                entry = ENTRY_OUT.pack(0, 0, 0, 0, 0, 0) + pack_attr(attr) if dot \
+                    else pack_entry(attr)
                 item = entry + _dirent(attr.st_ino, index, name, attr.st_mode)
             else:
                 item = _dirent(attr.st_ino, index, name, attr.st_mode)
             if len(out) + len(item) > size:
                 break
             out += item
+            if plus and not dot:
+                self.ops.counted(attr.st_ino)
         return bytes(out)
 
     async def _readdirplus(self, unique, nodeid, ctx, body):

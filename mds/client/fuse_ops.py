@@ -1,12 +1,15 @@
 """The file system a mount serves (mds/client/fuse_kernel.py speaks FUSE to the kernel): each
-kernel request becomes a metadata request to the MDS or data I/O straight to the OSDs.
+kernel request is answered from this mount's cache, made here and sent to the MDS in the
+background, or sent to the MDS and answered when the MDS answers; file data goes straight to
+and from the OSDs.
 
-The kernel caches names and attributes for `entry_timeout`/`attr_timeout`; the MDS grants
-that as a lease and, when another client changes the inode or the directory, tells this mount
-to drop it (FUSE notifications), so mounts see each other's changes at once while a lone
-mount is served from the kernel's cache. Permission checks on paths are the kernel's
-(`default_permissions`). File locks (fcntl and flock) are the MDS's, so they hold across
-mounts.
+The kernel caches names and attributes for `entry_timeout`/`attr_timeout`, and this mount
+keeps the inodes the MDS leased to it (mds/client/caps.py); when another mount changes them,
+the MDS tells this one to drop them (FUSE notifications), so mounts see each other's changes
+at once while a lone mount works from its caches. In a directory this mount holds
+exclusively, lookups of unknown names, creates, renames and unlinks need no round trip.
+Permission checks on paths are the kernel's (`default_permissions`). File locks (fcntl and
+flock) are the MDS's, so they hold across mounts.
 """
 
 from __future__ import annotations
@@ -16,9 +19,13 @@ import logging
 import os
 import stat
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from mds import layout
+from mds import namespace as ns
+from mds.cache import FsError
+from mds.client.caps import ABSENT, DirState, MountCache
 from mds.client.files import DataIO, OpenFile
 from mds.client.fuse_kernel import Attr, Ctx, FuseError, LockSpec, Opened
 from mds.client.mdsclient import MdsClient, MdsError
@@ -28,6 +35,8 @@ from rados_py.proto.loligo import mds_pb2
 log = logging.getLogger(__name__)
 LEASE = 30.0  # seconds the kernel may cache what the MDS leased to this mount
 STATFS_TTL = 2.0
+READDIR_PAGE = 1024
+LISTING_MAX = 200_000  # names kept of a directory this mount listed whole
 
 
 def _errno(fn):
@@ -39,6 +48,8 @@ def _errno(fn):
             raise
         except MdsError as exc:
             raise FuseError(exc.errno or E.EIO) from None
+        except FsError as exc:
+            raise FuseError(exc.errno) from None
         except StoreFull:
             raise FuseError(E.ENOSPC) from None
         except LoligoError as exc:
@@ -51,10 +62,11 @@ def _errno(fn):
 
 
 class DirHandle:
-    def __init__(self, ino: int) -> None:
+    def __init__(self, ino: int, changes: int) -> None:
         self.ino = ino
         self.entries: list[tuple[bytes, mds_pb2.Inode]] = []
         self.more = True
+        self.changes = changes  # the directory's local changes when the listing began
 
 
 class LoligoFs:
@@ -62,6 +74,7 @@ class LoligoFs:
         self.mds = mds
         self.data = data
         self.config = config
+        self.cache = MountCache()
         self.files: dict[int, OpenFile] = {}
         self.handles: dict[int, tuple[OpenFile, int]] = {}  # fh -> (file, open flags)
         self.dirs: dict[int, DirHandle] = {}
@@ -70,7 +83,8 @@ class LoligoFs:
         self.session: Any = None  # the FuseSession, for notifications
         self.locks: list[mds_pb2.LockInfo] = []  # granted to this mount (reclaimed after a
         mds.held_locks = self.locks               # takeover)
-        mds.on_invalidate = self._invalidate
+        mds.hooks = self
+        self.local_ops = 0  # answered without a round trip to the MDS (for the bench)
 
     # --- helpers ----------------------------------------------------------------------------
     def _attrs(self, inode: mds_pb2.Inode) -> Attr:
@@ -108,16 +122,13 @@ class LoligoFs:
             caller.groups.extend(_sup_groups(ctx.pid))
         return caller
 
-    async def _invalidate(self, inv: mds_pb2.Invalidate) -> None:
-        """Another mount changed something this one may have cached: drop it (returns once
-        the kernel has)."""
-        if self.session is None:
-            return
-        if inv.ino:
-            f = self.files.get(inv.ino)
-            if f is not None:
-                f.drop_cache()
-        await self.session.invalidate(inv.ino, inv.parent, inv.name)
+    async def _inode(self, ino: int) -> mds_pb2.Inode:
+        """The inode's attributes: cached (leased), or from the MDS."""
+        cached = self.cache.inodes.get(ino)
+        if cached is not None:
+            self.local_ops += 1
+            return cached
+        return (await self.mds.request(getattr=mds_pb2.GetAttrOp(ino=ino))).inode
 
     async def _flush_attrs(self, f: OpenFile) -> None:
         await f.flush_data()
@@ -131,11 +142,110 @@ class LoligoFs:
                 f.attrs_dirty = True
                 raise
 
+    # --- what the MDS says (mds/client/mdsclient.py Hooks), in stream order -----------------
+    def on_reply(self, req: mds_pb2.MdsRequest, reply: mds_pb2.MdsReply) -> None:
+        cache = self.cache
+        kind = req.WhichOneof("op")
+        if reply.HasField("inode") and reply.inode.ino:
+            if kind == "unlink" and reply.inode.nlink == 0 and reply.inode.ino not in self.files:
+                cache.inodes.pop(reply.inode.ino, None)
+            else:
+                cache.remember(reply.inode)
+        for inode in reply.dirs:
+            if cache.exclusive(inode.ino) is None:
+                cache.remember(inode)
+            else:  # this mount may have changed it since: read it again when needed
+                cache.inodes.pop(inode.ino, None)
+        for inode in reply.changed:
+            cache.remember(inode)
+        for entry in reply.entries:
+            cache.remember(entry.inode)
+        if kind == "create":
+            cache.named(req.create.parent, req.create.name, reply.inode)
+        elif kind == "lookup":
+            cache.named(req.lookup.parent, req.lookup.name, reply.inode)
+        elif kind == "unlink":
+            cache.named(req.unlink.parent, req.unlink.name, None)
+            if req.unlink.rmdir:
+                cache.dirs.pop(reply.inode.ino, None)
+        elif kind == "rename":
+            op = req.rename
+            if op.flags & ns.RENAME_EXCHANGE:
+                cache.recalled(op.parent)
+                cache.recalled(op.new_parent)
+            else:
+                cache.named(op.parent, op.name, None)
+                cache.named(op.new_parent, op.new_name, reply.inode)
+        elif kind == "link":
+            cache.named(req.link.new_parent, req.link.new_name, reply.inode)
+        if reply.excl_dirs:
+            cache.granted(list(reply.excl_dirs))
+            if kind == "create" and stat.S_ISDIR(reply.inode.mode) and \
+                    reply.inode.ino in reply.excl_dirs:
+                cache.made_dir(reply.inode.ino)
+        if reply.HasField("delegated"):
+            cache.add_delegated(reply.delegated.first, reply.delegated.count)
+
+    def on_background_error(self, req: mds_pb2.MdsRequest, reply: mds_pb2.MdsReply) -> None:
+        kind = req.WhichOneof("op")
+        op = getattr(req, kind)
+        log.error("the MDS refused a change this mount had made already: %s %s: %s "
+                  "(errno %d); the directory is read again", kind, op, reply.message,
+                  reply.errno)
+        for parent in (getattr(op, "parent", 0), getattr(op, "new_parent", 0)):
+            if parent:
+                self.cache.errors[parent] = reply.errno or E.EIO
+                self.cache.recalled(parent)
+                self.cache.inodes.pop(parent, None)
+
+    def on_invalidate(self, invs: list[mds_pb2.Invalidate]) -> Awaitable[None]:
+        for inv in invs:
+            self.cache.invalidated(inv)
+            if inv.ino:
+                f = self.files.get(inv.ino)
+                if f is not None:
+                    f.drop_cache()
+        return self._kernel_invalidate(invs)
+
+    async def _kernel_invalidate(self, invs: list[mds_pb2.Invalidate]) -> None:
+        if self.session is None:
+            return
+        for inv in invs:
+            await self.session.invalidate(inv.ino, inv.parent, inv.name)
+
+    def on_recall(self, ino: int) -> None:
+        self.cache.recalled(ino)
+
+    def on_session_lost(self) -> None:
+        self.cache.session_lost()
+
+    def cached_inos(self) -> list[int]:
+        return list(self.cache.lookups)
+
+    def counted(self, ino: int) -> None:
+        """The kernel got an entry for `ino` (fuse_kernel.py calls this)."""
+        self.cache.counted(ino)
+
+    def forget(self, items: list[tuple[int, int]]) -> None:
+        """The kernel forgot inodes (FORGET, BATCH_FORGET): so do we, and the MDS."""
+        gone = [ino for ino, n in items if self.cache.forget(ino, n)]
+        if gone:
+            self.mds.forget(gone)
+
     # --- names and attributes ---------------------------------------------------------------
     @_errno
     async def lookup(self, parent_inode: int, name: bytes, ctx=None) -> Attr:
         if name == b"..":
             raise FuseError(E.ENOENT)  # the kernel keeps parents itself
+        if len(name) > layout.NAME_MAX:
+            raise FuseError(E.ENAMETOOLONG)
+        known = self.cache.lookup(parent_inode, name)
+        if known is ABSENT:
+            self.local_ops += 1
+            return Attr(st_ino=0, entry_timeout=LEASE)
+        if known is not None:
+            self.local_ops += 1
+            return self._attrs(known)  # type: ignore[arg-type]
         try:
             reply = await self.mds.request(lookup=mds_pb2.LookupOp(parent=parent_inode,
                                                                    name=name))
@@ -149,8 +259,7 @@ class LoligoFs:
 
     @_errno
     async def getattr(self, inode: int, ctx=None) -> Attr:
-        reply = await self.mds.request(getattr=mds_pb2.GetAttrOp(ino=inode))
-        return self._attrs(reply.inode)
+        return self._attrs(await self._inode(inode))
 
     @_errno
     async def setattr(self, inode: int, attr, fields, fh, ctx) -> Attr:
@@ -185,18 +294,61 @@ class LoligoFs:
 
     @_errno
     async def readlink(self, inode: int, ctx) -> bytes:
-        reply = await self.mds.request(getattr=mds_pb2.GetAttrOp(ino=inode))
-        if not stat.S_ISLNK(reply.inode.mode):
+        found = await self._inode(inode)
+        if not stat.S_ISLNK(found.mode):
             raise FuseError(E.EINVAL)
-        return reply.inode.symlink
+        return found.symlink
 
     async def _create(self, parent: int, name: bytes, mode: int, ctx, *, rdev: int = 0,
                       target: bytes = b"", exclusive: bool = True, open_: bool = False
                       ) -> mds_pb2.Inode:
         op = mds_pb2.CreateOp(parent=parent, name=name, mode=mode, rdev=rdev, symlink=target,
                               exclusive=exclusive, open=open_)
-        reply = await self.mds.request(caller=self._caller(ctx, groups=True), create=op)
+        caller = self._caller(ctx, groups=bool(mode & stat.S_ISGID))
+        made = await self._create_here(op, caller)
+        if made is not None:
+            return made
+        reply = await self.mds.request(caller=caller, create=op)
         return reply.inode
+
+    async def _own_dir(self, ino: int) -> tuple[DirState, mds_pb2.Inode] | None:
+        """The directory's state and inode when this mount holds it and may change it here
+        (None: ask the MDS). Nothing may await between this and the change it allows."""
+        if self.cache.exclusive(ino) is None:
+            return None
+        if ino not in self.cache.inodes:
+            await self._inode(ino)
+        await self.mds.wait_room()
+        d, inode = self.cache.exclusive(ino), self.cache.inodes.get(ino)
+        return (d, inode) if d is not None and inode is not None else None
+
+    async def _create_here(self, op: mds_pb2.CreateOp, caller: mds_pb2.Caller
+                           ) -> mds_pb2.Inode | None:
+        """Make the inode in this mount's cache and send the create in the background, when
+        the parent is this mount's (None: ask the MDS)."""
+        cache = self.cache
+        if not cache.has_ino():
+            return None
+        own = await self._own_dir(op.parent)
+        if own is None or not cache.has_ino():
+            return None
+        d, parent = own
+        if op.name in d.names:
+            raise FuseError(E.EEXIST)
+        now = time.time_ns()
+        ino = cache.take_ino()
+        inode = ns.new_inode(parent, op, caller, ino, now)
+        op.ino = ino
+        ftype = stat.S_IFMT(inode.mode)
+        ns.touch_parent(parent, ftype, now, 1)
+        d.names[op.name] = (ino, ftype)
+        d.changes += 1
+        cache.remember(inode)
+        if ftype == stat.S_IFDIR:
+            cache.made_dir(ino)
+        self.mds.background(caller, now, create=op)
+        self.local_ops += 1
+        return inode
 
     @_errno
     async def mknod(self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx
@@ -215,8 +367,32 @@ class LoligoFs:
         return self._attrs(await self._create(parent_inode, name, stat.S_IFLNK | 0o777, ctx,
                                               target=target))
 
+    def _drop_link_here(self, ino: int, now: int) -> None:
+        inode = self.cache.inodes.get(ino)
+        if inode is None:
+            return
+        inode.nlink = max(0, inode.nlink - 1)
+        inode.ctime_ns = now
+        if inode.nlink == 0 and ino not in self.files:
+            self.cache.inodes.pop(ino, None)
+
     @_errno
     async def unlink(self, parent_inode: int, name: bytes, ctx) -> None:
+        d = self.cache.exclusive(parent_inode)
+        entry = d.names.get(name) if d is not None else None
+        if entry is not None and entry[1] != stat.S_IFDIR:
+            own = await self._own_dir(parent_inode)
+            if own is not None and own[0].names.get(name) == entry:
+                d, parent = own
+                now = time.time_ns()
+                del d.names[name]
+                d.changes += 1
+                ns.touch_parent(parent, entry[1], now, -1)
+                self._drop_link_here(entry[0], now)
+                self.mds.background(now_ns=now, unlink=mds_pb2.UnlinkOp(parent=parent_inode,
+                                                                        name=name))
+                self.local_ops += 1
+                return
         await self.mds.request(unlink=mds_pb2.UnlinkOp(parent=parent_inode, name=name))
 
     @_errno
@@ -224,9 +400,50 @@ class LoligoFs:
         await self.mds.request(unlink=mds_pb2.UnlinkOp(parent=parent_inode, name=name,
                                                        rmdir=True))
 
+    async def _rename_here(self, p1: int, n1: bytes, p2: int, n2: bytes, flags: int
+                           ) -> bool:
+        """Rename in directories this mount holds, sent in the background (False: ask)."""
+        if flags & ~ns.RENAME_NOREPLACE or await self._own_dir(p1) is None or \
+                await self._own_dir(p2) is None:
+            return False
+        cache = self.cache
+        d1, d2 = cache.exclusive(p1), cache.exclusive(p2)
+        parents = [cache.inodes.get(p1), cache.inodes.get(p2)]
+        if d1 is None or d2 is None or None in parents:
+            return False
+        src, dst = d1.names.get(n1), d2.names.get(n2)
+        if src is None or (src[1] == stat.S_IFDIR and p1 != p2):
+            return False
+        if dst is not None:
+            if flags & ns.RENAME_NOREPLACE:
+                raise FuseError(E.EEXIST)
+            if stat.S_IFDIR in (src[1], dst[1]) or dst[0] == src[0]:
+                return False
+        now = time.time_ns()
+        del d1.names[n1]
+        d2.names[n2] = src
+        d1.changes += 1
+        d2.changes += 1
+        ns.touch_parent(parents[0], src[1], now, -1)  # type: ignore[arg-type]
+        ns.touch_parent(parents[1], src[1], now, 1)  # type: ignore[arg-type]
+        moved = cache.inodes.get(src[0])
+        if moved is not None:
+            moved.ctime_ns = now
+        if dst is not None:
+            self._drop_link_here(dst[0], now)
+        self.mds.background(now_ns=now, rename=mds_pb2.RenameOp(
+            parent=p1, name=n1, new_parent=p2, new_name=n2, flags=flags))
+        self.local_ops += 1
+        return True
+
     @_errno
     async def rename(self, parent_inode_old: int, name_old: bytes, parent_inode_new: int,
                      name_new: bytes, flags: int, ctx) -> None:
+        if len(name_new) > layout.NAME_MAX:
+            raise FuseError(E.ENAMETOOLONG)
+        if await self._rename_here(parent_inode_old, name_old, parent_inode_new, name_new,
+                                   flags):
+            return
         await self.mds.request(rename=mds_pb2.RenameOp(
             parent=parent_inode_old, name=name_old, new_parent=parent_inode_new,
             new_name=name_new, flags=flags))
@@ -260,8 +477,17 @@ class LoligoFs:
 
     @_errno
     async def open(self, inode: int, flags: int, ctx) -> Opened:
-        reply = await self.mds.request(open=mds_pb2.OpenOp(ino=inode, flags=flags))
-        f = self._file(reply.inode)
+        cached = self.cache.inodes.get(inode)
+        if cached is not None:
+            # leased: nobody changed it since, so this is what the MDS would say; the open
+            # is counted there in the background (an unlinked file stays while open)
+            await self.mds.wait_room()
+            self.mds.background(open=mds_pb2.OpenOp(ino=inode, flags=flags))
+            found = cached
+            self.local_ops += 1
+        else:
+            found = (await self.mds.request(open=mds_pb2.OpenOp(ino=inode, flags=flags))).inode
+        f = self._file(found)
         if f.handles == 0:
             f.drop_cache()
         fh = self._handle(f, flags)
@@ -310,10 +536,17 @@ class LoligoFs:
                for lk in self.locks):
             await self._unlock(f.ino, lock_owner, False)
 
+    async def _sync_metadata(self, dir_ino: int = 0) -> None:
+        await self.mds.wait_safe()
+        failed = self.cache.errors.pop(dir_ino, 0) if dir_ino else 0
+        if failed:
+            raise FuseError(E.EIO)
+
     @_errno
     async def fsync(self, fh: int, datasync: bool) -> None:
         f, _ = self.handles[fh]
         await self._flush_attrs(f)
+        await self._sync_metadata()
 
     @_errno
     async def release(self, fh: int, flock_owner: int | None = None) -> None:
@@ -331,36 +564,43 @@ class LoligoFs:
                 self.mds.open_inos[f.ino] = left
             else:
                 self.mds.open_inos.pop(f.ino, None)
-            await self.mds.request(release=mds_pb2.ReleaseOp(ino=f.ino))
+            self.mds.background(release=mds_pb2.ReleaseOp(ino=f.ino))
 
     # --- directories ------------------------------------------------------------------------
     @_errno
     async def opendir(self, inode: int, ctx) -> int:
         fh = self._next_fh
         self._next_fh += 1
-        self.dirs[fh] = DirHandle(inode)
+        d = self.cache.dirs.get(inode)
+        self.dirs[fh] = DirHandle(inode, d.changes if d is not None else -1)
         return fh
 
     @_errno
     async def readdir(self, fh: int, offset: int) -> list[tuple[bytes, Attr]]:
         """Entries from `offset` on ("." and ".." first), fetched from the MDS in pages."""
-        d = self.dirs[fh]
-        if not d.entries:
-            me = await self.mds.request(getattr=mds_pb2.GetAttrOp(ino=d.ino))
-            d.entries = [(b".", me.inode), (b"..", me.inode)]
-        while d.more and len(d.entries) < offset + 512:
-            after = d.entries[-1][0] if len(d.entries) > 2 else b""
-            reply = await self.mds.request(readdir=mds_pb2.ReaddirOp(ino=d.ino, after=after,
-                                                                     max=512))
-            d.entries.extend((e.name, e.inode) for e in reply.entries)
-            d.more = reply.more and bool(reply.entries)
-        return [(name, self._attrs(inode)) for name, inode in d.entries[offset:offset + 512]]
+        h = self.dirs[fh]
+        if not h.entries:
+            me = await self._inode(h.ino)
+            h.entries = [(b".", me), (b"..", me)]
+        while h.more and len(h.entries) < offset + READDIR_PAGE:
+            after = h.entries[-1][0] if len(h.entries) > 2 else b""
+            reply = await self.mds.request(readdir=mds_pb2.ReaddirOp(ino=h.ino, after=after,
+                                                                     max=READDIR_PAGE))
+            h.entries.extend((e.name, e.inode) for e in reply.entries)
+            h.more = reply.more and bool(reply.entries)
+            if not h.more and len(h.entries) <= LISTING_MAX:
+                self.cache.listed(h.ino, {n: (i.ino, stat.S_IFMT(i.mode))
+                                          for n, i in h.entries[2:]}, h.changes)
+        return [(name, self._attrs(inode))
+                for name, inode in h.entries[offset:offset + READDIR_PAGE]]
 
     async def releasedir(self, fh: int) -> None:
         self.dirs.pop(fh, None)
 
+    @_errno
     async def fsyncdir(self, fh: int, datasync: bool) -> None:
-        return None  # metadata is durable in the journal when a call returns
+        h = self.dirs.get(fh)
+        await self._sync_metadata(h.ino if h is not None else 0)
 
     # --- the rest ---------------------------------------------------------------------------
     @_errno
@@ -387,16 +627,14 @@ class LoligoFs:
 
     @_errno
     async def getxattr(self, inode: int, name: bytes, ctx) -> bytes:
-        reply = await self.mds.request(getattr=mds_pb2.GetAttrOp(ino=inode))
-        for kv in reply.inode.xattrs:
+        for kv in (await self._inode(inode)).xattrs:
             if kv.key == name:
                 return kv.value
         raise FuseError(E.ENODATA)
 
     @_errno
     async def listxattr(self, inode: int, ctx) -> list[bytes]:
-        reply = await self.mds.request(getattr=mds_pb2.GetAttrOp(ino=inode))
-        return [kv.key for kv in reply.inode.xattrs]
+        return [kv.key for kv in (await self._inode(inode)).xattrs]
 
     @_errno
     async def removexattr(self, inode: int, name: bytes, ctx) -> None:
@@ -405,7 +643,6 @@ class LoligoFs:
     async def flush_all(self) -> None:
         for f in list(self.files.values()):
             await self._flush_attrs(f)
-
 
     # --- locks and fallocate -----------------------------------------------------------------
     def _lock_info(self, ino: int, spec: LockSpec) -> mds_pb2.LockInfo:

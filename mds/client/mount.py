@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
 import subprocess
 from pathlib import Path
 
+from mds.client import fuse_kernel
 from mds.client.files import DataIO
 from mds.client.fuse_kernel import FuseSession
 from mds.client.fuse_ops import LoligoFs
@@ -44,6 +46,20 @@ def unmount(mountpoint: str | Path) -> None:
         raise OSError(f"could not unmount {mountpoint}: is it busy (lsof {mountpoint})?")
 
 
+def stats(ops: LoligoFs) -> dict[str, object]:
+    """What this mount did: kernel requests by kind, MDS requests and stream messages,
+    requests answered here (`loligo fs mount` logs it at exit and on SIGUSR1)."""
+    names = {v: k for k, v in vars(fuse_kernel).items()
+             if (k.isupper() and isinstance(v, int) and 0 < v < 64 and "_" not in k)
+             or (k in ("BATCH_FORGET",) and isinstance(v, int))}
+    session = ops.session
+    return {"fuse": {names.get(op, str(op)): n for op, n in sorted(session.counts.items())}
+            if session is not None else {},
+            "mds_requests": ops.mds.sent, "mds_messages_out": ops.mds.messages_out,
+            "mds_messages_in": ops.mds.messages_in, "answered_here": ops.local_ops,
+            "reconnects": ops.mds.reconnects}
+
+
 async def serve(config: Config, mountpoint: str, fs_name: str | None,
                 ready: asyncio.Event | None = None) -> None:
     rados = Rados(config)
@@ -58,6 +74,8 @@ async def serve(config: Config, mountpoint: str, fs_name: str | None,
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, session.stop)
+        loop.add_signal_handler(signal.SIGUSR1, lambda: log.info("stats %s",
+                                                                 json.dumps(stats(ops))))
         log.info("mounted file system %r on %s (client %s)", fs.name, mountpoint,
                  mds.client_id)
         if ready is not None:
@@ -67,6 +85,7 @@ async def serve(config: Config, mountpoint: str, fs_name: str | None,
         finally:
             with contextlib.suppress(Exception):
                 await ops.flush_all()
+            log.info("stats %s", json.dumps(stats(ops)))
             if is_mounted(mountpoint):
                 with contextlib.suppress(OSError):
                     unmount(mountpoint)

@@ -9,8 +9,10 @@ Metadata: create, stat, rename and unlink per second of --files files in one dir
 write (with fsync at the end) and read in MB/s over --mb MiB; 4 KiB random writes and reads
 (IOPS) for --iops-seconds each on a 64 MiB file. Without --mount a cluster (1 monitor, 3 OSDs,
 2 MDSs) is started in a temporary directory and removed at the end; CPU seconds of each
-daemon per op are printed for the metadata phases. Reads after writes drop the kernel's page
-cache first (echo 3 > drop_caches) so they measure the file system, not memory.
+daemon per op are printed for the metadata phases (with --mount, of the processes named by
+--cpu-of NAME=PID, e.g. a ceph-fuse mount's and its cluster's daemons). Reads after writes
+drop the kernel's page cache first (echo 3 > drop_caches) so they measure the file system,
+not memory.
 """
 
 from __future__ import annotations
@@ -129,7 +131,7 @@ def data(root: Path, mb: int, iops_seconds: float) -> dict[str, float]:
 @contextlib.contextmanager
 def loligo_mount(args: argparse.Namespace) -> Iterator[tuple[Path, dict[str, int]]]:
     if args.mount:
-        yield Path(args.mount), {}
+        yield Path(args.mount), dict(_named_pid(x) for x in args.cpu_of)
         return
     with tempfile.TemporaryDirectory(prefix="bench-fs-") as tmp, \
             running_cluster(Path(tmp) / "cluster", mons=1, osds=3, mdss=2,
@@ -142,12 +144,20 @@ def loligo_mount(args: argparse.Namespace) -> Iterator[tuple[Path, dict[str, int
             yield m.path, pids
 
 
+def _named_pid(spec: str) -> tuple[str, int]:
+    name, _, pid = spec.partition("=")
+    return name, int(pid)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--files", type=int, default=10_000)
     p.add_argument("--mb", type=int, default=256)
     p.add_argument("--iops-seconds", type=float, default=10.0)
     p.add_argument("--mount", help="an existing mount to measure (default: start a cluster)")
+    p.add_argument("--cpu-of", action="append", default=[], metavar="NAME=PID",
+                   help="with --mount: a process whose CPU per op to report (repeatable), "
+                        "e.g. the daemons of another file system measured side by side")
     p.add_argument("--local", help="the local directory to compare with (default: a temp dir)")
     args = p.parse_args()
     results: dict[str, dict[str, float]] = {}

@@ -19,6 +19,7 @@ from rados_py.proto.loligo import mds_pb2
 
 ROOT = layout.ROOT_INO
 NOW = 1_700_000_000_000_000_000
+PAGE = 3  # small pages, so listings span several
 
 
 class World:
@@ -54,9 +55,13 @@ class World:
             raw = self.objects.get(layout.dir_object(need.ino), {}).get(need.name)
             c.loaded_dentry(need.ino, need.name, None if raw is None else
                             mds_pb2.Dentry.FromString(raw))
-        elif need.kind == "dir":
+        elif need.kind == "page":
             omap = self.objects.get(layout.dir_object(need.ino), {})
-            c.loaded_dir(need.ino, {k: mds_pb2.Dentry.FromString(v) for k, v in omap.items()})
+            names = sorted(k for k in omap if k > need.name)
+            c.loaded_page(need.ino, need.name, [(k, mds_pb2.Dentry.FromString(omap[k]))
+                                                for k in names[:PAGE]], len(names) > PAGE)
+        elif need.kind == "empty":
+            c.loaded_emptiness(need.ino, not self.objects.get(layout.dir_object(need.ino)))
         elif need.kind == "anchor":
             raw = self.objects.get(layout.anchor_object(need.ino), {}).get(
                 layout.anchor_key(need.ino))
@@ -86,7 +91,15 @@ class World:
         return self.run(ns.create, op, mds_pb2.Caller(uid=1, gid=2), NOW)[0]
 
     def names(self, ino: int) -> list[str]:
-        return sorted(n.decode() for n, _ in self.run(ns.readdir, ino, b"", 10_000)[0])
+        """The whole listing, page by page (each page asks for more than one load gives)."""
+        out: list[str] = []
+        after, more = b"", True
+        while more:
+            entries, more = self.run(ns.readdir, ino, after, 10)
+            out += [n.decode() for n, _ in entries]
+            after = entries[-1][0] if entries else after
+        assert out == sorted(out)
+        return out
 
     def forget(self) -> None:
         """Drop the whole cache (an MDS restart): everything comes back from the store."""
@@ -213,3 +226,23 @@ def test_write_behind_coalesces_in_write_order() -> None:
     assert runs == [(0, bytearray(b"aebbddddddcc")), (100, bytearray(b"z"))]
     assert extents(4 << 20, 10, 4 << 20) == [(1, 0, 10, 0)]
     assert extents((4 << 20) - 2, 4, 4 << 20) == [(0, (4 << 20) - 2, 2, 0), (1, 0, 2, 2)]
+
+
+def test_a_big_directory_is_listed_in_pages_and_never_loaded_whole() -> None:
+    w = World()
+    d = w.create(ROOT, b"big", stat.S_IFDIR | 0o755)
+    names = [f"f{i:04}" for i in range(40)]
+    for name in names:
+        w.create(d.ino, name.encode())
+    w.forget()  # the MDS restarted: nothing of the directory is cached
+    assert w.names(d.ino) == names
+    assert w.cache.dentry_count < 10  # pages went through the cache, they did not stay
+    # emptiness of a directory that is not cached comes from the store too
+    with pytest.raises(FsError) as exc:
+        w.run(ns.unlink, mds_pb2.UnlinkOp(parent=ROOT, name=b"big", rmdir=True))
+    assert exc.value.errno == E.ENOTEMPTY
+    for name in names:
+        w.run(ns.unlink, mds_pb2.UnlinkOp(parent=d.ino, name=name.encode()))
+    w.forget()
+    w.run(ns.unlink, mds_pb2.UnlinkOp(parent=ROOT, name=b"big", rmdir=True))
+    assert w.names(ROOT) == []

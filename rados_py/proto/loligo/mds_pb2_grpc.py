@@ -34,11 +34,6 @@ class MdsStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.Request = channel.unary_unary(
-                '/loligo.Mds/Request',
-                request_serializer=loligo_dot_mds__pb2.MdsRequest.SerializeToString,
-                response_deserializer=loligo_dot_mds__pb2.MdsReply.FromString,
-                _registered_method=True)
         self.Session = channel.stream_stream(
                 '/loligo.Mds/Session',
                 request_serializer=loligo_dot_mds__pb2.ClientMsg.SerializeToString,
@@ -63,12 +58,6 @@ class MdsStub:
 
 class MdsServicer:
     """Missing associated documentation comment in .proto file."""
-
-    def Request(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
 
     def Session(self, request_iterator, context):
         """Missing associated documentation comment in .proto file."""
@@ -99,11 +88,6 @@ class MdsServicer:
 
 def add_MdsServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'Request': grpc.unary_unary_rpc_method_handler(
-                    servicer.Request,
-                    request_deserializer=loligo_dot_mds__pb2.MdsRequest.FromString,
-                    response_serializer=loligo_dot_mds__pb2.MdsReply.SerializeToString,
-            ),
             'Session': grpc.stream_stream_rpc_method_handler(
                     servicer.Session,
                     request_deserializer=loligo_dot_mds__pb2.ClientMsg.FromString,
@@ -134,33 +118,6 @@ def add_MdsServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class Mds:
     """Missing associated documentation comment in .proto file."""
-
-    @staticmethod
-    def Request(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/loligo.Mds/Request',
-            loligo_dot_mds__pb2.MdsRequest.SerializeToString,
-            loligo_dot_mds__pb2.MdsReply.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
 
     @staticmethod
     def Session(request_iterator,
