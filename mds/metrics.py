@@ -1,16 +1,15 @@
 """An MDS's Prometheus metrics (on its port + metrics_port_offset).
 
-Requests are measured at the gRPC boundary (rados_py.metrics' interceptor), so the request
-path carries no metrics code: each `Mds.Request` is counted by operation (lookup, create,
-setattr...) and result (ok, or the errno's name) and timed by operation. The journal's
-appends come from a hook in the journal. The MDS's state, sessions, cache and the journal
-events not yet applied are what the daemon last published (once per beacon), read when
-Prometheus scrapes.
+Requests arrive on the clients' session streams, so the engine counts each answered request by
+operation (lookup, create, setattr...) and result (ok, or the errno's name) and times it,
+through rados_py.metrics' hooks, as the journal times its appends. The MDS's state, sessions,
+cache, locks and the journal events not yet applied are what the daemon last published (once
+per beacon), read when Prometheus scrapes. Every gRPC call (the session streams, status,
+client list) is counted by the interceptor every daemon has.
 """
 
 from __future__ import annotations
 
-import errno
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -29,43 +28,15 @@ STATES = ("standby", "replay", "reconnect", "active")
 class MdsMetrics:
     def __init__(self, name: str) -> None:
         self.daemon = DaemonMetrics(name).install()
-        m = self.daemon
-        self.requests = m.counter("loligo_mds_requests", "Metadata requests answered, by "
-                                  "operation and result (ok or the errno's name)",
-                                  ("op", "result"))
-        self.latency = m.histogram("loligo_mds_request_latency_seconds", "Metadata request "
-                                   "service time (journaled before the answer), by operation",
-                                   ("op",))
-        self._children: dict[Any, Any] = {}
         self._published = _Published()
-        m.collect_with(self._published)
+        self.daemon.collect_with(self._published)
 
     def interceptor(self) -> Any:
-        return self.daemon.rpc_interceptor(observe_op=self._observe)
-
-    def _observe(self, method: str, request: Any, reply: Any, seconds: float) -> None:
-        if method != "Mds.Request":
-            return
-        op = request.WhichOneof("op") or "none"
-        if reply is None:
-            result = "error"
-        elif reply.errno:
-            result = errno.errorcode.get(reply.errno, str(reply.errno)).lower()
-        else:
-            result = "ok"
-        key = (op, result)
-        counter = self._children.get(key)
-        if counter is None:  # labels() costs more than the count itself: once per pair
-            counter = self._children[key] = self.requests.labels(op, result)
-        counter.inc()
-        histogram = self._children.get(op)
-        if histogram is None:
-            histogram = self._children[op] = self.latency.labels(op)
-        histogram.observe(seconds)
+        return self.daemon.rpc_interceptor()
 
     def publish(self, server: Any) -> None:
         """What the MDS is now (`mds.server.MdsServer`), read on its event loop."""
-        journal, store = server.journal, server.store
+        journal, store, engine = server.journal, server.store, server.engine
         self._published.update({
             "state": server.state,
             "sessions": len(server.sessions.sessions),
@@ -75,8 +46,9 @@ class MdsMetrics:
             "purged": store.purged_objects if store is not None else 0,
             "appends": journal.appends if journal is not None else 0,
             "events": journal.events_written if journal is not None else 0,
-            "locks": sum(len(v) for v in server.locks.locks.values()),
-            "in_flight": len(server.inflight)})
+            "locks": sum(len(v) for v in engine.locks.locks.values()) if engine else 0,
+            "waiting": len(engine.inflight) if engine else 0,
+            "recalls": engine.recalls_sent if engine else 0})
 
     def serve_beside(self, addr: str, offset: int) -> int | None:
         return self.daemon.serve_beside(addr, offset)
@@ -86,14 +58,16 @@ class MdsMetrics:
 
 
 class _Published(Collector):
-    """The latest published figures; the journal's and purge counts become counters that never
-    go back (a new journal, after a takeover, counts from zero again)."""
+    """The latest published figures; the journal's, purge and recall counts become counters
+    that never go back (after a takeover, a new journal and engine count from zero again)."""
+
+    COUNTED = ("appends", "events", "purged", "recalls")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._now: dict[str, Any] = {}
-        self._last = {"appends": 0, "events": 0, "purged": 0}
-        self._totals = {"appends": 0, "events": 0, "purged": 0}
+        self._last = dict.fromkeys(self.COUNTED, 0)
+        self._totals = dict.fromkeys(self.COUNTED, 0)
 
     def update(self, now: dict[str, Any]) -> None:
         with self._lock:
@@ -119,12 +93,15 @@ class _Published(Collector):
                 ("unapplied", "loligo_mds_journal_unapplied_events", "Journaled changes not "
                  "yet applied to the directory objects"),
                 ("locks", "loligo_mds_file_locks", "File locks (fcntl ranges, flock) held"),
-                ("in_flight", "loligo_mds_requests_in_flight", "Requests being served now")):
+                ("waiting", "loligo_mds_requests_waiting", "Requests parked until another "
+                 "client gives back what they name")):
             yield GaugeMetricFamily(name, help_, value=now.get(key, 0))
         for key, name, help_ in (
                 ("appends", "loligo_mds_journal_appends", "Journal appends (each one RADOS "
                  "write of a batch of events)"),
                 ("events", "loligo_mds_journal_events", "Events written to the journal"),
                 ("purged", "loligo_mds_purged_objects", "Data objects of deleted files "
-                 "removed")):
+                 "removed"),
+                ("recalls", "loligo_mds_recalls", "Capabilities recalled from clients (another "
+                 "client needed what they held)")):
             yield CounterMetricFamily(name, help_, value=totals[key])

@@ -75,6 +75,12 @@ HOOKS: dict[str, Hook] = {
                          "OSD's store: a batch of transactions made durable (one fsync)"),
     "store_transactions": Hook("loligo_osd_store_transactions_total", "Transactions the OSD's "
                                "store made durable", "counter"),
+    "mds_request": Hook("loligo_mds_request_latency_seconds", "Metadata request service "
+                        "time (loads and waits for other clients included), by operation",
+                        labels=("op",)),
+    "mds_requests": Hook("loligo_mds_requests_total", "Metadata requests answered, by "
+                         "operation and result (ok or the errno's name)", "counter",
+                         labels=("op", "result")),
     "mds_journal_append": Hook("loligo_mds_journal_append_latency_seconds", "One append to "
                               "the MDS journal: a batch of events made durable in RADOS"),
 }
