@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from rados_py import memory
 from rados_py.errors import LoligoError
 
 EXIT_FAILURE = 1
@@ -102,6 +103,7 @@ def _where(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     # SIGPIPE stays ignored (Python's default): a daemon run by this entry point must never die
     # because a peer closed its socket; `loligo ... | head` ends quietly below instead.
+    memory.tune()  # `loligo rados put/get/bench` move big buffers too
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -26,6 +26,8 @@ from rados_py.rados import CompareFailed, IoCtx, ObjectOp
 
 RESERVED = b"\x80"  # first byte of index entries that are not objects (never starts UTF-8)
 STATS = RESERVED + b"stats"
+VERSION_BLOCK = RESERVED + b"v"  # object versions (versioning.py)
+GEN = RESERVED + b"g"            # keys' generation stamps (versioning.py)
 MIGRATE_ATTEMPTS = 5
 SCAN_PAGE = 1000
 

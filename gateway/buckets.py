@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from gateway import errors
-from gateway.bucket_stats import RESERVED, STATS, Usage, usage
+from gateway.bucket_stats import RESERVED, STATS, VERSION_BLOCK, Usage, usage
 from gateway.listing import Listing, list_index
 from gateway.pools import Pools
 from rados_py.errors import AlreadyExists, NotFound
@@ -159,13 +159,17 @@ class BucketStore:
         marked = []
         try:
             for n in range(bucket.shards):
-                op = ObjectOp().set_xattr(DELETING, b"1").omap_list(max_items=2)
+                # an object (keys below RESERVED) or a version (the version block) makes it
+                # not empty; the counts and the keys' generation stamps do not
+                op = (ObjectOp().set_xattr(DELETING, b"1").omap_list(max_items=1)
+                      .omap_list(prefix=VERSION_BLOCK, max_items=1))
                 try:
                     results = await self.index.operate(bucket.shard_oid(n), op)
                 except NotFound:
                     continue  # a shard already gone: an earlier delete got this far
                 marked.append(n)
-                if any(p.key != STATS for p in results[1].pairs):
+                if (any(not p.key.startswith(RESERVED) for p in results[1].pairs)
+                        or results[2].pairs):
                     raise errors.BucketNotEmpty(BucketName=bucket.name)
         except BaseException:
             await asyncio.gather(*(self.index.set_xattr(bucket.shard_oid(n), DELETING, b"")

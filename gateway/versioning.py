@@ -10,17 +10,18 @@ Each version is an omap entry in the same shard as its key, in a block that plai
 versions sort newest first; it is also the version id, except for the "null" version (objects
 written while versioning was off or suspended), whose suffix ends in "null".
 
-A change reads the shard (its object version, the key's entry and versions, its counts) and
-writes it back guarded by that object version, retrying on a conflict: current entry, version
-block and the shard's object and byte counts (bucket_stats.py) change together, all or nothing.
-Unversioned buckets go the same way: the counts need the entry being replaced, so a blind swap
-cannot keep them exact.
+A change reads the key's entry, its versions and its generation stamp (0x80 "g" <key>, a new
+random value at every change of the key), then writes them back guarded by that stamp (and by
+the shard's versioning mark), and has the OSD add the change to the shard's object and byte
+counts (bucket_stats.py) in the same atomic op (the `counters.add` class method, osd/cls.py):
+so writers of different keys never conflict - not even in one shard - while two writers of one
+key still see each other, the later one reading again. Unversioned buckets go the same way: the
+counts need the entry being replaced, so a blind swap could not keep them exact.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
 import json
 import random
 import time
@@ -36,8 +37,10 @@ from gateway.listing import Listing, list_index
 from rados_py.errors import NotFound
 from rados_py.rados import CompareFailed, ObjectOp
 
-BLOCK = b"\x80v"
+BLOCK = bucket_stats.VERSION_BLOCK
+GEN = bucket_stats.GEN  # a key's generation stamp (guards a change of the key, and only of it)
 NULL = "null"
+DELETING_GUARD = 0  # the index, in a change's op, of the guard against a bucket being deleted
 MAX_VERSIONS_READ = 1000
 ATTEMPTS = 50
 Precondition = Callable[[dict[str, Any] | None], None]
@@ -70,6 +73,8 @@ class Shard:
     versions: list[tuple[str, dict[str, Any]]]  # (suffix, entry), newest first
     mode: str = ""  # the shard's versioning mark ("", Enabled, Suspended)
     usage: bucket_stats.Usage | None = None  # the shard's counts (None: not kept yet)
+    gen: bytes | None = None   # the key's generation stamp (None: never changed)
+    mark: bytes = b""          # the shard's versioning xattr as read
 
     def find(self, vid: str) -> tuple[str, dict[str, Any]] | None:
         for suffix, entry in self.versions:
@@ -93,7 +98,7 @@ class VersionedIndex:
         self.gc = gc  # where objects given an end of life are scheduled (expiry.py)
 
     async def _read(self, bucket: Bucket, key: bytes) -> Shard:
-        op = (ObjectOp().stat().omap_get([key, bucket_stats.STATS])
+        op = (ObjectOp().stat().omap_get([key, bucket_stats.STATS, GEN + key])
               .omap_list(prefix=BLOCK + key + b"\0", max_items=MAX_VERSIONS_READ).get_xattrs())
         try:
             results = await self.index.operate(bucket.shard_oid(bucket.shard_of(key)), op)
@@ -107,13 +112,16 @@ class VersionedIndex:
         attrs = {p.key: p.value for p in results[3].pairs}
         # the shard's mark is the truth (set before the bucket entry changes); the entry
         # only for buckets made versioned before shards were marked
-        mode = attrs.get(VERSIONING.encode(), b"").decode() or bucket.versioning
+        mark = attrs.get(VERSIONING.encode(), b"")
+        mode = mark.decode() or bucket.versioning
         return Shard(results[0].version, current, versions, mode,
-                     bucket_stats.Usage.decode(counts) if counts is not None else None)
+                     bucket_stats.Usage.decode(counts) if counts is not None else None,
+                     got.get(GEN + key), mark)
 
     async def change(self, bucket: Bucket, key: bytes,
                      decide: Callable[[Shard], Change]) -> Change:
-        """Read, decide, write guarded by the shard's version; again on a conflict."""
+        """Read, decide, write guarded by the key's generation; again on a conflict (another
+        writer of the same key)."""
         scheduled: set[float] = set()
         for attempt in range(ATTEMPTS):
             shard = await self._read(bucket, key)
@@ -126,22 +134,35 @@ class VersionedIndex:
                 # finds nothing to remove, never an object nobody will remove
                 await self.gc.defer_expiry(bucket.name, bucket.id, key, at)
                 scheduled.add(at)
-            op = ObjectOp().assert_version(shard.version).cmpxattr(DELETING, b"", "eq")
+            gen = GEN + key
+            op = ObjectOp().cmpxattr(DELETING, b"", "eq").cmpxattr(VERSIONING, shard.mark, "eq")
+            if shard.gen is None:
+                op.omap_assert_absent([gen])
+            else:
+                op.omap_cmp({gen: shard.gen}, "eq")
             if change.removes:
                 op.omap_rm(change.removes)
             sets = {k: json.dumps(v, separators=(",", ":")).encode()
                     for k, v in change.sets.items()}
-            if shard.usage is not None and new is not shard.current:
-                sets[bucket_stats.STATS] = bucket_stats.changed(shard.usage, shard.current,
-                                                                new).encode()
+            if not shard.mode and new is None:  # gone for good: so is its stamp
+                op.omap_rm([gen])
+            else:
+                sets[gen] = uuid.uuid4().bytes
             if sets:
                 op.omap_set(sets)
+            if new is not shard.current:  # the counts follow on the OSD (kept or not there)
+                delta = bucket_stats.changed(bucket_stats.Usage(), shard.current, new)
+                if delta.objects or delta.bytes:
+                    op.counters_add(bucket_stats.STATS, objects=delta.objects,
+                                    bytes=delta.bytes)
             try:
                 await self.index.operate(bucket.shard_oid(bucket.shard_of(key)), op)
             except NotFound:
                 raise errors.NoSuchBucket(BucketName=bucket.name) from None
             except CompareFailed as exc:
-                if getattr(exc, "errno", 0) == errno.ECANCELED:  # the bucket is being deleted
+                # op 0 is the deleting mark's guard: the bucket is being deleted; the others
+                # (versioning mark, the key's stamp) are another writer of the key: again
+                if exc.failed_op == DELETING_GUARD:
                     raise errors.NoSuchBucket(BucketName=bucket.name) from None
                 await asyncio.sleep(random.uniform(0, 0.002 * (attempt + 1)))
                 continue

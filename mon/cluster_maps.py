@@ -208,7 +208,8 @@ def _osd_boot(state: ClusterMaps, cmd: mon_pb2.OsdBoot) -> Outcome:
         raise InvalidArgument("osd boot needs an address and a host")
     osd = _choose_id(state, cmd)
     old = osdmap.osds.get(osd)
-    if old is not None and old.up and old.addr == cmd.addr:
+    if (old is not None and old.up and old.addr == cmd.addr
+            and old.heartbeat_addr == cmd.heartbeat_addr):
         return osdmap, osd, f"osd.{osd} is already up at {cmd.addr}"
     crush = osdmap.crush.crush_map
     if osd not in crush.parents():
@@ -222,6 +223,7 @@ def _osd_boot(state: ClusterMaps, cmd: mon_pb2.OsdBoot) -> Outcome:
     comes_in = first_boot or old.auto_out
     weight = (0 if "noin" in osdmap.flags else WEIGHT_ONE) if comes_in else old.weight
     osds = {**osdmap.osds, osd: OsdState(osd, up=True, weight=weight, addr=cmd.addr,
+                                         heartbeat_addr=cmd.heartbeat_addr,
                                          up_from=_next_epoch(state),
                                          down_at=old.down_at if old else 0,
                                          auto_out=weight == 0 and bool(old and old.auto_out))}

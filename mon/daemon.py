@@ -289,7 +289,9 @@ class MonDaemon:
                 self.osd_down_since.pop(osd.id, None)
                 reporters = self.failure_reports.reporters(osd.id, osdmap, now,
                                                            c.osd_heartbeat_grace * 2)
-                if len(reporters) >= needed and "nodown" not in osdmap.flags:
+                refused = bool(reporters) and self.failure_reports.refused(osd.id, reporters)
+                if ((len(reporters) >= needed or refused)
+                        and "nodown" not in osdmap.flags):
                     log.warning("mon.%s: osd.%d reported failed by %s: marking it down",
                                 self.name, osd.id, ", ".join(f"osd.{r}" for r in reporters))
                     self.failure_reports.forget(osd.id)
@@ -329,7 +331,7 @@ class MonDaemon:
         if request.HasField("failure"):
             f = request.failure
             self.failure_reports.report(f.reporter, f.target, f.still_alive, time.monotonic(),
-                                        f.epoch)
+                                        f.epoch, f.immediate)
             return mon_pb2.BeaconReply(mdsmap_epoch=self.maps.mdsmap.epoch)
         if request.HasField("osd"):
             osd = self.maps.osdmap.osds.get(request.osd.id)

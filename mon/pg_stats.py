@@ -117,13 +117,14 @@ class FailureReports:
     """Which OSDs say which peer stopped answering heartbeats, when, and at which map epoch."""
 
     def __init__(self) -> None:
-        self._reports: dict[int, dict[int, tuple[float, int]]] = {}
+        self._reports: dict[int, dict[int, tuple[float, int, bool]]] = {}
 
-    def report(self, reporter: int, target: int, alive: bool, now: float, epoch: int) -> None:
+    def report(self, reporter: int, target: int, alive: bool, now: float, epoch: int,
+               immediate: bool = False) -> None:
         if alive:
             self._reports.get(target, {}).pop(reporter, None)
         else:
-            self._reports.setdefault(target, {})[reporter] = (now, epoch)
+            self._reports.setdefault(target, {})[reporter] = (now, epoch, immediate)
 
     def reporters(self, target: int, osdmap: OSDMap, now: float, window: float) -> set[int]:
         """Up OSDs that reported `target` within `window` seconds, about its current life: a
@@ -131,9 +132,15 @@ class FailureReports:
         is gone (it would mark a restarted OSD down again)."""
         state = osdmap.osds.get(target)
         up_from = state.up_from if state is not None else 0
-        fresh = {r for r, (t, epoch) in self._reports.get(target, {}).items()
+        fresh = {r for r, (t, epoch, _) in self._reports.get(target, {}).items()
                  if now - t <= window and epoch >= up_from}
         return {r for r in fresh if (s := osdmap.osds.get(r)) is not None and s.up}
+
+    def refused(self, target: int, reporters: set[int]) -> bool:
+        """Whether one of these reporters found `target`'s heartbeat port refusing
+        connections: its process is gone, no need to wait for more reporters."""
+        reports = self._reports.get(target, {})
+        return any(reports[r][2] for r in reporters if r in reports)
 
     def forget(self, target: int) -> None:
         self._reports.pop(target, None)

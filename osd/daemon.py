@@ -10,8 +10,8 @@ file present" means "serving". SIGTERM stops the server (running ops get rpc_sto
 then the subscription, then closes the store.
 
 Every new map goes to the servicer (`on_map`), which peers the PGs whose interval changed
-(osd/recovery.py). Beacons carry the states of the PGs this OSD leads and its usage;
-heartbeats (osd/heartbeat.py) watch the peers.
+(osd/pg_machine.py, hosted by osd/pg_host.py). Beacons carry the states of the PGs this OSD
+leads and its usage; heartbeats (osd/heartbeat.py) watch the peers.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import time
 import uuid
 from pathlib import Path
 
-from osd.heartbeat import Heartbeats
+from osd.heartbeat import HeartbeatThread
 from osd.metrics import OsdMetrics
 from osd.objectstore import DurableStore
 from osd.peer_service import OsdPeerService
@@ -60,6 +60,7 @@ class OsdDaemon:
         self.mon: MonClient | None = None
         self.server = None
         self.service: OsdService | None = None
+        self.heartbeats: HeartbeatThread | None = None
         self.osdmap: OSDMap | None = None
         self.addr = ""
         self._map_changed = asyncio.Event()
@@ -94,6 +95,8 @@ class OsdDaemon:
             self.osdmap = osdmap
             if self.service is not None and self._booted:
                 self.service.on_map(osdmap)
+                if self.heartbeats is not None:
+                    self.heartbeats.set_targets(osdmap, self.service.host.pg_peers())
             self._map_changed.set()
             self._map_changed = asyncio.Event()
 
@@ -116,7 +119,9 @@ class OsdDaemon:
         port = self.config.osd_port
         self.service = OsdService(self.id, self.store, self.config, self.current_map,
                                   self.wait_epoch, self._own_ticket)
+        await self.service.start()
         self.metrics = OsdMetrics(self.id)
+        self.service.observe_op = self.metrics.observe_op
         self.server = rpc.make_server(f"127.0.0.1:{port}", self.config,
                                       server_auth(self.secret),
                                       interceptors=[self.metrics.interceptor()])
@@ -126,23 +131,26 @@ class OsdDaemon:
         self.addr = f"127.0.0.1:{rpc.server_port(self.server)}"
         self.metrics.serve_beside(self.addr, self.config.metrics_port_offset)
         self.mon = MonClient(self.config, self.keyring)
+        store = self.store
+        self.heartbeats = HeartbeatThread(self.id, self.config, "127.0.0.1",
+                                          self._report_failure, store.space,
+                                          self.service.peer_space)
+        heartbeat_addr = await self.heartbeats.start()
         self._boot = mon_pb2.OsdBoot(id=self.id, uuid=disk, addr=self.addr,
                                      host=socket.gethostname().split(".")[0],
-                                     capacity_bytes=self.config.osd_capacity or DEFAULT_WEIGHT)
+                                     capacity_bytes=self.config.osd_capacity or DEFAULT_WEIGHT,
+                                     heartbeat_addr=heartbeat_addr)
         await self._end_previous_life()
         await self.mon.command(osd_boot=self._boot, timeout=60.0)
         maps = await self.mon.get_maps(timeout=60.0)
         self._booted = True
         self._set_map(maps.osdmap)
         self.service.on_map(self.current_map())
+        self.heartbeats.set_targets(self.current_map(), self.service.host.pg_peers())
         log.info("%s booted at %s, osdmap epoch %d, disk %s", self.name, self.addr,
                  maps.osdmap.epoch, disk)
         self._tasks.append(asyncio.create_task(self._follow_maps(), name="follow-maps"))
         self._tasks.append(asyncio.create_task(self._beacons(), name="beacons"))
-        heartbeats = Heartbeats(self.id, self.config, self.current_map, self.service.peers,
-                                self.service.recovery.pg_peers, self._report_failure,
-                                self.service.peer_space)
-        self._tasks.append(asyncio.create_task(heartbeats.run(), name="heartbeats"))
         self._tasks.append(asyncio.create_task(self.service.scrubber.run_schedule(),
                                                name="scrub-schedule"))
 
@@ -179,9 +187,9 @@ class OsdDaemon:
             epoch = self.osdmap.epoch if self.osdmap is not None else 0
             try:
                 assert self.service is not None
+                pgs = await self.service.host.stats(epoch, time.monotonic())
                 beacon = mon_pb2.OsdBeacon(id=self.id, addr=self.addr, osdmap_epoch=epoch,
-                                           pgs=await self.service.recovery.stats(),
-                                           usage=await self._usage())
+                                           pgs=pgs, usage=await self._usage())
                 self.metrics.publish(beacon)
                 reply = await self.mon.beacon(mon_pb2.BeaconRequest(osd=beacon),
                                               timeout=interval * 3)
@@ -201,6 +209,8 @@ class OsdDaemon:
             self._set_map(maps.osdmap)
 
     async def stop(self) -> None:
+        if self.heartbeats is not None:
+            await self.heartbeats.stop()
         if self.server is not None:
             await rpc.stop_server(self.server, self.config.rpc_stop_grace)
         for task in self._tasks:

@@ -1,7 +1,8 @@
 """An OSD's Prometheus metrics (on its port + metrics_port_offset).
 
-Client ops are measured at the gRPC boundary (rados_py.metrics' interceptor), so the op path
-itself carries no metrics code: each `Osd.Op` is counted and timed by its kind -- the first
+Client ops are measured at the gRPC boundary (rados_py.metrics' interceptor; a session's op
+frames where the session hands them over, osd/service.py), so the op path carries no metrics
+code: each `Osd.Op` is counted and timed by its kind -- the first
 mutation of the compound op, else its first read (`write_full`, `read`, `omap_set`...) -- with
 the bytes it brought and took away. The store's group commits come from a hook in the store.
 PG states, recovery and scrub progress and space are read from what the OSD last reported in
@@ -60,9 +61,10 @@ class OsdMetrics:
         m.collect_with(self._report)
 
     def interceptor(self) -> Any:
-        return self.daemon.rpc_interceptor(observe_op=self._observe)
+        return self.daemon.rpc_interceptor(observe_op=self.observe_op)
 
-    def _observe(self, method: str, request: Any, reply: Any, seconds: float) -> None:
+    def observe_op(self, method: str, request: Any, reply: Any, seconds: float) -> None:
+        """One finished call: an `Osd.Op` (unary, or a session's op frame) is counted."""
         if method != "Osd.Op":
             return
         kind = op_kind(request.ops)

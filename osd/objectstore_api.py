@@ -16,7 +16,8 @@ is bytes, so a name read back is exactly the name written.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Mapping
+import asyncio
+from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +69,7 @@ class Op:
     data: Any = b""                     # bytes-like; kept as given, never copied
     keys: tuple[bytes, ...] = ()
     items: tuple[tuple[bytes, bytes], ...] = ()
+    after: int | None = None            # log_append: the seq the log must end at (if known)
 
 
 def name_bytes(name: bytes | str, what: str = "name") -> bytes:
@@ -207,11 +209,15 @@ class Transaction:
         return self._add(Op("omap_set_header", coll_name(coll), name_bytes(oid, "object name"),
                             data=bytes(_data(header))))
 
-    def log_append(self, coll: str, seq: int, entry: Any) -> Transaction:
-        """Append PG-log entry `seq` (strictly above the last one) to the collection's log."""
+    def log_append(self, coll: str, seq: int, entry: Any, after: int | None = None
+                   ) -> Transaction:
+        """Append PG-log entry `seq` (strictly above the last one) to the collection's log.
+        With `after`, the log must end at that seq (a non-empty log's last entry): so a
+        pipelined entry never lands behind a hole left by one that failed before it."""
         if not isinstance(seq, int) or seq <= 0 or seq >= 1 << 63:
             raise InvalidArgument(f"bad log sequence {seq!r}")
-        return self._add(Op("log_append", coll_name(coll), offset=seq, data=bytes(_data(entry))))
+        return self._add(Op("log_append", coll_name(coll), offset=seq, data=bytes(_data(entry)),
+                            after=after))
 
     def log_rollback(self, coll: str, after: int) -> Transaction:
         """Drop the collection's PG-log entries with seq > after (divergent history)."""
@@ -257,6 +263,17 @@ class ObjectStore(abc.ABC):
 
     @abc.abstractmethod
     async def stat(self, coll: str, oid: bytes | str) -> ObjectStat: ...
+
+    async def read_with_stat(self, coll: str, oid: bytes | str, offset: int = 0,
+                             length: int | None = None) -> tuple[ObjectStat, bytearray]:
+        """`stat` and `read` seen at one instant (a backend may do both in one lookup)."""
+        st = await self.stat(coll, oid)
+        return st, await self.read(coll, oid, offset, length)
+
+    def enqueue(self, txn: Transaction) -> Awaitable[None]:
+        """Queue `txn` now and return what to await for its durability: transactions queued
+        one after the other are applied in that order (a PG's log entries are)."""
+        return asyncio.ensure_future(self.submit(txn))
 
     @abc.abstractmethod
     async def getxattr(self, coll: str, oid: bytes | str, name: bytes | str) -> bytes: ...

@@ -125,6 +125,9 @@ class MemoryStore(ObjectStore):
             log = coll(op.coll).log
             if log and op.offset <= max(log):
                 raise InvalidArgument(f"log seq {op.offset} is not above {max(log)}")
+            if op.after is not None and log and max(log) != op.after:
+                raise InvalidArgument(f"log seq {op.offset} follows {op.after}, the log ends "
+                                      f"at {max(log)}")
             log[op.offset] = op.data
             return
         if k == "log_trim":

@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass
 
+from osd import cls as classes
 from osd.objectstore import (
     AlreadyExists,
     ChecksumError,
@@ -23,6 +24,7 @@ from osd.objectstore import (
     StoreFull,
     Transaction,
 )
+from osd.objectstore_api import check_range
 from rados_py.errors import show_name
 from rados_py.proto.loligo import osd_pb2
 
@@ -31,8 +33,10 @@ __all__ = ["MUTATIONS", "OpFailed", "Outcome", "errno_of", "execute", "is_write"
 
 K = osd_pb2.OsdOp
 S = osd_pb2.StoreOp
+OMAP_PAGE_MAX = 10000  # omap pairs one op returns at most (server-side page cap)
 MUTATIONS = frozenset({K.WRITE_FULL, K.WRITE, K.APPEND, K.TRUNCATE, K.ZERO, K.REMOVE, K.CREATE,
-                       K.SETXATTR, K.RMXATTR, K.OMAP_SET, K.OMAP_RM, K.OMAP_CLEAR, K.TOUCH})
+                       K.SETXATTR, K.RMXATTR, K.OMAP_SET, K.OMAP_RM, K.OMAP_CLEAR, K.TOUCH,
+                       K.CALL})
 _CMP = {K.EQ: lambda a, b: a == b, K.NE: lambda a, b: a != b, K.GT: lambda a, b: a > b,
         K.GTE: lambda a, b: a >= b, K.LT: lambda a, b: a < b, K.LTE: lambda a, b: a <= b}
 
@@ -79,12 +83,28 @@ async def _stat(store: ObjectStore, coll: str, oid: bytes) -> tuple[bool, int, i
 async def execute(store: ObjectStore, coll: str, oid: bytes, ops: list[osd_pb2.OsdOp],
                   max_read: int) -> Outcome:
     """Evaluate `ops` on the object's current state; raise OpFailed for the first that fails."""
-    exists, size, version, mtime = await _stat(store, coll, oid)
+    first_read: bytes | None = None
+    if ops and ops[0].kind == K.READ:  # the common read: stat and data in one lookup
+        try:
+            st, data = await store.read_with_stat(coll, oid, ops[0].offset,
+                                                  min(ops[0].length or max_read, max_read))
+            exists, size, version, mtime = True, st.size, st.version, st.mtime
+            first_read = bytes(data)
+        except NotFound:
+            exists, size, version, mtime = False, 0, 0, 0.0
+        except ChecksumError as exc:
+            raise OpFailed(0, errno.EIO, str(exc)) from None
+    else:
+        exists, size, version, mtime = await _stat(store, coll, oid)
     results: list[osd_pb2.OsdOpResult] = []
     out: list[osd_pb2.StoreOp] = []
     now_exists, now_size = exists, size
     for i, op in enumerate(ops):
         res = osd_pb2.OsdOpResult()
+        if i == 0 and first_read is not None:
+            res.data = first_read
+            results.append(res)
+            continue
         try:
             await _one(store, coll, oid, op, res, out, exists, size, version, mtime, max_read,
                        i, now_exists, now_size)
@@ -176,24 +196,30 @@ async def _one(store: ObjectStore, coll: str, oid: bytes, op: osd_pb2.OsdOp,
             res.pairs.add(key=key, value=value)
     elif k == K.OMAP_GET:
         need_object()
+        if len(op.keys) > OMAP_PAGE_MAX:
+            raise OpFailed(i, errno.E2BIG, f"{len(op.keys)} omap keys asked for at once; at "
+                           f"most {OMAP_PAGE_MAX}")
         for key, value in sorted((await store.omap_get(coll, oid, list(op.keys))).items()):
             res.pairs.add(key=key, value=value)
     elif k == K.OMAP_LIST:
         need_object()
-        page, more = await store.omap_list(coll, oid, op.name, op.prefix, op.max or 1000)
+        page, more = await store.omap_list(coll, oid, op.name, op.prefix,
+                                           min(op.max or 1000, OMAP_PAGE_MAX))
         for key, value in page:
             res.pairs.add(key=key, value=value)
         res.more = more
     # --- mutations -----------------------------------------------------------------------
-    elif k == K.WRITE_FULL:
-        out.append(S(kind=S.WRITE_FULL, data=op.data))
-    elif k == K.WRITE:
-        out.append(S(kind=S.WRITE, offset=op.offset, data=op.data))
-    elif k == K.APPEND:
-        out.append(S(kind=S.WRITE, offset=now_size, data=op.data))
+    elif k in (K.WRITE_FULL, K.WRITE, K.APPEND):
+        data = op.data  # taken out of the message once, checked, put in the store op
+        offset = 0 if k == K.WRITE_FULL else op.offset if k == K.WRITE else now_size
+        check_range(offset, len(data))  # a range no store could take: refused here
+        out.append(S(kind=S.WRITE_FULL, data=data) if k == K.WRITE_FULL
+                   else S(kind=S.WRITE, offset=offset, data=data))
     elif k == K.TRUNCATE:
+        check_range(op.offset, 0)
         out.append(S(kind=S.TRUNCATE, offset=op.offset))
     elif k == K.ZERO:
+        check_range(op.offset, op.length)
         if now_exists:  # as in Ceph, zeroing a missing object is a no-op, not a creation
             out.append(S(kind=S.ZERO, offset=op.offset, length=op.length))
     elif k == K.REMOVE:
@@ -206,6 +232,13 @@ async def _one(store: ObjectStore, coll: str, oid: bytes, op: osd_pb2.OsdOp,
         out.append(S(kind=S.TOUCH))
     elif k == K.TOUCH:
         out.append(S(kind=S.TOUCH))
+    elif k == K.CALL:
+        try:
+            changes, res.data = await classes.call(store, coll, oid, now_exists, op.name,
+                                                   op.data)
+        except classes.MethodFailed as exc:
+            raise OpFailed(i, exc.errno, str(exc)) from None
+        out.extend(changes)
     elif k == K.SETXATTR:
         out.append(S(kind=S.SETXATTR, name=op.name, data=op.data))
     elif k == K.RMXATTR:

@@ -1,5 +1,7 @@
-"""The member side of peering, recovery, scrub and heartbeats (`OsdPeer`): what a PG's primary
-asks the other OSDs holding the PG. Changes come only from the PG's current acting primary."""
+"""The member side of peering, recovery and scrub (`OsdPeer`): what a PG's primary asks the other
+OSDs holding the PG. Every request goes to the PG's state machine (osd/pg_host.py), which fences
+it (a request from a peering round older than the one the member follows is refused) and
+decides; Ping answers for the space a write needs."""
 
 from __future__ import annotations
 
@@ -22,13 +24,13 @@ class OsdPeerService(osd_pb2_grpc.OsdPeerServicer):
 
     def __init__(self, osd: OsdService) -> None:
         self.osd = osd
-        self.registry = osd.registry
+        self.host = osd.host
 
     async def _catch_up(self, epoch: int) -> None:
         if epoch > self.osd._osdmap().epoch:
             await self.osd._wait_epoch(epoch)
 
-    def _check_primary(self, pgid: str, epoch: int, from_osd: int) -> None:
+    def _check_primary(self, pgid: str, from_osd: int) -> None:
         """A change to this member's PG comes only from the PG's current acting primary."""
         osdmap = self.osd._osdmap()
         placement = osdmap.pg_to_up_acting(PgId.parse(pgid))
@@ -38,47 +40,45 @@ class OsdPeerService(osd_pb2_grpc.OsdPeerServicer):
 
     async def Query(self, request: osd_pb2.PgQuery, context: Any) -> osd_pb2.PgQueryReply:
         await self._catch_up(request.epoch)
-        return await self.registry.query(checked_coll(request.pgid))
+        return await self.host.request(checked_coll(request.pgid), -1, request)
 
     async def Inventory(self, request: osd_pb2.InventoryRequest, context: Any
                         ) -> osd_pb2.InventoryReply:
-        return await self.registry.inventory(checked_coll(request.pgid), request.after,
-                                             min(request.max or 1000, 10000))
+        return await self.host.request(checked_coll(request.pgid), -1, request)
 
     async def Activate(self, request: osd_pb2.PgActivate, context: Any
                        ) -> osd_pb2.PgActivateReply:
         await self._catch_up(request.epoch)
-        self._check_primary(checked_coll(request.pgid), request.epoch, request.from_osd)
-        await self.registry.activate(request)
-        return osd_pb2.PgActivateReply()
+        coll = checked_coll(request.pgid)
+        self._check_primary(coll, request.from_osd)
+        return await self.host.request(coll, request.from_osd, request)
 
     async def Pull(self, request: osd_pb2.PullRequest, context: Any) -> osd_pb2.PullReply:
         if request.length > self.osd.max_read:
             raise InvalidArgument(f"pull of {request.length} bytes is more than one message "
                                   f"holds ({self.osd.max_read})")
-        return await self.registry.pull(request)
+        return await self.host.request(checked_coll(request.pgid), -1, request)
 
     async def Push(self, request: osd_pb2.PushRequest, context: Any) -> osd_pb2.PushReply:
         await self._catch_up(request.epoch)
-        self._check_primary(checked_coll(request.pgid), request.epoch, request.from_osd)
-        await self.registry.push(request)
-        return osd_pb2.PushReply()
+        coll = checked_coll(request.pgid)
+        self._check_primary(coll, request.from_osd)
+        return await self.host.request(coll, request.from_osd, request)
 
     async def Remove(self, request: osd_pb2.PgRemove, context: Any) -> osd_pb2.PgRemoveReply:
         await self._catch_up(request.epoch)
         coll = checked_coll(request.pgid)
-        self._check_primary(coll, request.epoch, request.from_osd)
+        self._check_primary(coll, request.from_osd)
         placement = self.osd._osdmap().pg_to_up_acting(PgId.parse(coll))
         if self.osd.id in placement.acting or self.osd.id in placement.up:
             raise InvalidArgument(f"osd.{self.osd.id} is a member of {coll}: not removing it")
-        await self.registry.remove(coll)
+        reply = await self.host.request(coll, request.from_osd, request)
         log.info("osd.%d: dropped stray copy of PG %s", self.osd.id, coll)
-        return osd_pb2.PgRemoveReply()
+        return reply
 
     async def ScrubMap(self, request: osd_pb2.ScrubMapRequest, context: Any
                        ) -> osd_pb2.ScrubMapReply:
-        checked_coll(request.pgid)
-        return await self.registry.scrub_map(request)
+        return await self.host.request(checked_coll(request.pgid), -1, request)
 
     async def Ping(self, request: osd_pb2.PingRequest, context: Any) -> osd_pb2.PingReply:
         reply = osd_pb2.PingReply(osd=self.osd.id, epoch=self.osd._osdmap().epoch)

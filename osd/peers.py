@@ -1,4 +1,5 @@
-"""Channels from one OSD to the others, by OSD id, at the addresses the current map gives."""
+"""Channels from one OSD to the others, by OSD id, at the addresses the current map gives: the
+peering stubs (unary calls) and the session that carries RepOps (rados_py/session.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from rados_py import rpc
 from rados_py.config import Config
 from rados_py.osdmap import OSDMap
 from rados_py.proto.loligo import osd_pb2, osd_pb2_grpc
+from rados_py.session import Session
 
 __all__ = ["PeerChannels"]
 
@@ -26,6 +28,7 @@ class PeerChannels:
                                             epoch=lambda: self._osdmap().epoch)
         self._channels: dict[str, tuple[grpc.aio.Channel, osd_pb2_grpc.OsdStub,
                                         osd_pb2_grpc.OsdPeerStub, Any]] = {}
+        self._sessions: dict[str, tuple[grpc.aio.Channel, Session]] = {}
 
     def _entry(self, osd: int) -> tuple[str, osd_pb2_grpc.OsdStub, osd_pb2_grpc.OsdPeerStub,
                                         Any]:
@@ -58,7 +61,24 @@ class PeerChannels:
         addr, _, _, call = self._entry(osd)
         return addr, call
 
+    def session(self, osd: int) -> tuple[str, Session]:
+        """The session to an OSD (its own channel: no interceptor between it and the stream)."""
+        state = self._osdmap().osds.get(osd)
+        if state is None or not state.addr:
+            raise rpc.Unavailable(f"osd.{osd} has no address in the map")
+        entry = self._sessions.get(state.addr)
+        if entry is None:
+            channel = rpc.open_channel(state.addr, self.config, intercept=False)
+            entry = (channel, Session(channel, self._creds.stream_metadata,
+                                      f"osd.{osd} ({state.addr})"))
+            self._sessions[state.addr] = entry
+        return state.addr, entry[1]
+
     async def close(self) -> None:
         for channel, _, _, _ in self._channels.values():
             await channel.close()
         self._channels.clear()
+        for channel, session in self._sessions.values():
+            await session.close()
+            await channel.close()
+        self._sessions.clear()

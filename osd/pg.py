@@ -20,16 +20,18 @@ Rules:
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 from rados_py.errors import InvalidArgument
 from rados_py.osdmap import OSDMap, PgId, Placement
 
-__all__ = ["DEDUP_PER_PG", "MAX_NSPACE", "MAX_OBJECT_NAME", "DedupTable", "PgState", "Route",
-           "RouteDecision", "checked_coll", "coll_for", "pack_version", "route", "split_oid",
-           "store_oid", "unpack_version"]
+__all__ = ["DEDUP_PER_PG", "MAX_NSPACE", "MAX_OBJECT_NAME", "NO_ROUND", "DedupTable", "PgState",
+           "Route", "RouteDecision", "Token", "checked_coll", "coll_for", "pack_version",
+           "refusal", "route", "split_oid", "store_oid", "token_of", "unpack_version"]
 
 MAX_OBJECT_NAME = 4000  # bytes; with the namespace it stays under the store's 4096
 MAX_NSPACE = 64
@@ -129,8 +131,38 @@ def route(osdmap: OSDMap, me: int, client_epoch: int, pool_id: int, pg_seed: int
     return RouteDecision(Route.SERVE, "", placement, pgid)
 
 
+# --- interval fencing ---------------------------------------------------------------------
+Token = tuple[int, int]  # (epoch the interval started, peering round): larger is newer
+NO_ROUND: Token = (0, 0)
+# messages that change a member's PG in the round it is activated for, and only then
+_SAME_ROUND = frozenset({"write", "push"})
+
+
+def token_of(interval: Any) -> Token:
+    """The (epoch, round) of an `Interval` message (NO_ROUND when absent)."""
+    return (interval.epoch, interval.round) if interval is not None else NO_ROUND
+
+
+def refusal(kind: str, token: Token, fence: Token) -> str:
+    """Why a member whose fence is `fence` refuses a message of `kind` ("query", "activate",
+    "write", "push", "pull", "scrub", "inventory", "remove") from peering round `token`, or "".
+
+    Anything from a round older than the fence is refused: the member has answered a newer
+    primary, whose view of the PG must not change behind its back. Writes and pushes must
+    come from exactly the round the member was activated for (a newer round has not
+    activated it yet)."""
+    if token < fence:
+        return (f"{kind} from peering round {token}, older than the round {fence} this member "
+                "follows: dropped")
+    if kind in _SAME_ROUND and token != fence:
+        return (f"{kind} from peering round {token}, but this member is activated for "
+                f"{fence}: the PG must peer first")
+    return ""
+
+
 class DedupTable:
-    """(client, tid) -> the answer given, so a resent write is answered, not applied again.
+    """(client, tid) -> the answer given (its bytes, or only the version it got), so a resent
+    write is answered, not applied again.
 
     Bounded per PG (oldest forgotten first): a client resends within its deadline, long before
     thousands of newer requests of the PG push its entry out.
@@ -138,12 +170,12 @@ class DedupTable:
 
     def __init__(self, capacity: int = DEDUP_PER_PG) -> None:
         self.capacity = capacity
-        self._entries: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, int], bytes | int] = OrderedDict()
 
-    def get(self, client: str, tid: int) -> bytes | None:
+    def get(self, client: str, tid: int) -> bytes | int | None:
         return self._entries.get((client, tid))
 
-    def put(self, client: str, tid: int, answer: bytes) -> None:
+    def put(self, client: str, tid: int, answer: bytes | int) -> None:
         if not client:
             return
         self._entries[(client, tid)] = answer
@@ -169,6 +201,10 @@ class PgState:
     missing: dict[bytes, int] = field(default_factory=dict)
     scrubbed: tuple[float, float] = (0.0, 0.0)  # last scrub and deep scrub (Unix time)
     dedup: DedupTable = field(default_factory=DedupTable)
+    # pipelined writes: last_seq counts those queued; these are not durable yet
+    queued: set[asyncio.Future[bool]] = field(default_factory=set)
+    inflight: dict[tuple[str, int], asyncio.Future[bool]] = field(default_factory=dict)
+    failed: str = ""  # a write failed here: refuse the next ones until the PG peers again
 
     def next_version(self, epoch: int) -> tuple[int, int]:
         """(seq, packed version) for the next write, ordered after every earlier one."""

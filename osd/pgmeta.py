@@ -112,9 +112,11 @@ def clear_missing(txn: Transaction, coll: str, oid: bytes) -> None:
 
 
 def add_log(txn: Transaction, coll: str, seq: int, entry: osd_pb2.PgLogEntry,
-            log_tail: int) -> int:
-    """Append one entry; trim the oldest when the log is long. Returns the new tail."""
-    txn.log_append(coll, seq, entry.SerializeToString())
+            log_tail: int, after: int | None = None) -> int:
+    """Append one entry (behind `after`, see Transaction.log_append); trim the oldest when the
+    log is long. Returns the new tail."""
+    txn.log_append(coll, seq, entry.SerializeToString(),
+                   after=after if after is not None and after > log_tail else None)
     if seq - log_tail > LOG_MAX + LOG_TRIM_SLACK:
         log_tail = seq - LOG_MAX
         txn.log_trim(coll, log_tail)

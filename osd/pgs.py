@@ -1,157 +1,132 @@
-"""The member side of PGs on one OSD: in-memory state mirrored from the store, and every change
-a member makes to a PG (a replicated write, an activation, a recovered object, a removal).
+"""A PG member's store I/O: what the PG state machine (osd/pg_machine.py) decides, made into
+store transactions, and the reads a primary asks a member for.
 
-Whether this OSD is the PG's primary or a replica, the same code applies a change, so the
-members of a PG stay byte-identical. Each change is one store transaction, durable before the
-call returns, that updates the objects together with the PG's log, info and missing set.
+- `load` reads a member's state of a PG (log, info, missing set) into a `MemberState`;
+- `transaction` turns a `Persist` effect into one store transaction (a replicated write with
+  its log entry, an activation, a removal, the scrub stamps) - built at once, so the host
+  queues it in the order the machine asked; `push_transaction` (a recovered object's part)
+  looks at the object first, so it is async;
+- `pull`, `inventory`, `scrub_map` answer the primary's reads.
 
-A per-PG member lock orders these changes on this OSD. It is separate from the primary's op
-lock (osd/service.py), which is held across a whole client op while this one is taken only
-for the local transaction, so an OSD that is primary and replica of the same PG during a map
-change cannot deadlock with itself.
+Everything a change writes goes in the same transaction as the objects it describes (the log,
+info and missing set live in the PG's meta object and log, see osd/pgmeta.py), so it is
+exactly as durable.
 """
 
 from __future__ import annotations
-
-import asyncio
-from collections.abc import Iterable
 
 import xxhash
 
 from osd import ops as ops_mod
 from osd import pgmeta
 from osd.objectstore import ChecksumError, NotFound, ObjectStore, Transaction
-from osd.pg import PgState
-from rados_py.errors import StaleEpoch
+from osd.pg_events import Persist
+from osd.pg_member import MemberState
 from rados_py.proto.loligo import osd_pb2
 
-__all__ = ["PgRegistry"]
+__all__ = ["PgStore"]
 
 SCRUB_READ = 8 << 20  # deep scrub reads objects in parts of this size
 
 
-class PgRegistry:
-    """PG states of one OSD, loaded from the store on first use."""
+class PgStore:
+    """The PG-level I/O of one OSD's store."""
 
     def __init__(self, store: ObjectStore) -> None:
         self.store = store
-        self._pgs: dict[str, PgState] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
         self._colls: set[str] | None = None
-
-    def lock(self, coll: str) -> asyncio.Lock:
-        return self._locks.setdefault(coll, asyncio.Lock())
 
     async def collections(self) -> set[str]:
         if self._colls is None:
             self._colls = set(await self.store.list_collections())
         return self._colls
 
-    async def exists(self, coll: str) -> bool:
-        return coll in await self.collections()
-
-    async def get(self, coll: str) -> PgState:
-        """The PG's state (loaded from the store the first time: log, info, missing, dedup)."""
-        state = self._pgs.get(coll)
-        if state is not None:
-            return state
+    async def load(self, coll: str) -> MemberState:
         loaded = await pgmeta.load(self.store, coll)
-        state = PgState(coll, log_tail=loaded.log_tail, les=loaded.les,
-                        les_acting=loaded.les_acting, missing=loaded.missing,
-                        scrubbed=loaded.scrubbed)
-        state.last_seq = loaded.log_tail
-        for seq, entry in loaded.log:
-            state.applied(seq, entry.version)
-            state.dedup.put(entry.client, entry.tid, osd_pb2.OpReply(
-                status=osd_pb2.OpReply.OK, version=entry.version).SerializeToString())
-        return self._pgs.setdefault(coll, state)
+        return MemberState(exists=loaded.exists, les=loaded.les, les_acting=loaded.les_acting,
+                           log_tail=loaded.log_tail, log=list(loaded.log),
+                           missing=dict(loaded.missing), scrubbed=loaded.scrubbed)
 
-    async def _submit(self, coll: str, txn: Transaction) -> None:
-        await self.store.submit(txn)
-        (await self.collections()).add(coll)
-
-    async def _new_txn(self, coll: str) -> Transaction:
+    def _txn(self, coll: str) -> Transaction:
+        assert self._colls is not None, "collections() first"
         txn = Transaction()
-        if not await self.exists(coll):
+        if coll not in self._colls:
             txn.create_collection(coll)
         return txn
 
-    # --- writes ----------------------------------------------------------------------------
-    async def apply_write(self, rep: osd_pb2.RepOpRequest) -> bool:
-        """Apply a resolved write with its log entry, durably. False: it had it already."""
-        coll = rep.pgid
-        async with self.lock(coll):
-            pg = await self.get(coll)
-            if rep.entry.client and pg.dedup.get(rep.entry.client, rep.entry.tid) is not None:
-                return False  # a resend of a write this member has
-            if rep.epoch < pg.les:
-                raise StaleEpoch(f"{coll}: a write of epoch {rep.epoch}, from before this "
-                                 f"member's activation at epoch {pg.les}: dropped")
-            if rep.seq <= pg.last_seq:
-                raise StaleEpoch(f"{coll}: log position {rep.seq} is taken here (last "
-                                 f"{pg.last_seq}) by another write: the PG must peer again")
-            txn = await self._new_txn(coll)
-            version = None if rep.entry.removed else rep.entry.version
-            ops_mod.to_transaction(txn, coll, rep.oid, list(rep.ops), version)
-            tail = pgmeta.add_log(txn, coll, rep.seq, rep.entry, pg.log_tail)
-            await self._submit(coll, txn)
-            pg.log_tail = tail
-            pg.applied(rep.seq, rep.entry.version)
-            pg.dedup.put(rep.entry.client, rep.entry.tid, osd_pb2.OpReply(
-                status=osd_pb2.OpReply.OK, version=rep.entry.version).SerializeToString())
-            return True
+    def committed(self, coll: str, what: object) -> None:
+        """A transaction of `coll` is durable (the collection exists, or is gone)."""
+        assert self._colls is not None
+        if isinstance(what, osd_pb2.PgRemove):
+            self._colls.discard(coll)
+        else:
+            self._colls.add(coll)
 
-    # --- peering -----------------------------------------------------------------------------
-    async def query(self, coll: str) -> osd_pb2.PgQueryReply:
-        async with self.lock(coll):
-            loaded = await pgmeta.load(self.store, coll)
-        reply = osd_pb2.PgQueryReply(exists=loaded.exists)
-        if not loaded.exists:
-            return reply
-        last = loaded.log[-1] if loaded.log else None
-        reply.info.CopyFrom(osd_pb2.PgInfo(
-            pgid=coll, last_update=last[1].version if last else 0,
-            last_seq=last[0] if last else loaded.log_tail, log_tail=loaded.log_tail,
-            les=loaded.les, les_acting=loaded.les_acting))
-        reply.log.extend(osd_pb2.PgLogRecord(seq=s, entry=e) for s, e in loaded.log)
-        reply.missing.extend(osd_pb2.MissingItem(oid=o, need=n)
-                             for o, n in loaded.missing.items())
-        return reply
-
-    async def inventory(self, coll: str, after: bytes, max_items: int
-                        ) -> osd_pb2.InventoryReply:
-        reply = osd_pb2.InventoryReply()
-        try:
-            rows, more = await self.store.list_versions(coll, after, max_items)
-        except NotFound:
-            return reply
-        # the PG's meta object sorts after every client object, so skipping it keeps paging
-        reply.objects.extend(osd_pb2.MissingItem(oid=oid, need=version)
-                             for oid, version, _ in rows if not pgmeta.is_pgmeta(oid))
-        reply.more = more
-        return reply
-
-    async def activate(self, msg: osd_pb2.PgActivate) -> None:
-        """Follow the authoritative history: drop divergent entries (or the whole log), append
-        the auth's, record the activation and the missing set - one transaction."""
-        coll = msg.pgid
-        async with self.lock(coll):
-            pg = await self.get(coll)
-            txn = await self._new_txn(coll)
-            if msg.replace_log:
+    def transaction(self, coll: str, effect: Persist) -> Transaction:
+        """The transaction of a write, activation, removal or stamps (not of a push)."""
+        what = effect.what
+        if isinstance(what, osd_pb2.RepOpRequest):
+            txn = self._txn(coll)
+            version = None if what.entry.removed else what.entry.version
+            ops_mod.to_transaction(txn, coll, what.oid, list(what.ops), version)
+            txn.log_append(coll, what.seq, what.entry.SerializeToString(),
+                           after=effect.log_after or None)
+            if effect.trim_to:
+                txn.log_trim(coll, effect.trim_to)
+            return txn
+        if isinstance(what, osd_pb2.PgActivate):
+            txn = self._txn(coll)
+            if what.replace_log:
                 txn.log_trim(coll, 1 << 62)
-                tail = msg.keep_through
             else:
-                txn.log_rollback(coll, msg.keep_through)
-                tail = pg.log_tail
-            for record in msg.append:
+                txn.log_rollback(coll, what.keep_through)
+            for record in what.append:
                 txn.log_append(coll, record.seq, record.entry.SerializeToString())
-            pgmeta.set_info(txn, coll, msg.les, list(msg.acting), tail, pg.scrubbed)
-            pgmeta.set_missing(txn, coll, {m.oid: m.need for m in msg.missing})
-            await self._submit(coll, txn)
-            self._pgs.pop(coll, None)  # reload: last_seq, dedup and missing follow the new log
-            await self.get(coll)
+            assert effect.info is not None
+            les, acting, tail = effect.info
+            pgmeta.set_info(txn, coll, les, acting, tail, effect.stamps)
+            pgmeta.set_missing(txn, coll, {m.oid: m.need for m in what.missing})
+            return txn
+        if isinstance(what, osd_pb2.PgRemove):
+            assert self._colls is not None
+            txn = Transaction()
+            if coll in self._colls:
+                txn.remove_collection(coll)
+            return txn
+        assert what == "scrubbed" and effect.info is not None
+        txn = self._txn(coll)
+        les, acting, tail = effect.info
+        pgmeta.set_info(txn, coll, les, acting, tail, effect.stamps)
+        return txn
 
+    async def push_transaction(self, coll: str, msg: osd_pb2.PushRequest) -> Transaction:
+        """Write (a part of) a recovered object; the last part clears it from missing."""
+        oid = msg.oid
+        txn = self._txn(coll)
+        if msg.first or msg.remove:
+            try:
+                await self.store.stat(coll, oid)
+                txn.remove(coll, oid)
+            except NotFound:
+                pass
+        if not msg.remove:
+            if msg.first:
+                txn.touch(coll, oid)
+                for kv in msg.xattrs:
+                    txn.setxattr(coll, oid, kv.key, kv.value)
+                if msg.omap_header:
+                    txn.omap_set_header(coll, oid, msg.omap_header)
+            if msg.data:
+                txn.write(coll, oid, msg.offset, msg.data)
+            if msg.omap:
+                txn.omap_set(coll, oid, [(kv.key, kv.value) for kv in msg.omap])
+        if msg.last or msg.remove:
+            if not msg.remove:
+                txn.set_version(coll, oid, msg.version)
+            pgmeta.clear_missing(txn, coll, oid)
+        return txn
+
+    # --- reads of the primary ----------------------------------------------------------------
     async def pull(self, req: osd_pb2.PullRequest) -> osd_pb2.PullReply:
         """An object's state in parts (a recovery source)."""
         coll, oid = req.pgid, req.oid
@@ -176,38 +151,18 @@ class PgRegistry:
             reply.omap_more = more
         return reply
 
-    async def push(self, msg: osd_pb2.PushRequest) -> None:
-        """Write (a part of) a recovered object; the last part clears it from missing."""
-        coll, oid = msg.pgid, msg.oid
-        async with self.lock(coll):
-            pg = await self.get(coll)
-            txn = await self._new_txn(coll)
-            exists = True
-            if msg.first or msg.remove:
-                try:
-                    await self.store.stat(coll, oid)
-                except NotFound:
-                    exists = False
-                if exists:
-                    txn.remove(coll, oid)
-            if not msg.remove:
-                if msg.first:
-                    txn.touch(coll, oid)
-                    for kv in msg.xattrs:
-                        txn.setxattr(coll, oid, kv.key, kv.value)
-                    if msg.omap_header:
-                        txn.omap_set_header(coll, oid, msg.omap_header)
-                if msg.data:
-                    txn.write(coll, oid, msg.offset, msg.data)
-                if msg.omap:
-                    txn.omap_set(coll, oid, [(kv.key, kv.value) for kv in msg.omap])
-            if msg.last or msg.remove:
-                if not msg.remove:
-                    txn.set_version(coll, oid, msg.version)
-                pgmeta.clear_missing(txn, coll, oid)
-            await self._submit(coll, txn)
-            if msg.last or msg.remove:
-                pg.missing.pop(oid, None)
+    async def inventory(self, coll: str, after: bytes, max_items: int
+                        ) -> osd_pb2.InventoryReply:
+        reply = osd_pb2.InventoryReply()
+        try:
+            rows, more = await self.store.list_versions(coll, after, max_items)
+        except NotFound:
+            return reply
+        # the PG's meta object sorts after every client object, so skipping it keeps paging
+        reply.objects.extend(osd_pb2.MissingItem(oid=oid, need=version)
+                             for oid, version, _ in rows if not pgmeta.is_pgmeta(oid))
+        reply.more = more
+        return reply
 
     async def scrub_map(self, req: osd_pb2.ScrubMapRequest) -> osd_pb2.ScrubMapReply:
         """Size, version and digests of this member's objects in (after, upto]."""
@@ -260,23 +215,3 @@ class PgRegistry:
             out.size, out.version = 0, 0
         out.meta_digest = meta.digest()
         return out
-
-    async def set_scrubbed(self, coll: str, scrubbed: tuple[float, float]) -> None:
-        """Remember when the PG was last scrubbed and deep-scrubbed (the schedule survives
-        restarts)."""
-        async with self.lock(coll):
-            pg = await self.get(coll)
-            txn = await self._new_txn(coll)
-            pgmeta.set_info(txn, coll, pg.les, pg.les_acting, pg.log_tail, scrubbed)
-            await self._submit(coll, txn)
-            pg.scrubbed = scrubbed
-
-    async def remove(self, coll: str) -> None:
-        async with self.lock(coll):
-            if await self.exists(coll):
-                await self.store.submit(Transaction().remove_collection(coll))
-                (await self.collections()).discard(coll)
-            self._pgs.pop(coll, None)
-
-    def cached(self) -> Iterable[PgState]:
-        return self._pgs.values()

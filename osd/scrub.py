@@ -1,9 +1,9 @@
 """Scrub: the primary compares, a range of objects at a time, what every acting member holds.
 
 Light scrub compares object lists, sizes, versions and xattrs; deep scrub also reads every byte
-(each block's checksum is verified on the way) and compares data and omap digests. Each range
-is compared under the PG's op lock, so no write changes it mid-comparison, and ops wait only
-for one range at a time.
+(each block's checksum is verified on the way) and compares data and omap digests. While a
+range is compared, writes to it wait and those in flight finish first (the PG state machine
+holds them back), so no write changes it mid-comparison; reads go on.
 
 The authoritative copy of an object is the newest version among the readable copies, then the
 one most members agree with, then the primary's. Every other copy is inconsistent: reported in
@@ -23,18 +23,17 @@ import random
 import time
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import grpc
 
 from osd.pg import split_oid
-from osd.pg_primary import PgPrimary
-from osd.recovery import Recovery
-from rados_py import rpc
+from osd.pg_host import PgHost, ScrubResult
+from rados_py.config import Config
 from rados_py.errors import InvalidArgument, LoligoError
 from rados_py.proto.loligo import osd_pb2
 
-__all__ = ["Finding", "Scrubber", "compare"]
+__all__ = ["Finding", "ScrubResult", "Scrubber", "compare"]
 
 log = logging.getLogger(__name__)
 CHUNK = 100  # objects compared per range
@@ -88,88 +87,32 @@ def compare(maps: Mapping[int, Mapping[bytes, osd_pb2.ScrubObject]], primary: in
     return findings
 
 
-@dataclass
-class ScrubResult:
-    objects: int = 0
-    findings: list[Finding] = field(default_factory=list)
-    repaired: int = 0
-
-
 class Scrubber:
-    """Scrubs the PGs `recovery` leads, on demand and on a schedule."""
+    """Scrubs the PGs this OSD leads, on demand and on a schedule (the comparing itself is the
+    PG state machine's, osd/pg_machine.py, with `compare` run by its host)."""
 
-    def __init__(self, recovery: Recovery) -> None:
-        self.recovery = recovery
-        self.config = recovery.config
+    def __init__(self, host: PgHost, config: Config) -> None:
+        self.host = host
+        self.config = config
         self._one_at_a_time = asyncio.Lock()
         # a never-scrubbed PG: when the schedule first saw it, and the share of an interval
         # to wait from then
         self._first: dict[tuple[str, bool], tuple[float, float]] = {}
         self._retry: dict[tuple[str, bool], float] = {}  # after a failed scheduled scrub
 
-    async def _map(self, osd: int, req: osd_pb2.ScrubMapRequest) -> dict[bytes,
-                                                                         osd_pb2.ScrubObject]:
-        if osd == self.recovery.id:
-            reply = await self.recovery.registry.scrub_map(req)
-        else:
-            addr, stub = self.recovery.peers.peer(osd)
-            reply = await rpc.call_with_retry(stub.ScrubMap, req, idempotent=True,
-                                              config=self.config, address=f"osd.{osd} ({addr})")
-        return {o.oid: o for o in reply.objects}
-
-    async def scrub(self, prim: PgPrimary, deep: bool, repair: bool) -> ScrubResult:
-        if prim.phase != "active" or prim.missing_count() or prim.recovering:
-            raise InvalidArgument(f"PG {prim.coll} is {prim.state()}: it can be scrubbed once "
-                                  "it is active+clean")
+    async def scrub(self, coll: str, deep: bool, repair: bool) -> ScrubResult:
+        prim = self.host.primary(coll)
+        if prim is None or prim.phase != "active" or prim.missing_count() or prim.recovering:
+            state = "not led here" if prim is None else prim.state()
+            raise InvalidArgument(f"PG {coll} is {state}: it can be scrubbed once it is "
+                                  "active+clean")
         async with self._one_at_a_time:
-            return await self._scrub(prim, deep, repair)
-
-    async def _scrub(self, prim: PgPrimary, deep: bool, repair: bool) -> ScrubResult:
-        result = ScrubResult()
-        store = self.recovery.registry.store
-        prim.scrubbing = "deep" if deep else "scrub"
-        after = b""
-        try:
-            while True:
-                async with self.recovery._op_lock(prim.coll):
-                    if prim.closed.is_set():
-                        raise InvalidArgument(f"PG {prim.coll} changed interval during scrub")
-                    try:
-                        rows, more = await store.list_versions(prim.coll, after, CHUNK)
-                    except LoligoError:
-                        rows, more = [], False
-                    upto = rows[-1][0] if more and rows else b""
-                    req = osd_pb2.ScrubMapRequest(pgid=prim.coll, after=after, upto=upto,
-                                                  deep=deep)
-                    maps = await asyncio.gather(*(self._map(o, req) for o in prim.acting))
-                    found = compare(dict(zip(prim.acting, maps, strict=True)),
-                                    self.recovery.id, deep)
-                    result.objects += len(set().union(*(m.keys() for m in maps)))
-                    for finding in found:
-                        if (repair or self.config.osd_scrub_auto_repair) and finding.auth >= 0:
-                            await self.recovery._copy(prim, finding.auth, finding.oid,
-                                                      finding.version, finding.bad)
-                            result.repaired += 1
-                            prim.inconsistent.pop(finding.oid, None)
-                        else:
-                            result.findings.append(finding)
-                if not upto:
-                    break
-                after = upto
-        finally:
-            prim.scrubbing = ""
-        prim.inconsistent = {f.oid: f.why for f in result.findings}
-        now = time.time()
-        prim.last_scrub_stamp = now
-        if deep:
-            prim.last_deep_scrub_stamp = now
-        await self.recovery.registry.set_scrubbed(
-            prim.coll, (prim.last_scrub_stamp, prim.last_deep_scrub_stamp))
-        log.info("osd.%d: %s of PG %s: %d objects, %d inconsistent, %d repaired", self.recovery.id,
-                 "deep-scrub" if deep else "scrub", prim.coll, result.objects,
+            result = await self.host.scrub(coll, deep, repair, time.time())
+        log.info("osd.%d: %s of PG %s: %d objects, %d inconsistent, %d repaired", self.host.id,
+                 "deep-scrub" if deep else "scrub", coll, result.objects,
                  len(result.findings), result.repaired)
         for f in result.findings:
-            log.warning("osd.%d: PG %s object %r inconsistent: %s", self.recovery.id, prim.coll,
+            log.warning("osd.%d: PG %s object %r inconsistent: %s", self.host.id, coll,
                         split_oid(f.oid)[1], f.why)
         return result
 
@@ -179,7 +122,7 @@ class Scrubber:
         while True:
             await asyncio.sleep(1.0)
             now = time.time()
-            for coll, prim in list(self.recovery.primaries.items()):
+            for coll, prim in list(self.host.primaries.items()):
                 if prim.state() != "active+clean":
                     continue
                 for deep, every, last in (
@@ -194,9 +137,8 @@ class Scrubber:
                                  self._retry.get((coll, deep), 0.0)):
                         continue
                     try:
-                        await self.scrub(prim, deep, repair=False)
+                        await self.scrub(coll, deep, repair=False)
                     except (LoligoError, grpc.aio.AioRpcError) as exc:
-                        log.info("osd.%d: scheduled scrub of %s: %s", self.recovery.id, coll,
-                                 exc)
+                        log.info("osd.%d: scheduled scrub of %s: %s", self.host.id, coll, exc)
                         self._retry[(coll, deep)] = now + RETRY_AFTER
                     break

@@ -338,6 +338,12 @@ SCHEMA: Mapping[str, Option] = MappingProxyType({o.name: o for o in (
            "between its own commit and theirs).", ("osd",), min=0, max=60),
     Option("osd_peering_retry", "duration", 0.5, "Pause before peering again when a member "
            "of the acting set did not answer.", ("osd",), min=0.01, max=60),
+    Option("osd_client_message_cap", "int", 256, "Client ops one OSD takes in at a time (as "
+           "Ceph's); past it, it stops reading its clients' sessions until ops finish (the "
+           "clients wait, nothing is refused).", ("osd",), min=1, max=100000),
+    Option("osd_client_message_size_cap", "size", 256 * _MIB, "Bytes of client ops one OSD "
+           "holds at a time; one op bigger than this waits until it is alone.", ("osd",),
+           min=_MIB, max=1 << 40),
     Option("mds_beacon_interval", "duration", 1.0, "How often an MDS tells the monitors it "
            "is alive.", ("mds", "mon"), min=0.01, max=60),
     Option("mds_beacon_grace", "duration", 5.0, "An MDS silent this long is declared failed "

@@ -10,9 +10,11 @@ import logging
 import os
 import resource
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from rados_py import memory
 from rados_py.config import Config
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,18 @@ async def serve(daemon: Daemon, config: Config, name: str) -> int:
     return 0
 
 
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when it is installed (a cheaper loop for everything that is not
+    grpc's own machinery), else asyncio's."""
+    if os.environ.get("LOLIGO_EVENT_LOOP") == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
 def _raise_fd_limit() -> None:
     """As many open files as the system lets us (Ceph raises its own limit too): every client
     connection is one, and running out would refuse new clients, not only the idle ones."""
@@ -72,11 +86,13 @@ def run(daemon_factory, config: Config, name: str) -> int:
     SIGPIPE stays ignored (Python's default): a peer that closes its end must cost that one
     connection an EPIPE, never the daemon its life."""
     setup_logging(config, name)
+    memory.tune()
     if signal.getsignal(signal.SIGPIPE) == signal.SIG_DFL:
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     _raise_fd_limit()
     try:
-        return asyncio.run(serve(daemon_factory(), config, name))
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            return runner.run(serve(daemon_factory(), config, name))
     except Exception:
         log.exception("%s failed", name)
         raise

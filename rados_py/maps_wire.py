@@ -19,7 +19,7 @@ def osdmap_to_proto(m: OSDMap) -> maps_pb2.OSDMap:
                       flags=sorted(p.flags), created=p.created)
     for o in sorted(m.osds.values(), key=lambda o: o.id):
         msg.osds.add(id=o.id, addr=o.addr, up=o.up, weight=o.weight, up_from=o.up_from,
-                     down_at=o.down_at, auto_out=o.auto_out)
+                     down_at=o.down_at, auto_out=o.auto_out, heartbeat_addr=o.heartbeat_addr)
     for pgid, osds in sorted(m.pg_temp.items()):
         msg.pg_temp.add(pool=pgid.pool, seed=pgid.seed, osds=list(osds))
     return msg
@@ -34,7 +34,8 @@ def osdmap_from_proto(msg: maps_pb2.OSDMap) -> OSDMap:
                           pgp_num=p.pgp_num, crush_rule=p.crush_rule, type=p.type,
                           flags=frozenset(p.flags), created=p.created) for p in msg.pools},
         osds={o.id: OsdState(o.id, up=o.up, weight=o.weight, addr=o.addr, up_from=o.up_from,
-                             down_at=o.down_at, auto_out=o.auto_out) for o in msg.osds},
+                             down_at=o.down_at, auto_out=o.auto_out,
+                             heartbeat_addr=o.heartbeat_addr) for o in msg.osds},
         pg_temp={PgId(t.pool, t.seed): tuple(t.osds) for t in msg.pg_temp},
         flags=frozenset(msg.flags),
     )

@@ -50,6 +50,8 @@ from rados_py.errors import (
 from rados_py.monclient import MonClient
 from rados_py.osdmap import OSDMap, PgId
 from rados_py.proto.loligo import mon_pb2, osd_pb2, osd_pb2_grpc
+from rados_py.session import OP as OP_FRAME
+from rados_py.session import Session
 
 __all__ = ["CompareFailed", "IoCtx", "ListedObject", "ObjectOp", "Rados", "Stat"]
 
@@ -175,6 +177,17 @@ class ObjectOp:
     def assert_version(self, version: int) -> ObjectOp:
         return self._add(kind=K.ASSERT_VERSION, version=version)
 
+    def call(self, method: bytes | str, data: bytes = b"") -> ObjectOp:
+        """Run an OSD class method ("counters.add"...) atomically with the other ops; its
+        output is the op's result data."""
+        return self._add(kind=K.CALL, name=_b(method), data=bytes(data))
+
+    def counters_add(self, key: bytes | str, create: bool = False, **deltas: int) -> ObjectOp:
+        """Add to the integers of the JSON object at omap key `key`, on the OSD (no
+        read-modify-write: concurrent adders never conflict)."""
+        return self.call("counters.add", osd_pb2.CounterAdd(
+            key=_b(key), deltas=deltas, create=create).SerializeToString())
+
     def cmpxattr(self, name: bytes | str, value: bytes, cmp: str = "eq") -> ObjectOp:
         return self._add(kind=K.CMPXATTR, name=_b(name), data=bytes(value), cmp=_cmp(cmp))
 
@@ -197,6 +210,7 @@ class Rados:
         self._creds = rpc.ClientCredentials(conf.fsid, self.mon._creds.ticket,
                                             epoch=self.mon._epoch)
         self._channels: dict[str, tuple[grpc.aio.Channel, osd_pb2_grpc.OsdStub]] = {}
+        self._sessions: dict[str, tuple[grpc.aio.Channel, Session]] = {}
         self.max_data = conf.rpc_max_message_size - ENVELOPE
 
     async def connect(self) -> Rados:
@@ -208,6 +222,10 @@ class Rados:
         for channel, _ in self._channels.values():
             await channel.close()
         self._channels.clear()
+        for channel, session in self._sessions.values():
+            await session.close()
+            await channel.close()
+        self._sessions.clear()
         await self.mon.close()
 
     async def __aenter__(self) -> Rados:
@@ -268,6 +286,24 @@ class Rados:
             self._channels[addr] = entry
         return entry[1]
 
+    def _session(self, addr: str, osd: int) -> Session:
+        """The session to the OSD at `addr` (ops travel there; listings use `_stub`)."""
+        entry = self._sessions.get(addr)
+        if entry is None:
+            channel = rpc.open_channel(addr, self.config, intercept=False)
+            entry = (channel, Session(channel, self._creds.stream_metadata,
+                                      f"osd.{osd} ({addr})"))
+            self._sessions[addr] = entry
+        return entry[1]
+
+    async def _call(self, call: str, addr: str, osd: int, request: Any, remaining: float
+                    ) -> Any:
+        if call == "Op":  # the data path: a frame in the OSD's session
+            frame = await self._session(addr, osd).call(OP_FRAME, request.SerializeToString(),
+                                                         remaining)
+            return frame.op_reply
+        return await getattr(self._stub(addr), call)(request, timeout=remaining)
+
     async def _refresh(self, min_epoch: int, deadline: float) -> None:
         loop = asyncio.get_running_loop()
         remaining = max(0.1, min(deadline - loop.time(), 5.0))
@@ -299,13 +335,15 @@ class Rados:
                 last = f"PG {pgid} has no primary at epoch {osdmap.epoch}"
             else:
                 try:
-                    reply = await getattr(self._stub(state.addr), call)(
-                        build(osdmap.epoch, pgid.seed), timeout=remaining)
+                    reply = await self._call(call, state.addr, primary,
+                                             build(osdmap.epoch, pgid.seed), remaining)
                 except grpc.aio.AioRpcError as err:
                     if err.code() not in (grpc.StatusCode.UNAVAILABLE,
                                           grpc.StatusCode.DEADLINE_EXCEEDED):
                         raise rpc.from_grpc_error(err, f"osd.{primary}") from None
                     last = f"osd.{primary} ({state.addr}): {err.code().name}"
+                except (rpc.Unavailable, Timeout) as exc:
+                    last = f"osd.{primary} ({state.addr}): {exc}"
                 else:
                     if reply.status in (R.OK, R.FAILED):
                         return reply
@@ -323,17 +361,20 @@ class Rados:
     async def execute(self, pool_id: int, nspace: bytes, name: bytes,
                       ops: list[osd_pb2.OsdOp]) -> osd_pb2.OpReply:
         """Run a compound op; the reply (OK), or the typed error of the op that failed."""
-        size = sum(len(op.data) + sum(len(p.key) + len(p.value) for p in op.pairs)
-                   for op in ops)
-        if size > self.max_data:
+        # the encoded size (len(op.data) would copy the data out); each op's own few bytes of
+        # framing come out of the envelope's headroom
+        size = sum(op.ByteSize() for op in ops)
+        if size > self.max_data + ENVELOPE // 2:
             raise InvalidArgument(f"request carries {size} bytes, more than one message holds "
                                   f"({self.max_data}; rpc_max_message_size): write it in parts "
                                   "at offsets")
         tid = next(self._tids)  # kept across every resend of this request
+        request = osd_pb2.OpRequest(pool=pool_id, name=name, nspace=nspace,
+                                    client=self.client_id, tid=tid, ops=ops)
 
         def build(epoch: int, seed: int) -> osd_pb2.OpRequest:
-            return osd_pb2.OpRequest(epoch=epoch, pool=pool_id, pg_seed=seed, name=name,
-                                     nspace=nspace, client=self.client_id, tid=tid, ops=ops)
+            request.epoch, request.pg_seed = epoch, seed  # built once: the data copied once
+            return request
 
         reply = await self._send(f"op on {show_name(name, 80)}", build, "Op", pool_id,
                                  lambda m: m.object_to_pg(pool_id, name, nspace)[1])
@@ -344,6 +385,15 @@ class Rados:
             exc.failed_op = reply.failed_op  # type: ignore[attr-defined]  # which op, in order
             raise exc
         return reply
+
+    async def osd_perf(self, osd: int) -> dict[str, int]:
+        """An OSD's counters (`Osd/Perf`: session traffic, store commits and fsyncs)."""
+        state = self.osdmap.osds.get(osd)
+        if state is None or not state.addr:
+            raise NotFound(f"osd.{osd} has no address in the map")
+        reply = await self._stub(state.addr).Perf(osd_pb2.PerfRequest(),
+                                                  timeout=self.config.rpc_timeout)
+        return dict(reply.counters)
 
     async def list_pg(self, pool_id: int, seed: int, nspace: bytes, all_ns: bool,
                       after: bytes, max_items: int) -> osd_pb2.ListReply:

@@ -3,10 +3,11 @@
 Daemons and clients never build a grpc server or channel themselves, so every connection gets
 the same message limits, keepalive, cluster check and authentication:
 
-- `make_server` returns a server whose interceptor refuses, before any servicer runs, a request
-  from another cluster (FAILED_PRECONDITION), without a valid ticket (UNAUTHENTICATED) or without
-  the caps the method needs (PERMISSION_DENIED); servicers raise typed Loligo errors and the
-  interceptor turns them into status codes with `_ERRORS`, the one table of the wire mapping.
+- `make_server` returns a server that refuses, before any servicer runs, a request from another
+  cluster (FAILED_PRECONDITION), without a valid ticket (UNAUTHENTICATED) or without the caps
+  the method needs (PERMISSION_DENIED); servicers raise typed Loligo errors and the guard turns
+  them into status codes with `_ERRORS`, the one table of the wire mapping (requests carried in
+  a session, rados_py/session.py, travel as `error_reply` family names through the same table).
 - `open_channel` + `ClientCredentials` attach fsid and ticket to every call, renewing the ticket
   before it expires; `call_with_retry` retries what is safe to retry and raises typed errors
   (`from_grpc_error`) whose one-line message says what to check.
@@ -54,7 +55,8 @@ from rados_py.errors import (
 
 __all__ = ["FSID_KEY", "TICKET_KEY", "ClientCredentials", "RemoteError", "ResourceExhausted",
            "ServerAuth", "Unavailable", "WrongCluster", "call_with_retry", "current_ticket",
-           "from_grpc_error", "make_server", "open_channel", "server_port", "stop_server",
+           "error_from_reply", "error_reply", "from_grpc_error", "make_server", "open_channel",
+           "server_port", "stop_server",
            "to_grpc_status"]
 
 log = logging.getLogger(__name__)
@@ -138,6 +140,21 @@ def from_grpc_error(err: grpc.RpcError, address: str | None = None) -> LoligoErr
     return exc
 
 
+def error_reply(exc: BaseException) -> tuple[str, str]:
+    """(family, one-line message) of an error answered inside a session instead of a status."""
+    found = _family(exc)
+    if found is None:
+        log.error("request failed", exc_info=exc)
+        return RemoteError.__name__, f"internal error: {type(exc).__name__} (see the daemon's log)"
+    return found[0].__name__, _one_line(str(exc)) or found[0].__name__
+
+
+def error_from_reply(family: str, message: str) -> LoligoError:
+    """The typed error an `error_reply` stands for (RemoteError for a family unknown here)."""
+    known = _BY_NAME.get(family)
+    return known[0](message) if known else RemoteError(f"{family}: {message}")
+
+
 def _one_line(text: str, limit: int = 500) -> str:
     line = " ".join(text.split())
     return line if len(line) <= limit else line[: limit - 3] + "..."
@@ -178,31 +195,32 @@ def current_ticket() -> Ticket | None:
     return _TICKET.get()
 
 
-class _Guard(grpc.aio.ServerInterceptor):
-    """Cluster check, authentication, authorization and error mapping for every method."""
+class _Guard:
+    """Cluster check, authentication, authorization and error mapping for every method.
+
+    Each method's handler is wrapped once, when it is registered (`wrap`), not per call as a
+    grpc.aio interceptor would: per call there is only `admit`, a scan of the metadata and a
+    dict lookup of the ticket (its signature is verified once per token)."""
 
     def __init__(self, fsid: str, auth: ServerAuth | None) -> None:
         self.fsid = fsid
         self.auth = auth
         self._verified: dict[str, Ticket] = {}  # token -> its verified ticket
 
-    async def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails],
-                                                             Awaitable[grpc.RpcMethodHandler]],
-                                details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
-        if handler is None:
-            return None
-        method = details.method
+    def admit(self, method: str, metadata: Sequence[tuple[str, Any]] | None) -> Ticket | None:
+        fsid = token = None
+        for key, value in metadata or ():
+            if key == FSID_KEY:
+                fsid = value
+            elif key == TICKET_KEY:
+                token = value
         try:
-            verdict: Ticket | LoligoError | None = self._admit(method, dict(
-                details.invocation_metadata or ()))
+            return self._admit(method, fsid, token)
         except LoligoError as exc:
             log.info("refused %s: %s", method, exc)
-            verdict = exc
-        return _wrap(handler, method, verdict)
+            raise
 
-    def _admit(self, method: str, metadata: dict[str, Any]) -> Ticket | None:
-        got = metadata.get(FSID_KEY)
+    def _admit(self, method: str, got: Any, token: Any) -> Ticket | None:
         if self.fsid and got != self.fsid:
             raise WrongCluster(f"wrong cluster: fsid {got}, this cluster is {self.fsid}" if got
                                else f"request has no fsid ({FSID_KEY}); this cluster is "
@@ -210,7 +228,6 @@ class _Guard(grpc.aio.ServerInterceptor):
         auth = self.auth
         if auth is None or method in auth.open_methods:
             return None
-        token = metadata.get(TICKET_KEY)
         if not token:
             raise AuthError(f"no ticket ({TICKET_KEY}) for {method}: authenticate with the "
                             "monitors first")
@@ -224,6 +241,28 @@ class _Guard(grpc.aio.ServerInterceptor):
             self._verified[token] = ticket
         authorize(ticket, auth.service, auth.method_ops.get(method, auth.default_op))
         return ticket
+
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        return _wrap(handler, method, self)
+
+
+class _GuardedHandlers(grpc.GenericRpcHandler):
+    """A generic handler whose methods are wrapped by the guard, once per method."""
+
+    def __init__(self, inner: grpc.GenericRpcHandler, guard: _Guard) -> None:
+        self._inner = inner
+        self._guard = guard
+        self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
+
+    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        method = details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is None:
+            handler = self._inner.service(details)
+            if handler is None:
+                return None
+            wrapped = self._wrapped[method] = self._guard.wrap(method, handler)
+        return wrapped
 
 
 async def _abort(context: grpc.aio.ServicerContext, method: str, exc: Exception) -> None:
@@ -258,36 +297,53 @@ def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], 
     return decode
 
 
-def _wrap(handler: grpc.RpcMethodHandler, method: str,
-          verdict: Ticket | LoligoError | None) -> grpc.RpcMethodHandler:
-    """The same handler, run after the verdict, with typed errors mapped to statuses."""
+def _passthrough(serializer: Callable[[Any], bytes] | None) -> Callable[[Any], bytes] | None:
+    """A response may also be given already serialised (bytes: sent as they are)."""
+    if serializer is None:
+        return None
 
-    def begin(request: Any = None) -> None:
-        if isinstance(verdict, LoligoError):
-            raise verdict
-        _TICKET.set(verdict)
+    def serialize(message: Any) -> bytes:
+        return message if isinstance(message, bytes) else serializer(message)
+    return serialize
+
+
+def _wrap(handler: grpc.RpcMethodHandler, method: str, guard: _Guard) -> grpc.RpcMethodHandler:
+    """The same handler, run after the guard admitted the call, with typed errors mapped to
+    statuses."""
+
+    def begin(request: Any, context: grpc.aio.ServicerContext) -> None:
+        _TICKET.set(guard.admit(method, context.invocation_metadata()))
         if isinstance(request, _Undecodable):
             raise InvalidArgument(f"{method}: the request is not a valid message "
                                   f"({request.why})")
 
     def unary(inner: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
-        async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            try:
-                begin(request)
-                if inspect.iscoroutinefunction(inner):
+        if inspect.iscoroutinefunction(inner):
+            async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                try:
+                    begin(request, context)
                     return await inner(request, context)
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as exc:
+                    await _abort(context, method, exc)
+            return behavior
+
+        async def blocking(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                begin(request, context)
                 result = await asyncio.to_thread(inner, request, context)  # may block
                 return await result if inspect.isawaitable(result) else result
             except grpc.aio.AbortError:
                 raise
             except Exception as exc:
                 await _abort(context, method, exc)
-        return behavior
+        return blocking
 
     def streaming(inner: Callable[..., Any]) -> Callable[..., AsyncIterator[Any]]:
         async def behavior(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             try:
-                begin(request)
+                begin(request, context)
                 result = inner(request, context)
                 if hasattr(result, "__aiter__"):
                     async for item in result:
@@ -306,7 +362,7 @@ def _wrap(handler: grpc.RpcMethodHandler, method: str,
         return behavior
 
     codec = {"request_deserializer": _tolerant(handler.request_deserializer),
-             "response_serializer": handler.response_serializer}
+             "response_serializer": _passthrough(handler.response_serializer)}
     if handler.unary_unary:
         return grpc.unary_unary_rpc_method_handler(unary(handler.unary_unary), **codec)
     if handler.stream_unary:
@@ -335,16 +391,26 @@ def make_server(bind: str, config: Config, auth: ServerAuth | None = None, *,
 
     Call it from the running event loop; add servicers, then `await server.start()`. Requests
     are checked against `config.fsid` (when set) and, with `auth`, against tickets and caps;
-    `interceptors` (metrics) see only requests that passed those checks.
+    `interceptors` (metrics) see every request, those checks' refusals included.
     """
     interval_ms = int(config.rpc_keepalive_interval * 1000)
     # so_reuseport off: a second daemon on a taken port must fail, not share it silently.
     # Pings at our own keepalive interval must not count as abuse (GOAWAY too_many_pings).
     options = [*_common_options(config), ("grpc.so_reuseport", 0),
                ("grpc.http2.min_ping_interval_without_data_ms", interval_ms // 2)]
-    server = grpc.aio.server(interceptors=[_Guard(config.fsid, auth), *interceptors],
-                             options=options,
-                             handlers=list(handlers))
+    guard = _Guard(config.fsid, auth)
+    # interceptors cost an await per call: the guard wraps each method's handler instead
+    server = grpc.aio.server(options=options, interceptors=list(interceptors) or None,
+                             handlers=[_GuardedHandlers(h, guard) for h in handlers])
+    # every servicer added later is guarded too, its methods wrapped once here (the generated
+    # add_*Servicer_to_server functions register both ways)
+    add_generic, add_registered = (server.add_generic_rpc_handlers,
+                                   server.add_registered_method_handlers)
+    server.add_generic_rpc_handlers = lambda hs: add_generic(  # type: ignore[method-assign]
+        [_GuardedHandlers(h, guard) for h in hs])
+    server.add_registered_method_handlers = (  # type: ignore[method-assign]
+        lambda service, hs: add_registered(service, {
+            name: guard.wrap(f"/{service}/{name}", h) for name, h in hs.items()}))
     try:
         port = server.add_insecure_port(bind)
     except RuntimeError as exc:
@@ -423,6 +489,13 @@ class ClientCredentials:
         token = await self.ticket()
         return md if token is None else [*md, (TICKET_KEY, token)]
 
+    async def stream_metadata(self) -> tuple[tuple[str, str], ...]:
+        """What a session sends when its stream opens: fsid and ticket, no epoch (it changes
+        often and the messages carry it); equal tuples mean the same credentials."""
+        token = await self.ticket()
+        fsid = (FSID_KEY, self.fsid)
+        return (fsid,) if token is None else (fsid, (TICKET_KEY, token))
+
     def interceptors(self) -> list[grpc.aio.ClientInterceptor]:
         return [kind(self) for kind in (_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream)]
 
@@ -458,13 +531,17 @@ class _StreamStream(_WithMetadata, grpc.aio.StreamStreamClientInterceptor):
         return await continuation(await self._details(details), requests)
 
 
-def open_channel(addr: str, config: Config,
-                 credentials: ClientCredentials | None = None) -> grpc.aio.Channel:
-    """A channel to `addr` with the configured limits, keepalive and reconnect backoff."""
+def open_channel(addr: str, config: Config, credentials: ClientCredentials | None = None, *,
+                 intercept: bool = True) -> grpc.aio.Channel:
+    """A channel to `addr` with the configured limits, keepalive and reconnect backoff.
+
+    With `credentials`, every call carries them (through interceptors); `intercept=False`
+    leaves that to the caller (sessions send them once, at the opening of their stream: an
+    interceptor would put a queue between the caller and every message of a stream)."""
     options = [*_common_options(config),
                ("grpc.initial_reconnect_backoff_ms", max(1, int(config.rpc_retry_initial * 1000))),
                ("grpc.max_reconnect_backoff_ms", max(1, int(config.rpc_retry_max * 1000)))]
-    interceptors = credentials.interceptors() if credentials else None
+    interceptors = credentials.interceptors() if credentials and intercept else None
     return grpc.aio.insecure_channel(addr, options=options, interceptors=interceptors)
 
 

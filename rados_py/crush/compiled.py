@@ -115,6 +115,8 @@ class CompiledMap:
         """16.16 reweights per device id as the C mapper wants them; None means all in."""
         if weights is None:
             return None
+        if isinstance(weights, bytes):  # already a vector (an OSDMap caches its own)
+            return weights
         if isinstance(weights, Mapping):
             vec = array("I", [WEIGHT_ONE]) * self.max_devices
             for osd, w in weights.items():

@@ -31,6 +31,9 @@ typedef struct {
 	struct crush_choose_arg **arg_sets;
 	void **arg_memory;
 	Py_ssize_t n_arg_sets;
+	/* do_rule's workspace, sized for MAX_RESULT, made on first use and reused (its bucket
+	 * states carry a call counter, so nothing is cleared per call); the GIL serialises use */
+	void *work;
 } CrushMapObject;
 
 /* ---- buffer reading --------------------------------------------------------------------- */
@@ -556,6 +559,7 @@ static void CrushMap_dealloc(CrushMapObject *self)
 	free_arg_sets(self);
 	free_map(&self->map);
 	free(self->default_weights);
+	free(self->work);
 	Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -629,22 +633,22 @@ static PyObject *CrushMap_do_rule(CrushMapObject *self, PyObject *args, PyObject
 	unsigned int x;
 	int n, i;
 	int result[MAX_RESULT];
-	void *work;
 
 	if (!PyArg_ParseTupleAndKeywords(args, kwds, "iIi|Oi", kwlist, &a.rule, &x, &a.result_max,
 					 &weights, &a.arg_set))
 		return NULL;
 	if (mapping_setup(self, &a, weights) < 0)
 		return NULL;
-	work = malloc(crush_work_size(&self->map, a.result_max));
-	if (!work) {
-		mapping_done(&a);
-		return PyErr_NoMemory();
+	if (!self->work) {
+		self->work = malloc(crush_work_size(&self->map, MAX_RESULT));
+		if (!self->work) {
+			mapping_done(&a);
+			return PyErr_NoMemory();
+		}
+		crush_init_workspace(&self->map, self->work);
 	}
-	crush_init_workspace(&self->map, work);
 	n = crush_do_rule(&self->map, a.rule, (int)x, result, a.result_max, a.weights, a.weight_max,
-			  work, a.choose_args);
-	free(work);
+			  self->work, a.choose_args);
 	mapping_done(&a);
 	list = PyList_New(n);
 	if (!list)

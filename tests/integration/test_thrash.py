@@ -5,7 +5,11 @@ LOLIGO_THRASH_OSDS sets the OSD count, LOLIGO_THRASH_MONS=3 also kills the monit
 
 Every op's outcome is recorded: an acknowledged op fixes the object's state; an op that ended
 in an error leaves it "either the old state or the new one" (the client cannot know) until the
-next acknowledged write_full or remove. After the thrasher stops and every OSD is up and in,
+next acknowledged write_full or remove. SHARED objects are written by every worker at once
+(write_full and remove, many in flight on one object and on one PG): each op is timed, and the
+final state must be the value of an op that no acknowledged op started after the end of (the
+PG orders ops on one object; an op that failed took effect before any op started after it
+ended, or never). After the thrasher stops and every OSD is up and in,
 the cluster must reach all PGs active+clean within a bounded time, every object must read back
 a state its history allows, and every replica must be identical in each OSD's store. Any
 failure prints the seed and the history of the offending object."""
@@ -37,6 +41,7 @@ SEED = int(os.environ.get("LOLIGO_THRASH_SEED", str(random.randrange(1 << 30))))
 OSDS = int(os.environ.get("LOLIGO_THRASH_OSDS", "4"))
 MONS = int(os.environ.get("LOLIGO_THRASH_MONS", "1"))  # 3: the monitor leader is killed too
 OBJECTS = 60
+SHARED = 6   # objects every worker writes concurrently
 WORKERS = 4
 CLEAN_WITHIN = 120.0
 
@@ -61,12 +66,54 @@ class History:
         return len(self.possible) == 1
 
 
+@dataclass
+class Timed:
+    """One op on a shared object: when it ran, what it would leave, whether acknowledged."""
+
+    start: float
+    end: float
+    after: bytes | None
+    acked: bool
+
+
+def final_candidates(ops: list[Timed]) -> set[bytes | None]:
+    """What a shared object may hold once every op on it has ended: the value of an op that
+    may be the last applied - one no acknowledged op started after the end of (that op is
+    ordered after it) - or absent when no op was acknowledged (all may have failed)."""
+    out = {op.after for op in ops
+           if not any(o.acked and o.start > op.end for o in ops)}
+    if not any(op.acked for op in ops):
+        out.add(None)
+    return out
+
+
 class Workload:
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
         self.objects = {f"t-{i}": History() for i in range(OBJECTS)}
+        self.shared: dict[str, list[Timed]] = {f"s-{i}": [] for i in range(SHARED)}
         self.acked = 0
         self.failed = 0
+
+    async def shared_step(self, io: IoCtx, name: str) -> None:
+        """A write_full or remove of a shared object, timed (others run on it meanwhile)."""
+        data = self._data() if self.rng.random() < 0.8 else None
+        start = time.monotonic()
+        try:
+            if data is None:
+                await io.remove(name)
+            else:
+                await io.write_full(name, data)
+            acked = True
+        except NotFound:  # a remove of an absent object: it is absent now
+            acked = True
+        except LoligoError:
+            acked = False
+        self.shared[name].append(Timed(start, time.monotonic(), data, acked))
+        if acked:
+            self.acked += 1
+        else:
+            self.failed += 1
 
     def _data(self) -> bytes:
         size = self.rng.choice([0, 17, 4096, 9000, 65536, 300_000])
@@ -126,10 +173,25 @@ class Workload:
         h.log.append(f"{time.monotonic():.2f} {kind} -> ok {_show(h.possible)}")
 
     async def worker(self, io: IoCtx, names: list[str], stop: asyncio.Event) -> None:
+        shared = list(self.shared)
         while not stop.is_set():
-            await self.step(io, self.rng.choice(names))
+            if self.rng.random() < 0.3:
+                await self.shared_step(io, self.rng.choice(shared))
+            else:
+                await self.step(io, self.rng.choice(names))
 
     async def verify(self, io: IoCtx) -> None:
+        for name, ops in self.shared.items():
+            try:
+                got: bytes | None = await io.read(name)
+            except NotFound:
+                got = None
+            allowed = final_candidates(ops)
+            assert got in allowed, (
+                f"seed {SEED}: shared {name} reads {_show({got})}, its {len(ops)} concurrent "
+                f"ops allow {_show(allowed)}; last ops:\n" + "\n".join(
+                    f"{o.start:.3f}-{o.end:.3f} {_show({o.after})} "
+                    f"{'ok' if o.acked else 'error'}" for o in ops[-12:]))
         for name, h in self.objects.items():
             try:
                 got: bytes | None = await io.read(name)
@@ -228,7 +290,21 @@ def test_thrash_osds_lose_no_acknowledged_write(cluster: launcher.LocalCluster) 
             await workload.verify(io)
             objects = await replicas_identical(r, io.pool_id, 3)
             present = sum(1 for h in workload.objects.values() if None not in h.possible)
+            present += sum(1 for ops in workload.shared.values()
+                           if None not in final_candidates(ops))
             assert len(objects) >= present
             assert workload.acked > 0
 
     asyncio.run(go())
+
+
+def test_final_candidates_follow_real_time_order() -> None:
+    """The check itself: what a shared object may hold after overlapping and ordered ops."""
+    a, b, c = b"a", b"b", b"c"
+    assert final_candidates([Timed(0, 1, a, True), Timed(2, 3, b, True)]) == {b}
+    assert final_candidates([Timed(0, 2, a, True), Timed(1, 3, b, True)]) == {a, b}
+    assert final_candidates([Timed(0, 1, a, True), Timed(2, 3, b, False)]) == {a, b}
+    assert final_candidates([Timed(0, 1, a, False), Timed(2, 3, b, True)]) == {b}
+    assert final_candidates([Timed(0, 1, a, False)]) == {a, None}
+    assert final_candidates([Timed(0, 5, a, True), Timed(1, 2, None, True),
+                             Timed(3, 4, c, True)]) == {a, c}

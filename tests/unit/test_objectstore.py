@@ -533,3 +533,20 @@ async def test_reads_race_with_overwrites(durable: DurableStore) -> None:
             await durable.submit(Transaction().write_full(C, "o", v))
 
     await asyncio.gather(reader(), reader(), writer())
+
+
+@pytest.mark.asyncio
+async def test_collection_counts_follow_every_change(store: ObjectStore) -> None:
+    """coll_stats is kept by the commits once counted: it must agree with a fresh count."""
+    await store.submit(Transaction().create_collection("9.1").write_full("9.1", "a", b"x" * 10))
+    assert await store.coll_stats("9.1") == (1, 10)
+    await store.submit(Transaction().write("9.1", "a", 5, b"y" * 20).write_full("9.1", "b", b"z"))
+    assert await store.coll_stats("9.1") == (2, 26)
+    await store.submit(Transaction().truncate("9.1", "a", 3).remove("9.1", "b"))
+    assert await store.coll_stats("9.1") == (1, 3)
+    with pytest.raises(NotFound):
+        await store.submit(Transaction().write_full("9.1", "c", b"cc").remove("9.1", "nope"))
+    assert await store.coll_stats("9.1") == (1, 3)       # a failed transaction counts nothing
+    await store.submit(Transaction().remove_collection("9.1"))
+    await store.submit(Transaction().create_collection("9.1").touch("9.1", "d"))
+    assert await store.coll_stats("9.1") == (1, 0)

@@ -8,8 +8,9 @@ from osd import pgmeta
 from osd.objectstore import MemoryStore
 from osd.peering import ABSENT, Entry, Peer, backfill_missing, plan
 from osd.pg import pack_version
-from osd.pgs import PgRegistry
-from rados_py.errors import StaleEpoch
+from osd.pg_events import Persist, Respond, ServeRead
+from osd.pg_member import Member, MemberState
+from osd.pgs import PgStore
 from rados_py.proto.loligo import osd_pb2
 
 
@@ -102,59 +103,148 @@ def test_backfill_compares_inventories() -> None:
         b"b": 9, b"d": 4, b"e": ABSENT}
 
 
-# --- a member's state in its store ---------------------------------------------------------
+# --- a member's rules (osd/pg_member.py), its store (osd/pgs.py) -----------------------------
 
-def rep(seq: int, oid: bytes, data: bytes, epoch: int = 3, tid: int = 0) -> osd_pb2.RepOpRequest:
+def rep(seq: int, oid: bytes, data: bytes, epoch: int = 3, tid: int = 0,
+        round_: tuple[int, int] | None = (0, 0)) -> osd_pb2.RepOpRequest:
     return osd_pb2.RepOpRequest(
         epoch=epoch, pgid="1.0", seq=seq, oid=oid, from_osd=0,
         entry=osd_pb2.PgLogEntry(version=v(epoch, seq), oid=oid, client="c", tid=tid or seq),
-        ops=[osd_pb2.StoreOp(kind=osd_pb2.StoreOp.WRITE_FULL, data=data)])
+        ops=[osd_pb2.StoreOp(kind=osd_pb2.StoreOp.WRITE_FULL, data=data)],
+        interval=osd_pb2.Interval(epoch=round_[0], round=round_[1]) if round_ else None)
+
+
+R6 = osd_pb2.Interval(epoch=6, round=1)  # the peering round that activates the member below
+
+
+class MemberDriver:
+    """A member over a real store, driven as the OSD's host drives it."""
+
+    def __init__(self, store: MemoryStore, state: MemberState | None = None) -> None:
+        self.pgs = PgStore(store)
+        self.store = store
+        self.ids = iter(range(1, 1 << 30))
+        self.member = Member(0, "1.0", state or MemberState(), lambda: next(self.ids))
+        self.answers: dict[int, object] = {}
+
+    @classmethod
+    async def loaded(cls, store: MemoryStore) -> MemberDriver:
+        pgs = PgStore(store)
+        await pgs.collections()
+        return cls(store, await pgs.load("1.0"))
+
+    async def run(self, effects: list) -> None:
+        await self.pgs.collections()
+        for e in effects:
+            if isinstance(e, Respond):
+                self.answers[e.rid] = e.error or e.msg
+            elif isinstance(e, Persist):
+                try:
+                    txn = (await self.pgs.push_transaction("1.0", e.what)
+                           if isinstance(e.what, osd_pb2.PushRequest)
+                           else self.pgs.transaction("1.0", e))
+                    await self.store.submit(txn)
+                    self.pgs.committed("1.0", e.what)
+                    error = ""
+                except Exception as exc:
+                    error = str(exc)
+                more, _ = self.member.persisted(e.pid, error)
+                await self.run(more)
+            elif isinstance(e, ServeRead):
+                reply = (await self.pgs.pull(e.msg) if isinstance(e.msg, osd_pb2.PullRequest)
+                         else await self.pgs.inventory("1.0", e.msg.after, 100))
+                self.answers[e.rid] = reply
+
+    async def ask(self, msg: object) -> object:
+        rid = next(self.ids)
+        await self.run(self.member.handle(rid, msg))
+        return self.answers.pop(rid)
+
+
+def refused(answer: object, match: str) -> bool:
+    return isinstance(answer, tuple) and answer[0] == "StaleEpoch" and match in answer[1]
 
 
 @pytest.mark.asyncio
 async def test_member_state_survives_a_reload_and_follows_an_activation() -> None:
     store = MemoryStore()
-    reg = PgRegistry(store)
+    m = MemberDriver(store)
     for seq, oid in ((1, b"a"), (2, b"b"), (3, b"lost")):
-        assert await reg.apply_write(rep(seq, oid, oid * 3))
-    assert not await reg.apply_write(rep(3, b"lost", b"again"))  # a resend: applied once
-    with pytest.raises(StaleEpoch, match="taken"):  # another write at a used log position
-        await reg.apply_write(rep(3, b"other", b"x", tid=99))
-    reply = await reg.query("1.0")
+        assert (await m.ask(rep(seq, oid, oid * 3))).applied
+    assert not (await m.ask(rep(3, b"lost", b"again"))).applied  # a resend: applied once
+    assert refused(await m.ask(rep(3, b"other", b"x", tid=99)), "taken")
+    assert refused(await m.ask(rep(5, b"other", b"x", tid=98)), "past the end")  # no hole
+    reply = await m.ask(osd_pb2.PgQuery(pgid="1.0", interval=R6))  # fences the old round
     assert reply.exists and reply.info.last_seq == 3 and reply.info.last_update == v(3, 3)
+    assert refused(await m.ask(rep(4, b"late", b"from the old round")), "older than the round")
     # the auth's history replaced seq 3; the member must fetch b"c" and lose b"lost"
-    await reg.activate(osd_pb2.PgActivate(
-        epoch=6, pgid="1.0", from_osd=1, les=6, acting=[1, 0], keep_through=2,
+    await m.ask(osd_pb2.PgActivate(
+        epoch=6, pgid="1.0", from_osd=1, les=6, acting=[1, 0], keep_through=2, interval=R6,
         append=[osd_pb2.PgLogRecord(seq=3, entry=osd_pb2.PgLogEntry(version=v(6, 3),
                                                                      oid=b"c"))],
         missing=[osd_pb2.MissingItem(oid=b"c", need=v(6, 3)),
                  osd_pb2.MissingItem(oid=b"lost", need=ABSENT)]))
-    fresh = PgRegistry(store)  # as after a restart
-    state = await fresh.get("1.0")
+    fresh = await MemberDriver.loaded(store)  # as after a restart
+    state = fresh.member.state
     assert (state.last_seq, state.les, state.les_acting) == (3, 6, (1, 0))
     assert state.missing == {b"c": v(6, 3), b"lost": ABSENT}
-    assert state.dedup.get("c", 3) is None  # the rolled-back write is forgotten
-    with pytest.raises(StaleEpoch, match="before this member's activation"):
-        await fresh.apply_write(rep(4, b"late", b"from the old interval", epoch=5))
-    # recovery: the object arrives in two parts, the removal in one
-    await fresh.push(osd_pb2.PushRequest(pgid="1.0", oid=b"c", version=v(6, 3), first=True,
-                                         data=b"12", xattrs=[osd_pb2.KeyValue(key=b"k",
-                                                                              value=b"x")]))
-    assert (await fresh.get("1.0")).missing  # not done until the last part
-    await fresh.push(osd_pb2.PushRequest(pgid="1.0", oid=b"c", version=v(6, 3), last=True,
-                                         offset=2, data=b"34"))
-    await fresh.push(osd_pb2.PushRequest(pgid="1.0", oid=b"lost", remove=True))
-    assert (await fresh.get("1.0")).missing == {}
+    assert fresh.member.dedup.get("c", 3) is None  # the rolled-back write is forgotten
+    assert refused(await fresh.ask(rep(4, b"late", b"old", epoch=5, round_=(3, 1))),
+                   "older than the round")
+    assert refused(await fresh.ask(rep(4, b"new", b"x", epoch=6, round_=(6, 1))),
+                   "activated for")  # restarted: not activated for that round yet
+    assert refused(await m.ask(osd_pb2.PgActivate(
+        epoch=5, pgid="1.0", les=5, acting=[1, 0], interval=osd_pb2.Interval(epoch=5, round=9))),
+        "older than the round")
+    # recovery (in the activated process): the object arrives in two parts, the removal in one
+    await m.ask(osd_pb2.PushRequest(pgid="1.0", oid=b"c", version=v(6, 3), first=True,
+                                    data=b"12", interval=R6,
+                                    xattrs=[osd_pb2.KeyValue(key=b"k", value=b"x")]))
+    assert m.member.state.missing  # not done until the last part
+    assert refused(await m.ask(osd_pb2.PushRequest(
+        pgid="1.0", oid=b"c", version=v(3, 3), last=True,
+        interval=osd_pb2.Interval(epoch=3, round=1))), "older than the round")
+    await m.ask(osd_pb2.PushRequest(pgid="1.0", oid=b"c", version=v(6, 3), last=True, offset=2,
+                                    data=b"34", interval=R6))
+    await m.ask(osd_pb2.PushRequest(pgid="1.0", oid=b"lost", remove=True, interval=R6))
+    assert m.member.state.missing == {}
     assert bytes(await store.read("1.0", b"c")) == b"1234"
     assert (await store.stat("1.0", b"c")).version == v(6, 3)
-    inventory = await fresh.inventory("1.0", b"", 100)
+    assert (await m.ask(rep(4, b"d", b"after", epoch=6, round_=(6, 1)))).applied
+    inventory = await m.ask(osd_pb2.InventoryRequest(pgid="1.0", interval=R6))
     assert {(o.oid, o.need) for o in inventory.objects} == {
-        (b"a", v(3, 1)), (b"b", v(3, 2)), (b"c", v(6, 3))}
+        (b"a", v(3, 1)), (b"b", v(3, 2)), (b"c", v(6, 3)), (b"d", v(6, 4))}
     assert pgmeta.PGMETA_OID not in {o.oid for o in inventory.objects}
-    pulled = await fresh.pull(osd_pb2.PullRequest(pgid="1.0", oid=b"c", length=3, meta=True))
+    pulled = await m.ask(osd_pb2.PullRequest(pgid="1.0", oid=b"c", length=3, meta=True,
+                                             interval=R6))
     assert (pulled.data, pulled.size, pulled.xattrs[0].value) == (b"123", 4, b"x")
-    await fresh.remove("1.0")
-    assert not (await fresh.query("1.0")).exists
+    await m.ask(osd_pb2.PgRemove(pgid="1.0", interval=R6))
+    assert not (await m.ask(osd_pb2.PgQuery(pgid="1.0"))).exists
+
+
+@pytest.mark.asyncio
+async def test_pipelined_writes_enter_the_log_in_order_and_a_failure_stops_the_next() -> None:
+    """Writes are queued without waiting for the previous ones to be durable; one that fails
+    here leaves the PG refusing writes (the one queued behind it fails too: no hole)."""
+    store = MemoryStore()
+    m = MemberDriver(store)
+    effects = []
+    for seq in range(1, 6):  # five writes asked for before any is durable
+        effects += m.member.handle(100 + seq, rep(seq, b"o%d" % seq, b"x"))
+    await m.run(effects)
+    assert [m.answers[100 + s].applied for s in range(1, 6)] == [True] * 5
+    assert [s for s, _ in await store.log_read("1.0")] == [1, 2, 3, 4, 5]
+    first = m.member.handle(200, rep(6, b"big", b"x"))
+    second = m.member.handle(201, rep(7, b"small", b"y"))
+    more, _ = m.member.persisted(first[0].pid, "no space")  # the first fails in the store
+    await m.run(more)
+    try:  # the second, queued behind it, is refused by the store: the log must end at 6
+        await store.submit(m.pgs.transaction("1.0", second[0]))
+        raise AssertionError("a write behind a hole was taken")
+    except Exception as exc:
+        assert "follows 6" in str(exc)
+    assert [s for s, _ in await store.log_read("1.0")] == [1, 2, 3, 4, 5]
+    assert refused(await m.ask(rep(8, b"again", b"z", tid=60)), "failed here")
 
 
 @pytest.mark.asyncio

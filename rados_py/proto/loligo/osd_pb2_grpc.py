@@ -422,6 +422,11 @@ class OsdStub:
                 request_serializer=loligo_dot_osd__pb2.RepOpRequest.SerializeToString,
                 response_deserializer=loligo_dot_osd__pb2.RepOpReply.FromString,
                 _registered_method=True)
+        self.Session = channel.stream_stream(
+                '/loligo.Osd/Session',
+                request_serializer=loligo_dot_osd__pb2.FrameBatch.SerializeToString,
+                response_deserializer=loligo_dot_osd__pb2.FrameBatch.FromString,
+                _registered_method=True)
         self.DumpPg = channel.unary_unary(
                 '/loligo.Osd/DumpPg',
                 request_serializer=loligo_dot_osd__pb2.DumpPgRequest.SerializeToString,
@@ -436,6 +441,11 @@ class OsdStub:
                 '/loligo.Osd/ConfigSet',
                 request_serializer=loligo_dot_osd__pb2.ConfigSetRequest.SerializeToString,
                 response_deserializer=loligo_dot_osd__pb2.ConfigSetReply.FromString,
+                _registered_method=True)
+        self.Perf = channel.unary_unary(
+                '/loligo.Osd/Perf',
+                request_serializer=loligo_dot_osd__pb2.PerfRequest.SerializeToString,
+                response_deserializer=loligo_dot_osd__pb2.PerfReply.FromString,
                 _registered_method=True)
 
 
@@ -460,6 +470,13 @@ class OsdServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Session(self, request_iterator, context):
+        """Op and RepOp, many in flight
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DumpPg(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -474,6 +491,13 @@ class OsdServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ConfigSet(self, request, context):
+        """admin
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Perf(self, request, context):
         """admin
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -498,6 +522,11 @@ def add_OsdServicer_to_server(servicer, server):
                     request_deserializer=loligo_dot_osd__pb2.RepOpRequest.FromString,
                     response_serializer=loligo_dot_osd__pb2.RepOpReply.SerializeToString,
             ),
+            'Session': grpc.stream_stream_rpc_method_handler(
+                    servicer.Session,
+                    request_deserializer=loligo_dot_osd__pb2.FrameBatch.FromString,
+                    response_serializer=loligo_dot_osd__pb2.FrameBatch.SerializeToString,
+            ),
             'DumpPg': grpc.unary_unary_rpc_method_handler(
                     servicer.DumpPg,
                     request_deserializer=loligo_dot_osd__pb2.DumpPgRequest.FromString,
@@ -512,6 +541,11 @@ def add_OsdServicer_to_server(servicer, server):
                     servicer.ConfigSet,
                     request_deserializer=loligo_dot_osd__pb2.ConfigSetRequest.FromString,
                     response_serializer=loligo_dot_osd__pb2.ConfigSetReply.SerializeToString,
+            ),
+            'Perf': grpc.unary_unary_rpc_method_handler(
+                    servicer.Perf,
+                    request_deserializer=loligo_dot_osd__pb2.PerfRequest.FromString,
+                    response_serializer=loligo_dot_osd__pb2.PerfReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -606,6 +640,33 @@ class Osd:
             _registered_method=True)
 
     @staticmethod
+    def Session(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/loligo.Osd/Session',
+            loligo_dot_osd__pb2.FrameBatch.SerializeToString,
+            loligo_dot_osd__pb2.FrameBatch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def DumpPg(request,
             target,
             options=(),
@@ -676,6 +737,33 @@ class Osd:
             '/loligo.Osd/ConfigSet',
             loligo_dot_osd__pb2.ConfigSetRequest.SerializeToString,
             loligo_dot_osd__pb2.ConfigSetReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Perf(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loligo.Osd/Perf',
+            loligo_dot_osd__pb2.PerfRequest.SerializeToString,
+            loligo_dot_osd__pb2.PerfReply.FromString,
             options,
             channel_credentials,
             insecure,
