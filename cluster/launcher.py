@@ -156,7 +156,7 @@ def create(directory: Path, mons: int = 3, base_port: int | None = None,
         sections[f"gateway.{i}"] = {"gateway_port": port}
     taken |= set(gw_ports[:gateways])
     mds_base = MDS_BASE_PORT if base_port is None else base_port + 200
-    mds_ports = [p for p in pick_ports(mdss + len(taken), mds_base) if p not in taken]
+    mds_ports = [p for p in pick_ports(mdss + len(taken), mds_base, offset) if p not in taken]
     for i, port in enumerate(mds_ports[:mdss]):
         sections[f"mds.{MDS_NAMES[i]}"] = {"mds_port": port}
     taken |= set(mds_ports[:mdss])
@@ -237,7 +237,8 @@ class LocalCluster:
         existed, so that `cluster up` gives every local cluster its MDSs."""
         taken = {int(d.addr.rsplit(":", 1)[1]) for d in self.daemons + self.gateways
                  if d.addr}
-        ports = [p for p in pick_ports(len(taken) + count, MDS_BASE_PORT) if p not in taken]
+        ports = [p for p in pick_ports(len(taken) + count, MDS_BASE_PORT,
+                                       self.config.metrics_port_offset) if p not in taken]
         keyring = Keyring.load(self.config.keyring)
         text = self.conf.read_text().rstrip("\n")
         for name, port in zip(MDS_NAMES, ports[:count], strict=False):

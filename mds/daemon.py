@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from mds.metrics import MdsMetrics
 from mds.server import ACTIVE, STANDBY, MdsServer
 from rados_py import daemon_runner, rpc
 from rados_py.auth import Keyring
@@ -50,14 +51,17 @@ class MdsDaemon:
         self._tasks: list[asyncio.Task[None]] = []
         self._activation: asyncio.Task[None] | None = None
         self.role = "unknown"
+        self.metrics = MdsMetrics(self.name)
 
     async def start(self) -> None:
         bind = host_port(self.config.public_addr, self.config.mds_port)
         self.grpc = rpc.make_server(bind, self.config,
-                                    server_auth(self.keyring.service_secret))
+                                    server_auth(self.keyring.service_secret),
+                                    interceptors=[self.metrics.interceptor()])
         mds_pb2_grpc.add_MdsServicer_to_server(self.server, self.grpc)
         await self.grpc.start()
         self.addr = host_port(self.config.public_addr, rpc.server_port(self.grpc))
+        self.metrics.serve_beside(self.addr, self.config.metrics_port_offset)
         deadline = time.monotonic() + CONNECT_TIMEOUT
         while True:
             self.rados = Rados(self.config, keyring=self.keyring)
@@ -83,6 +87,7 @@ class MdsDaemon:
             await rpc.stop_server(self.grpc, 1.0)
         if self.rados is not None:
             await self.rados.close()
+        self.metrics.close()
 
     async def _beacons(self) -> None:
         assert self.rados is not None
@@ -101,6 +106,7 @@ class MdsDaemon:
                 if silent > self.config.mds_beacon_grace and self.server.state != STANDBY:
                     await self._stand_down("cut off from the monitors longer than "
                                            "mds_beacon_grace: a standby takes over")
+            self.metrics.publish(self.server)
             await asyncio.sleep(self.config.mds_beacon_interval)
 
     async def _stand_down(self, why: str) -> None:

@@ -36,6 +36,7 @@ from mds.journal import Fenced, Journal, Position
 from mds.locks import Lock, LockTable
 from mds.sessions import Session, SessionTable
 from mds.store import Store
+from rados_py import metrics
 from rados_py.config import Config
 from rados_py.proto.loligo import mds_pb2
 
@@ -231,7 +232,7 @@ class Engine:
                                           started))
             return
         self._answer(session, req, kind, op, reply, seq == 0)
-        self.latencies.append(time.monotonic() - started)
+        self._took(kind, started)
 
     async def _answer_after(self, waits: list[asyncio.Future[None]], session: Session,
                             req: mds_pb2.MdsRequest, kind: str, op: object,
@@ -239,10 +240,18 @@ class Engine:
         await asyncio.wait(waits, timeout=INVALIDATE_WAIT)
         self._answer(session, req, kind, op, reply, safe and req.tid not in
                      session.unsafe_tids)
-        self.latencies.append(time.monotonic() - started)
+        self._took(kind, started)
+
+    def _took(self, kind: str, started: float) -> None:
+        seconds = time.monotonic() - started
+        self.latencies.append(seconds)
+        metrics.observe("mds_request", seconds, op=kind)
 
     def _answer(self, session: Session, req: mds_pb2.MdsRequest, kind: str | None, op: object,
                 reply: mds_pb2.MdsReply, safe: bool) -> None:
+        metrics.inc("mds_requests", op=kind or "unknown",
+                    result=E.errorcode.get(reply.errno, str(reply.errno)).lower()
+                    if reply.errno else "ok")
         if self.sessions.get(session.client) is not session:
             return  # evicted or closed meanwhile
         if req.background:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import xxhash
 
 from mds import layout
+from rados_py import metrics
 from rados_py.errors import LoligoError, NotFound
 from rados_py.proto.loligo import mds_pb2
 from rados_py.rados import CompareFailed, IoCtx, ObjectOp
@@ -202,7 +203,8 @@ class Journal:
             op.cmpxattr(OWNER_XATTR, self.owner, "eq")
         op.write(record, off)
         try:
-            await self.io.operate(layout.journal_segment(seg), op)
+            with metrics.timed("mds_journal_append"):
+                await self.io.operate(layout.journal_segment(seg), op)
         except CompareFailed:
             raise Fenced(f"journal segment {seg} belongs to another MDS now") from None
         self.write_pos = Position(seg, off + len(record))

@@ -1,8 +1,8 @@
 """The manager process: `loligo mgr --conf FILE --id X` (Ceph's ceph-mgr, hosting its dashboard).
 
 It is a client of the cluster (as `mgr_rados_user`): every `mgr_poll_interval` it asks the
-monitors for the cluster's state, reads the OSDs' and gateways' /metrics, and pushes the new
-picture to every open dashboard page. It serves the dashboard at
+monitors for the cluster's state, reads the OSDs', MDSs' and gateways' /metrics, and pushes the
+new picture to every open dashboard page. It serves the dashboard at
 http://mgr_dashboard_host:mgr_dashboard_port/ and its own metrics on that port +
 metrics_port_offset. The pid file is written once the page can be served.
 """

@@ -71,6 +71,9 @@ class Dashboard:
         self.sessions: dict[str, Session] = {}
         self.changed = asyncio.Condition()
         self.streams = 0
+        # one snapshot per refresh (and per kind: with the plots' whole window or without),
+        # shared by every open page: a thousand pages cost one snapshot, not a thousand
+        self._snapshots: dict[bool, tuple[float, dict[str, Any]]] = {}
 
     async def notify(self) -> None:
         async with self.changed:
@@ -157,10 +160,12 @@ class Dashboard:
 
     # --- reading ----------------------------------------------------------------------------
     def state(self, request: web.Request, history: bool = True) -> dict[str, Any]:
-        data = self.view.snapshot(history)
+        cached = self._snapshots.get(history)
+        if cached is None or cached[0] != self.view.updated:
+            cached = self._snapshots[history] = (self.view.updated,
+                                                 self.view.snapshot(history))
         session = self.session(request)
-        data["session"] = {"entity": session.entity} if session else None
-        return data
+        return {**cached[1], "session": {"entity": session.entity} if session else None}
 
     async def get_state(self, request: web.Request) -> web.Response:
         return web.json_response(self.state(request))

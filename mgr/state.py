@@ -1,7 +1,8 @@
 """The manager's picture of the cluster, refreshed every `mgr_poll_interval`: what the monitors
-say (health, quorum, maps, PGs, space), what the OSDs and gateways count (read from their
-/metrics: throughput, latency), the gateway's users and buckets, the cluster's events, and the
-last minutes of throughput for the plots. `snapshot()` is what the dashboard shows, as JSON.
+say (health, quorum, maps, PGs, space), what the OSDs, MDSs and gateways count (read from their
+/metrics: throughput, latency, sessions), the file system, the gateway's users and buckets,
+the cluster's events, and the last minutes of throughput for the plots. `snapshot()` is what
+the dashboard shows, as JSON.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import aiohttp
 
 from mgr import space
 from mgr.events import Event, HealthWatch, mdsmap_events, osdmap_events
-from mgr.scrape import Rates, fetch
+from mgr.scrape import Rates, Sample, fetch
 from rados_py import config as config_mod
 from rados_py.config import Config
 from rados_py.errors import LoligoError
@@ -61,6 +62,7 @@ class ClusterView:
         self.maps: Maps | None = None
         self.error = ""  # why the monitors could not be asked, when they could not
         self.osd_rates: dict[int, Rates] = {}
+        self.mds_rates: dict[str, Rates] = {}
         self.gateways = _gateways(config)
         self.history: collections.deque[dict[str, float]] = collections.deque()
         self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=EVENTS)
@@ -134,6 +136,11 @@ class ClusterView:
                     host, _, port = state.addr.rpartition(":")
                     url = f"http://{host}:{int(port) + offset}/metrics"
                     jobs[osd_id] = fetch(self._session, url, now)
+            for mds in self.maps.mdsmap.daemons:
+                if mds.addr:
+                    host, _, port = mds.addr.rpartition(":")
+                    url = f"http://{host}:{int(port) + offset}/metrics"
+                    jobs["mds", mds.name] = fetch(self._session, url, now)
         for gw in self.gateways:
             jobs[gw.name] = fetch(self._session, gw.metrics_url, now)
         results = dict(zip(jobs, await asyncio.gather(*jobs.values()), strict=True))
@@ -143,6 +150,12 @@ class ClusterView:
         for osd_id in list(self.osd_rates):
             if osd_id not in results:
                 self.osd_rates[osd_id].update(None)
+        for key, sample in results.items():
+            if isinstance(key, tuple):
+                self.mds_rates.setdefault(key[1], Rates()).update(sample)
+        for name in list(self.mds_rates):
+            if ("mds", name) not in results:
+                del self.mds_rates[name]  # gone from the MDSMap
         for gw in self.gateways:
             sample = results.get(gw.name)
             gw.rates.update(sample)
@@ -278,9 +291,31 @@ class ClusterView:
         out["hosts"], out["osds"] = self._osds(osdmap, pgs)
         out["flags"] = sorted(osdmap.flags)
         out["osdmap_epoch"] = osdmap.epoch
-        mds = maps.mdsmap
-        out["mds"] = [{"name": d.name, "state": d.state, "rank": d.rank} for d in mds.daemons]
+        out["fs"] = self._fs(maps)
         return out
+
+    def _fs(self, maps: Maps) -> dict[str, Any]:
+        """The file systems and their MDSs, with what each MDS counts (its /metrics)."""
+        pools = {p.id: p.name for p in maps.osdmap.pools.values()}
+        filesystems = [{"name": f.name, "joinable": f.joinable,
+                        "metadata_pool": pools.get(f.metadata_pool, str(f.metadata_pool)),
+                        "data_pool": pools.get(f.data_pool, str(f.data_pool))}
+                       for f in maps.mdsmap.filesystems]
+        mdss = []
+        for d in maps.mdsmap.daemons:
+            rates = self.mds_rates.get(d.name, Rates())
+            now = rates.current
+            latency = rates.mean("loligo_mds_request_latency_seconds")
+            mdss.append({
+                "name": d.name, "state": d.state, "rank": d.rank, "addr": d.addr,
+                "answering": now is not None,
+                "requests_per_sec": round(rates.rate("loligo_mds_requests_total"), 1),
+                "latency_ms": round(latency * 1000, 2) if latency is not None else None,
+                "sessions": _figure(now, "loligo_mds_sessions"),
+                "inodes": _figure(now, "loligo_mds_inodes_cached"),
+                "unapplied": _figure(now, "loligo_mds_journal_unapplied_events")})
+        clients = sum(m["sessions"] or 0 for m in mdss if m["state"] == "active")
+        return {"filesystems": filesystems, "mdss": mdss, "clients": clients}
 
     def _recovery(self, pgs: Any) -> dict[str, Any]:
         missing = pgs.missing_objects
@@ -347,6 +382,10 @@ class ClusterView:
         for o in osds:
             hosts.setdefault(o["host"], []).append(o["id"])
         return [{"name": h, "osds": ids} for h, ids in sorted(hosts.items())], osds
+
+
+def _figure(sample: Sample | None, name: str) -> int | None:
+    return int(sample.total(name)) if sample is not None else None
 
 
 def _server_errors(rates: Rates) -> list[str]:

@@ -13,7 +13,7 @@ process), served at http://HOST:PORT/metrics where PORT is the daemon's own port
       from rados_py import metrics
       metrics.observe("store_commit", seconds)          # a histogram sample
       metrics.inc("store_fsyncs")                       # a counter
-      with metrics.timed("mds_journal_flush"): ...      # time a block
+      with metrics.timed("mds_journal_append"): ...      # time a block
 
   Every hook name is declared once in `HOOKS` (metric name, help, kind, buckets); a hook of a
   process without metrics (a tool, a unit test) costs one dict lookup and does nothing. An MDS
@@ -75,10 +75,14 @@ HOOKS: dict[str, Hook] = {
                          "OSD's store: a batch of transactions made durable (one fsync)"),
     "store_transactions": Hook("loligo_osd_store_transactions_total", "Transactions the OSD's "
                                "store made durable", "counter"),
-    "mds_request": Hook("loligo_mds_request_latency_seconds", "One MDS request, by operation",
+    "mds_request": Hook("loligo_mds_request_latency_seconds", "Metadata request service "
+                        "time (loads and waits for other clients included), by operation",
                         labels=("op",)),
-    "mds_journal_flush": Hook("loligo_mds_journal_flush_latency_seconds", "One flush of the "
-                              "MDS journal"),
+    "mds_requests": Hook("loligo_mds_requests_total", "Metadata requests answered, by "
+                         "operation and result (ok or the errno's name)", "counter",
+                         labels=("op", "result")),
+    "mds_journal_append": Hook("loligo_mds_journal_append_latency_seconds", "One append to "
+                              "the MDS journal: a batch of events made durable in RADOS"),
 }
 
 _installed: DaemonMetrics | None = None

@@ -34,6 +34,7 @@ function bytes(n) {
 
 const rate = (n) => `${bytes(n)}/s`;
 const count = (n) => (n === null || n === undefined) ? "–" : Number(n).toLocaleString("en");
+const plural = (n, word) => `${count(n)} ${word}${n === 1 ? "" : "s"}`;
 const pct = (part, whole) => whole > 0 ? Math.min(100, (100 * part) / whole) : 0;
 
 function duration(s) {
@@ -220,8 +221,6 @@ function renderMons(s) {
       mon.in_quorum ? null : el("span", {class: "tag err", text: mon.last_seen_ago >= 0 ? `silent ${Math.round(mon.last_seen_ago)} s` : "never seen"}),
       el("span", {class: "addr", text: mon.addr})));
   }
-  const mds = s.mds || [];
-  $("mds").textContent = mds.length ? "MDS: " + mds.map((d) => `${d.name} up:${d.state}`).join(", ") : "";
 }
 
 let session = null;
@@ -306,7 +305,8 @@ function renderGateway(s) {
   // a cluster without a gateway: no empty card; the events take the row
   const none = !(s.gateways || []).length && !((s.gateway || {}).users || []).length;
   $("card-gateway").hidden = none;
-  $("card-events").classList.toggle("span-3", none);
+  $("card-gateway").classList.toggle("span-2", hasFs(s));
+  $("card-gateway").classList.toggle("span-3", !hasFs(s));
   const list = $("gateways");
   list.replaceChildren();
   for (const g of s.gateways || []) {
@@ -334,6 +334,36 @@ function renderGateway(s) {
     el("td", {class: "num", text: count(b.objects)}),
     el("td", {class: "num", text: bytes(b.bytes)}))));
   if (!data.buckets.length) buckets.append(el("tr", {}, el("td", {colspan: 4, class: "muted", text: "no buckets yet"})));
+}
+
+const hasFs = (s) => !!s.fs && (s.fs.filesystems.length > 0 || s.fs.mdss.length > 0);
+
+function renderFs(s) {
+  // a cluster without a file system or MDS: no card; one without a gateway: the whole row
+  $("card-fs").hidden = !hasFs(s);
+  $("card-fs").classList.toggle("span-3", $("card-gateway").hidden);
+  if (!hasFs(s)) return;
+  const fs = s.fs;
+  const active = fs.mdss.filter((m) => m.state === "active");
+  const reqs = active.reduce((n, m) => n + m.requests_per_sec, 0);
+  $("fs-summary").textContent = `${plural(fs.clients, "client")} · ${reqs.toFixed(1)} requests/s`;
+  $("filesystems").replaceChildren(...fs.filesystems.map((f) => el("li", {},
+    el("span", {class: "dot " + (f.joinable && active.length ? "up" : "down")}),
+    el("b", {text: f.name}),
+    el("span", {class: "muted", text: `pools ${f.metadata_pool}, ${f.data_pool}`}),
+    f.joinable ? (active.length ? null : el("span", {class: "tag err", text: "no active MDS"}))
+      : el("span", {class: "tag warn", text: "failed (not joinable)"}))));
+  if (!fs.filesystems.length) $("filesystems").append(el("li", {class: "muted", text: "no file system yet: loligo fs new NAME META_POOL DATA_POOL"}));
+  const ms = (v) => v === null ? "–" : `${v.toFixed(v < 10 ? 2 : 1)} ms`;
+  $("mdss").replaceChildren(...fs.mdss.map((m) => el("li", {"data-mds": m.name},
+    el("span", {class: "dot " + (m.answering ? "up" : "down")}),
+    el("b", {text: `mds.${m.name}`}),
+    el("span", {class: "tag" + (m.state === "active" ? " ok" : ""), text: m.state === "active" ? `active (rank ${m.rank})` : m.state}),
+    el("span", {class: "muted small", text: !m.answering ? "metrics not answering"
+      : m.state === "active" ? `${m.requests_per_sec.toFixed(1)} req/s · ${ms(m.latency_ms)} · ${plural(m.sessions, "session")} · ${count(m.inodes)} inodes cached · ${count(m.unapplied)} to apply`
+      : "ready to take over"}),
+    el("span", {class: "addr", text: m.addr}))));
+  if (!fs.mdss.length) $("mdss").append(el("li", {class: "muted", text: "no MDS running: loligo mds --conf FILE --id a"}));
 }
 
 function renderEvents(s) {
@@ -367,6 +397,7 @@ function render(s) {
   renderOsds(s);
   renderPools(s);
   renderGateway(s);
+  renderFs(s);
   renderEvents(s);
   lastUpdate = s.updated;
   showAge();

@@ -1,7 +1,8 @@
 """The live dashboard in a real headless Chromium (Debian's chromium, driven by selenium through
-chromium-driver): it loads with no console errors, shows HEALTH_OK, turns to HEALTH_WARN naming
-the OSD within seconds of `cluster kill osd.1`, and back once it returns; screenshots of each
-state are written for a person to look at (.artifacts/dashboard-*.png). And it is read-only
+chromium-driver): it loads with no console errors, shows HEALTH_OK, the file system with its
+active and standby MDS and a mount's session, turns to HEALTH_WARN naming the OSD within
+seconds of `cluster kill osd.1`, and back once it returns; screenshots of each state are
+written for a person to look at (.artifacts/dashboard-*.png). And it is read-only
 until signed in with a key the monitors accept."""
 
 from __future__ import annotations
@@ -39,9 +40,11 @@ if not (CHROMIUM and DRIVER):
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[launcher.LocalCluster]:
     with running_cluster(tmp_path_factory.mktemp("dash") / "cluster", osds=3, pool="data",
+                         mdss=2,
                          settings={"osd_heartbeat_interval": 0.3, "osd_heartbeat_grace": 1.5,
-                                   "osd_beacon_interval": 0.3,
+                                   "osd_beacon_interval": 0.3, "mds_beacon_interval": 0.3,
                                    "mon_osd_report_grace": 3.0}) as c:
+        asyncio.run(c.create_fs())
         offset = c.config.metrics_port_offset
         port = launcher.pick_ports(1, random_base_port() + 300, offset)[0]
         with open(c.conf, "a") as f:
@@ -91,6 +94,19 @@ def screenshot(browser: Any, name: str) -> Path:
     return path
 
 
+async def with_a_mount(cluster: launcher.LocalCluster, check: Any) -> None:
+    """Run `check` (blocking) while a file system client holds a session, as a mount does."""
+    from mds.client.mdsclient import MdsClient
+
+    async with Rados(cluster.config) as r:
+        client = MdsClient(r)
+        await client.start()
+        try:
+            await asyncio.to_thread(check)  # the session's stream goes on meanwhile
+        finally:
+            await client.close()
+
+
 def test_the_page_follows_an_osd_down_and_back(cluster: launcher.LocalCluster,
                                                browser: Any) -> None:
     browser.get(url_of(cluster))
@@ -109,6 +125,13 @@ def test_the_page_follows_an_osd_down_and_back(cluster: launcher.LocalCluster,
     wait_for(lambda: browser.find_elements("css selector", "#chart path.series"), 30,
              "the throughput plot drawn")
     assert "data" in text(browser, "pools")
+    wait_for(lambda: "loligofs" in text(browser, "filesystems")
+             and "active (rank 0)" in text(browser, "mdss")
+             and "standby" in text(browser, "mdss"), 30,
+             "the file system with an active and a standby MDS")
+    asyncio.run(with_a_mount(cluster, lambda: wait_for(
+        lambda: text(browser, "fs-summary").startswith("1 client")
+        and "1 session ·" in text(browser, "mdss"), 30, "the mount's session on the page")))
     assert console_errors(browser) == []
     screenshot(browser, "ok")
 

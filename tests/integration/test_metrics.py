@@ -139,3 +139,49 @@ def test_every_daemon_counts_what_it_did(gw: GatewayProcess) -> None:
     wait_for(lambda: sum(total(scrape(port_of(d.addr, offset)), "loligo_osd_scrubs_total",
                                type="deep") for d in cluster.osds) > before,
              60, f"a finished deep scrub of {pgid} counted")
+
+
+def test_the_mds_counts_requests_by_operation_and_result(gw: GatewayProcess) -> None:
+    """An MDS added to the running cluster: metadata requests by op and result (errno name),
+    their latency, its state, sessions, cache and journal -- as a mount's requests make them."""
+    from mds import layout
+    from mds.client.mdsclient import MdsClient, MdsError
+    from rados_py.proto.loligo import mds_pb2
+
+    cluster = gw.cluster
+    offset = cluster.config.metrics_port_offset
+    [mds] = cluster.add_mds_sections(count=1)
+    cluster.start([mds.name], timeout=60)
+    asyncio.run(cluster.create_fs())
+    port = port_of(mds.addr, offset)
+    wait_for(lambda: total(scrape(port), "loligo_mds_state", state="active") == 1, 60,
+             "mds.a active in its metrics")
+
+    async def mount_work() -> None:
+        async with Rados(cluster.config) as r:
+            client = MdsClient(r)
+            await client.start()
+            try:
+                for i in range(5):
+                    await client.request(create=mds_pb2.CreateOp(
+                        parent=layout.ROOT_INO, name=f"f{i}".encode(), mode=0o100644))
+                with pytest.raises(MdsError):
+                    await client.request(lookup=mds_pb2.LookupOp(parent=layout.ROOT_INO,
+                                                                 name=b"missing"))
+                await asyncio.to_thread(  # the session's stream goes on meanwhile
+                    wait_for, lambda: total(scrape(port), "loligo_mds_sessions") == 1, 30,
+                    "the mount's session counted")
+            finally:
+                await client.close()
+    asyncio.run(mount_work())
+
+    m = scrape(port)
+    assert total(m, "loligo_mds_requests_total", op="create", result="ok") == 5
+    assert total(m, "loligo_mds_requests_total", op="lookup", result="enoent") == 1
+    assert total(m, "loligo_mds_request_latency_seconds_count", op="create") == 5
+    assert total(m, "loligo_mds_rpc_requests_total", method="Mds.Session") >= 1
+    assert total(m, "loligo_mds_journal_append_latency_seconds_count") >= 1
+    wait_for(lambda: total(scrape(port), "loligo_mds_journal_events_total") >= 5, 30,
+             "the creates' journal events counted")
+    assert total(m, "loligo_mds_inodes_cached") >= 5
+    assert total(m, "loligo_mds_state", state="standby") == 0

@@ -1,7 +1,7 @@
 """Daemons never die of a peer's behaviour. Clients that reset the connection in the middle of a
 large GET or PUT, half-close it, trickle their bytes, hold a thousand idle connections, send
-garbage, or are killed mid-request, against the gateway, an OSD and a monitor: after each, the
-same daemon process (same pid) answers a normal request.
+garbage, or are killed mid-request, against the gateway, an OSD, a monitor, an MDS and the
+manager's dashboard: after each, the same daemon process (same pid) answers a normal request.
 
 (Found by Ceph's s3-tests: `loligo` set SIGPIPE to SIG_DFL for every command, daemons
 included, so the first write to a socket whose client had reset it killed the gateway.)
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import resource
 import signal
@@ -19,6 +20,7 @@ import struct
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +33,7 @@ from botocore.config import Config as BotoConfig
 
 from cluster import launcher
 from rados_py.rados import Rados
+from tests.integration import random_base_port
 from tests.integration.gateway_fixture import ROOT, GatewayProcess, running_gateway
 from tests.waiting import wait_for
 
@@ -225,10 +228,11 @@ asyncio.run(main())
 """
 
 
-def kill_mid_request(cluster: launcher.LocalCluster, mode: str, delay: float) -> None:
+def kill_mid_request(cluster: launcher.LocalCluster, mode: str, delay: float,
+                     script: str = KILLED_CLIENT) -> None:
     """A client process that is SIGKILLed while its request is in flight."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_CLIENT, str(cluster.conf), mode],
+    proc = subprocess.Popen([sys.executable, "-c", script, str(cluster.conf), mode],
                             stdout=subprocess.PIPE, env=env, cwd=ROOT)
     try:
         assert proc.stdout is not None
@@ -307,3 +311,131 @@ async def _ensure_pool(cluster: launcher.LocalCluster) -> None:
     async with Rados(cluster.config) as r:
         if "data" not in await r.pool_list():
             await r.pool_create("data")
+
+
+# --- an MDS and the manager (added to the same cluster) ---------------------------------------
+
+KILLED_MOUNT = r"""
+import asyncio, sys
+from rados_py.config import load
+from rados_py.rados import Rados
+from mds.client.mdsclient import MdsClient
+from rados_py.proto.loligo import mds_pb2
+async def main():
+    async with Rados(load(sys.argv[1])) as r:
+        client = MdsClient(r)
+        await client.start()
+        print("go", flush=True)
+        i = 0
+        while True:  # creates in flight, and a session, when killed
+            i += 1
+            await client.request(create=mds_pb2.CreateOp(parent=1, name=b"k%d" % i,
+                                                          mode=0o100644))
+asyncio.run(main())
+"""
+
+
+def mds_works(cluster: launcher.LocalCluster) -> bool:
+    from mds import layout
+    from mds.client.mdsclient import MdsClient
+    from rados_py.proto.loligo import mds_pb2
+
+    async def go() -> bool:
+        async with Rados(cluster.config) as r:
+            client = MdsClient(r)
+            await client.start()
+            try:
+                name = f"after-{uuid.uuid4().hex[:6]}".encode()
+                await client.request(create=mds_pb2.CreateOp(parent=layout.ROOT_INO,
+                                                              name=name, mode=0o100644))
+                reply = await client.request(lookup=mds_pb2.LookupOp(parent=layout.ROOT_INO,
+                                                                     name=name))
+                return reply.inode.ino > 0
+            finally:
+                await client.close()
+    return asyncio.run(go())
+
+
+def test_an_mds_and_the_manager_survive_rude_clients(gw: GatewayProcess) -> None:
+    """The same treatment for the later daemons: a mount killed mid-request and broken HTTP/2
+    peers against an MDS; dashboard pages that vanish, never read their event stream, or just
+    hold connections against the manager; resets in the middle of /metrics scrapes."""
+    cluster = gw.cluster
+    [mds] = cluster.add_mds_sections(count=1)
+    cluster.start([mds.name], timeout=60)
+    asyncio.run(cluster.create_fs())
+    port = launcher.pick_ports(1, random_base_port() + 300,
+                               cluster.config.metrics_port_offset)[0]
+    with open(cluster.conf, "a") as f:
+        f.write(f"\n[mgr.a]\nmgr_dashboard_port = {port}\n")
+    cluster.start_mgrs(timeout=60)
+    mgr = cluster.daemon("mgr.a")
+    pids = {d.name: cluster.pid(d) for d in (mds, mgr)}
+    assert all(pids.values()) and all(sigpipe_ignored(p) for p in pids.values()), pids
+    url = f"http://127.0.0.1:{port}/"
+
+    def page_works() -> bool:
+        with urllib.request.urlopen(url + "api/state", timeout=10) as resp:
+            return "health" in json.loads(resp.read())
+
+    def same_daemons(what: str) -> None:
+        now = {d.name: cluster.pid(d) for d in (mds, mgr)}
+        assert now == pids, f"a daemon died after {what}: {pids} -> {now}"
+        assert mds_works(cluster), what
+        assert page_works(), what
+
+    wait_for(page_works, 30, "the dashboard answering")
+    same_daemons("nothing")
+    for delay in (0.05, 0.5):
+        kill_mid_request(cluster, "", delay, script=KILLED_MOUNT)
+    mds_addr = ("127.0.0.1", int(mds.addr.rsplit(":", 1)[1]))
+    abuse_grpc_port(mds_addr)
+    with idle_connections(mds_addr, IDLE // 2):
+        wait_for(lambda: mds_works(cluster), 30, "a metadata request among idle connections")
+    same_daemons("killed mounts, broken HTTP/2 peers and idle connections to the MDS")
+
+    mgr_addr = ("127.0.0.1", port)
+    for _ in range(3):  # a page that goes away in the middle of its event stream
+        s = connect(mgr_addr)
+        s.sendall(raw_request("GET", url + "api/events"))
+        s.settimeout(10)
+        assert s.recv(65536).startswith(b"HTTP/1.1 200")
+        reset(s)
+    # pages that never read what the manager pushes them: its writes must not hold up the rest
+    stuck = [connect(mgr_addr) for _ in range(100)]
+    try:
+        for s in stuck:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.sendall(raw_request("GET", url + "api/events"))
+        started = time.monotonic()
+        wait_for(page_works, 30, "the dashboard answering beside 100 stuck event streams")
+        assert time.monotonic() - started < 10
+    finally:
+        for s in stuck:
+            reset(s)
+    s = connect(mgr_addr)  # garbage, then half-close
+    s.sendall(os.urandom(4096))
+    s.shutdown(socket.SHUT_WR)
+    s.settimeout(30)
+    with contextlib.suppress(ConnectionResetError):
+        while s.recv(65536):
+            pass
+    s.close()
+    s = connect(mgr_addr)  # a request trickled, then RST
+    for byte in raw_request("GET", url + "api/state")[:30]:
+        s.send(bytes([byte]))
+        time.sleep(0.01)
+    reset(s)
+    with idle_connections(mgr_addr, IDLE):
+        started = time.monotonic()
+        wait_for(page_works, 30, f"the dashboard answering beside {IDLE} idle connections")
+        assert time.monotonic() - started < 10
+    offset = cluster.config.metrics_port_offset
+    for addr in (mds_addr, mgr_addr):  # a scrape cut off by an RST
+        s = connect((addr[0], addr[1] + offset))
+        s.sendall(raw_request("GET", f"http://{addr[0]}:{addr[1] + offset}/metrics"))
+        reset(s)
+    same_daemons("vanishing, stuck, garbled and idle dashboard clients and cut-off scrapes")
+    for d in (mds, mgr):
+        log = cluster.log_file(d).read_text(errors="replace")
+        assert "Traceback" not in log, f"{d.name}: a client's behaviour made a traceback"
