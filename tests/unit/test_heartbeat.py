@@ -16,6 +16,7 @@ from rados_py.crush import edit
 from rados_py.crush.compiled import CompiledMap
 from rados_py.osdmap import OSDMap, OsdState
 from rados_py.proto.loligo import mon_pb2
+from tests.waiting import wait_for_async
 
 FSID = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
 
@@ -74,14 +75,14 @@ async def test_live_peers_answer_a_refused_port_is_reported_at_once() -> None:
         a.set_targets(osdmap(addrs), {1, 2})
         b.set_targets(osdmap(addrs), {0})
         # b may report osd.2 too: it pings a few peers beyond its PG peers (EXTRA_PEERS)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and not (
-                a.peer_space.get(1) and any(r.target == 2 and r.reporter == 0 for r in reports)):
-            await asyncio.sleep(0.05)
+        await wait_for_async(
+            lambda: a.peer_space.get(1) and any(r.target == 2 and r.reporter == 0
+                                                 for r in reports),
+            5, "b's free space and osd.0's report of the refused port")
         assert a.peer_space[1] == (5000, 50)            # b answers, with its free space
         refused = [r for r in reports if r.target == 2 and r.reporter == 0]
         assert refused and refused[0].immediate
-        await asyncio.sleep(1.0)                         # twice the grace: b still fine
+        await asyncio.sleep(1.0)  # a measured interval (twice the grace): b must stay fine
         assert not [r for r in reports if r.target in (0, 1) and not r.still_alive]
     finally:
         await a.stop()
@@ -104,8 +105,7 @@ async def test_a_silent_peer_is_reported_after_its_grace_and_withdrawn_when_back
         addrs = {0: await a.start(), 3: hung_addr}
         a.set_targets(osdmap(addrs), {3})
         start = time.monotonic()
-        while time.monotonic() - start < 5 and not reports:
-            await asyncio.sleep(0.02)
+        await wait_for_async(lambda: reports, 5, "a report of the hung peer")
         assert reports and reports[0].target == 3 and not reports[0].immediate
         assert time.monotonic() - start >= 0.35         # not before the grace
         # it comes back (a responder at its address again): the report is withdrawn
@@ -113,8 +113,8 @@ async def test_a_silent_peer_is_reported_after_its_grace_and_withdrawn_when_back
         back = HeartbeatThread(3, config, "127.0.0.1", report, lambda: None)
         addrs[3] = await back.start()
         a.set_targets(osdmap(addrs), {3})
-        while time.monotonic() - start < 10 and not any(r.still_alive for r in reports):
-            await asyncio.sleep(0.02)
+        await wait_for_async(lambda: any(r.still_alive for r in reports), 10,
+                             "the report withdrawn")
         assert any(r.still_alive and r.target == 3 for r in reports)
         await back.stop()
     finally:
