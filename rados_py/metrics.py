@@ -48,6 +48,8 @@ from prometheus_client import (
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from rados_py.rpc import response_items
+
 __all__ = ["HOOKS", "LATENCY", "DaemonMetrics", "Hook", "inc", "observe", "timed"]
 
 log = logging.getLogger(__name__)
@@ -287,17 +289,8 @@ class _Interceptor(grpc.aio.ServerInterceptor):
                 gauge.inc()
                 code = "OK"
                 try:
-                    result = inner(request, context)
-                    if hasattr(result, "__aiter__"):
-                        async for item in result:
-                            yield item
-                    elif inspect.isawaitable(result):  # a servicer writing with context.write
-                        await result
-                    else:
-                        end = object()
-                        it = iter(result)
-                        while (item := await asyncio.to_thread(next, it, end)) is not end:
-                            yield item
+                    async for item in response_items(inner(request, context)):
+                        yield item
                 except BaseException as exc:
                     code = _code_of(exc, context)
                     raise

@@ -307,6 +307,22 @@ def _passthrough(serializer: Callable[[Any], bytes] | None) -> Callable[[Any], b
     return serialize
 
 
+async def response_items(result: Any) -> AsyncIterator[Any]:
+    """What a streaming servicer method answers, whatever its kind: an async generator, a
+    coroutine writing with context.write (nothing to yield), or a plain iterator (drawn in a
+    thread: it may block)."""
+    if hasattr(result, "__aiter__"):
+        async for item in result:
+            yield item
+    elif inspect.isawaitable(result):
+        await result
+    else:
+        end = object()
+        it = iter(result)
+        while (item := await asyncio.to_thread(next, it, end)) is not end:
+            yield item
+
+
 def _wrap(handler: grpc.RpcMethodHandler, method: str, guard: _Guard) -> grpc.RpcMethodHandler:
     """The same handler, run after the guard admitted the call, with typed errors mapped to
     statuses."""
@@ -344,17 +360,8 @@ def _wrap(handler: grpc.RpcMethodHandler, method: str, guard: _Guard) -> grpc.Rp
         async def behavior(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             try:
                 begin(request, context)
-                result = inner(request, context)
-                if hasattr(result, "__aiter__"):
-                    async for item in result:
-                        yield item
-                elif inspect.isawaitable(result):  # a servicer writing with context.write
-                    await result
-                else:
-                    end = object()
-                    it = iter(result)
-                    while (item := await asyncio.to_thread(next, it, end)) is not end:
-                        yield item
+                async for item in response_items(inner(request, context)):
+                    yield item
             except grpc.aio.AbortError:
                 raise
             except Exception as exc:
