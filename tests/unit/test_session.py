@@ -19,6 +19,7 @@ from rados_py import auth, rpc, session
 from rados_py.config import Config
 from rados_py.errors import NotFound, Timeout
 from rados_py.proto.loligo import osd_pb2, osd_pb2_grpc
+from tests.waiting import wait_for_async
 
 FSID = "5a4e0b55-7b4e-4f43-9a52-b8a3b9ec3d1f"
 SECRET = b"s" * 32
@@ -134,12 +135,12 @@ async def test_errors_travel_typed_and_slow_replies_do_not_hold_others(served) -
 @pytest.mark.asyncio
 async def test_a_broken_stream_fails_what_is_in_flight_and_the_next_call_reconnects(
         served) -> None:
-    _, address, server = await served()
+    echo, address, server = await served()
     channel, s = await open_session(address)
     try:
         assert (await s.call(session.OP, op(b"a"), 5)).op_reply.message == "a"
         pending = asyncio.ensure_future(s.call(session.OP, op(b"silent"), 30))
-        await asyncio.sleep(0.1)
+        await wait_for_async(lambda: b"silent" in echo.order, 5, "the request at the server")
         await rpc.stop_server(server, 0)
         with pytest.raises(rpc.Unavailable):
             await asyncio.wait_for(pending, 10)
